@@ -1,0 +1,69 @@
+"""Server configuration: the one place that reads the environment.
+
+Everything the server needs from its surroundings is gathered into a frozen
+`ServerConfig` once, at start-up, so the rest of the code never touches
+`os.environ` and tests can build a config by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["DEFAULT_IMAGE", "DEFAULT_MODEL", "ServerConfig"]
+
+DEFAULT_IMAGE = "managed-sessions-sandbox:0.1"
+"""The image `managed-sessions image build` makes and sessions use by default."""
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+"""A current Claude Sonnet model, used when neither the session nor its agent names one."""
+
+DEFAULT_HTTP_PORT = 8765
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server needs to know about its surroundings.
+
+    Attributes:
+        data_dir: where the SQLite store, session outputs and logs live.
+        image: sandbox image for environments that name none.
+        model: model for sessions and agents that name none.
+        token: bearer token for the HTTP transport, when given explicitly.
+        model_key_present: whether the `anthropic` SDK will find credentials.
+        model_base_url: an Anthropic-compatible endpoint replacing the default one.
+        allowed_hosts: extra Host header values the HTTP transport accepts.
+    """
+
+    data_dir: Path
+    image: str = DEFAULT_IMAGE
+    model: str = DEFAULT_MODEL
+    token: str | None = field(default=None, repr=False)
+    model_key_present: bool = False
+    model_base_url: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
+        """Builds the config from `MANAGED_SESSIONS_*` and the SDK's own variables."""
+        env = os.environ if environ is None else environ
+        data_dir = env.get("MANAGED_SESSIONS_DATA_DIR") or platformdirs.user_data_dir("managed-sessions")
+        hosts = env.get("MANAGED_SESSIONS_ALLOWED_HOSTS", "")
+        return cls(
+            data_dir=Path(data_dir).expanduser(),
+            image=env.get("MANAGED_SESSIONS_IMAGE") or DEFAULT_IMAGE,
+            model=env.get("MANAGED_SESSIONS_MODEL") or DEFAULT_MODEL,
+            token=env.get("MANAGED_SESSIONS_TOKEN") or None,
+            model_key_present=bool(env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")),
+            model_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
+        )
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite store."""
+        return self.data_dir / "store.db"

@@ -1,0 +1,51 @@
+"""Errors a caller can fix, and how they are told.
+
+    ServerError                  a failure the MCP client is told about (a tool error)
+    ├── NotFoundError            an id that names nothing (or nothing any more)
+    ├── InvalidRequestError      an argument that passed the schema but not the rules
+    ├── ConflictError            the object is in the wrong state for this call
+    │   └── SessionBusyError     the session is running
+    └── DataDirInUseError        another server owns the data dir (start-up only)
+
+`ServerError` is an MCP `ToolError`, so raising one anywhere below a tool gives
+the client `is_error=True` and the message (and an INFO log line, no traceback). Anything else is a crash: the client
+sees a generic message and the traceback goes to stderr. Messages name the
+item with `!r` and say what to do next; they never contain a secret.
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+__all__ = [
+    "ConflictError",
+    "DataDirInUseError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "ServerError",
+    "SessionBusyError",
+]
+
+
+class ServerError(ToolError):
+    """A failure the MCP client is told about, as a tool error carrying this message."""
+
+
+class NotFoundError(ServerError, LookupError):
+    """An id that names no object."""
+
+
+class InvalidRequestError(ServerError, ValueError):
+    """An argument that is well-typed but breaks a rule (unknown reference, bad combination)."""
+
+
+class ConflictError(ServerError):
+    """The object exists but its state forbids the call (archived, duplicate name)."""
+
+
+class SessionBusyError(ConflictError):
+    """The session is running; the call has to wait until it is idle."""
+
+
+class DataDirInUseError(ServerError):
+    """Another server process holds the data dir."""

@@ -1,0 +1,52 @@
+"""Sessions as clients see them: the pinned agent, the environment snapshot, and derived state."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from server.models.agents import AgentSnapshot
+from server.models.environments import EnvironmentSpec
+from server.models.events import Event, StopReason, Usage
+
+__all__ = ["Session", "SessionStats", "SessionStatus"]
+
+SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
+
+
+class SessionStats(BaseModel):
+    event_count: int = Field(description="How many events the session's log holds.")
+    last_event_at: str | None = None
+
+
+class Session(BaseModel):
+    """A session. Status, stop_reason, usage and stats are derived from its event log."""
+
+    type: Literal["session"] = "session"
+    id: str
+    status: SessionStatus
+    stop_reason: StopReason | None = None
+    title: str | None = None
+    agent: AgentSnapshot
+    environment_id: str | None = Field(description="The environment it was created from; null for the default.")
+    environment: EnvironmentSpec = Field(description="The environment snapshot the sandbox is built from.")
+    resources: list[dict[str, str]] = Field(default_factory=list)
+    vault_ids: list[str] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    stats: SessionStats
+    created_at: str
+    updated_at: str
+    archived_at: str | None = None
+
+
+class EventPage(BaseModel):
+    """A page of a session's events, oldest first."""
+
+    session_id: str
+    events: list[Event]
+    next_cursor: str | None = Field(description="Pass as `after` to continue; the last event id seen.")
+    has_more: bool = Field(description="Whether more events already exist after this page.")
+    status: SessionStatus
+    stop_reason: StopReason | None = None

@@ -1,0 +1,27 @@
+"""Starting the server on a transport, with the data dir held for this process alone."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from server.app import build_server
+from server.config import ServerConfig
+from server.lock import hold_data_dir
+
+__all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, port: int) -> None:
+    """Runs until the client disconnects (stdio) or the process is interrupted (HTTP)."""
+    with hold_data_dir(config.data_dir):
+        mcp = build_server(config)
+        logger.info("data dir %s", config.data_dir)
+        if transport == "http":
+            from server.http_transport import serve_http
+
+            serve_http(mcp, config, host, port)
+        else:
+            mcp.run()

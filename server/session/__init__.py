@@ -1,0 +1,1 @@
+"""Sessions: the store, its migrations, and the state derived from the event log."""

@@ -1,0 +1,69 @@
+"""Shared fixtures: a fresh data dir per test, the server over an in-memory client, and the
+rules for tests that need real external parts (Docker, a SecretService keyring, the Inspector)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from server.app import build_server
+from server.config import ServerConfig
+
+REQUIRED_PARTS = {
+    "docker": "MANAGED_SESSIONS_REQUIRE_DOCKER",
+    "keyring": "MANAGED_SESSIONS_REQUIRE_KEYRING",
+    "inspector": "MANAGED_SESSIONS_REQUIRE_INSPECTOR",
+}
+
+
+def missing_part(part: str, why: str) -> None:
+    """Skips the test, or fails it when CI said this part must be there."""
+    if os.environ.get(REQUIRED_PARTS[part]) == "1":
+        pytest.fail(f"{part} is required here ({REQUIRED_PARTS[part]}=1) but unavailable: {why}")
+    pytest.skip(f"{part} unavailable: {why}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches a real model endpoint unless it sets one itself."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def config(data_dir: Path) -> ServerConfig:
+    return ServerConfig(data_dir=data_dir, model="claude-test-model", image="managed-sessions-sandbox:test")
+
+
+@pytest.fixture
+async def client(config: ServerConfig) -> AsyncIterator[Client]:
+    async with Client(build_server(config)) as connected:
+        yield connected
+
+
+@pytest.fixture
+def subprocess_env(data_dir: Path) -> Iterator[dict[str, str]]:
+    """Environment for a server started as a child process."""
+    yield {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "MANAGED_SESSIONS_DATA_DIR": str(data_dir),
+        "MANAGED_SESSIONS_MODEL": "claude-test-model",
+    }
