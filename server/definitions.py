@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from server.errors import ConflictError, InvalidRequestError
 from server.ids import new_id
-from server.models.agents import FULL_TOOLSET, Agent, AgentTool, McpServer, ModelConfig, check_agent_definition
+from server.models.agents import FULL_TOOLSET, Agent, AgentTool, McpServer, ModelConfig, ModelId, check_agent_definition
 from server.models.common import apply_metadata_patch, now_rfc3339
 from server.models.environments import Environment, Networking, Packages, Resources
 from server.pagination import check_cursor, page_cursor
@@ -36,7 +36,7 @@ class AgentChanges(BaseModel):
     """Fields of create_agent/update_agent; None means 'not given'."""
 
     name: str | None = None
-    model: str | ModelConfig | None = None
+    model: ModelId | ModelConfig | None = None
     system: str | None = None
     description: str | None = None
     tools: list[AgentTool] | None = None

@@ -42,16 +42,27 @@ def check_docker(config: ServerConfig) -> list[Check]:
     except docker.errors.DockerException as exc:
         where = os.environ.get("DOCKER_HOST", "the default socket")
         return [
-            Check("docker engine", "FAIL", f"no Docker engine answers at {where}: {exc}",
-                  "start Docker (Docker Desktop, 'sudo systemctl start docker', or 'dockerd &'), or set DOCKER_HOST"),
+            Check(
+                "docker engine",
+                "FAIL",
+                f"no Docker engine answers at {where}: {exc}",
+                "start Docker (Docker Desktop, 'sudo systemctl start docker', or 'dockerd &'), or set DOCKER_HOST",
+            ),
             Check("sandbox image", "FAIL", f"cannot look for {config.image!r} without an engine", "fix Docker first"),
         ]
     engine = Check("docker engine", "ok", f"Docker {version.get('Version')} (API {version.get('ApiVersion')})")
     try:
         image = client.images.get(config.image)
     except docker.errors.ImageNotFound:
-        return [engine, Check("sandbox image", "FAIL", f"{config.image!r} is not on this engine",
-                              "run 'managed-sessions image build' (or set MANAGED_SESSIONS_IMAGE to an image you have)")]
+        return [
+            engine,
+            Check(
+                "sandbox image",
+                "FAIL",
+                f"{config.image!r} is not on this engine",
+                "run 'managed-sessions image build' (or set MANAGED_SESSIONS_IMAGE to an image you have)",
+            ),
+        ]
     except docker.errors.APIError as exc:
         return [engine, Check("sandbox image", "FAIL", f"cannot inspect {config.image!r}: {exc}", "check the engine")]
     size_mb = int(image.attrs.get("Size", 0)) // 1_000_000
@@ -63,11 +74,19 @@ def check_keyring() -> Check:
         backend = describe_backend()
         KeyringStore("managed-sessions").get("doctor-probe")
     except VaultError as exc:
-        return Check("keyring", "warn", str(exc),
-                     "the HTTP token and vault credentials need it; or set MANAGED_SESSIONS_TOKEN for HTTP")
+        return Check(
+            "keyring",
+            "warn",
+            str(exc),
+            "the HTTP token and vault credentials need it; or set MANAGED_SESSIONS_TOKEN for HTTP",
+        )
     if not backend.secure:
-        return Check("keyring", "warn", f"{backend.name} does not keep secrets encrypted",
-                     "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet)")
+        return Check(
+            "keyring",
+            "warn",
+            f"{backend.name} does not keep secrets encrypted",
+            "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet)",
+        )
     return Check("keyring", "ok", backend.name)
 
 
@@ -77,8 +96,12 @@ def check_data_dir(config: ServerConfig) -> Check:
         with tempfile.NamedTemporaryFile(dir=config.data_dir, prefix=".doctor-"):
             pass
     except OSError as exc:
-        return Check("data dir", "FAIL", f"{config.data_dir} is not writable: {exc.strerror}",
-                     "fix its permissions or set MANAGED_SESSIONS_DATA_DIR to a writable directory")
+        return Check(
+            "data dir",
+            "FAIL",
+            f"{config.data_dir} is not writable: {exc.strerror}",
+            "fix its permissions or set MANAGED_SESSIONS_DATA_DIR to a writable directory",
+        )
     return Check("data dir", "ok", str(config.data_dir))
 
 
@@ -88,8 +111,12 @@ def check_model(config: ServerConfig) -> Check:
         parts = urlsplit(config.model_base_url)
         endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     if not config.model_key_present:
-        return Check("model credentials", "FAIL", f"no ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) for {endpoint}",
-                     "export ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL for another endpoint)")
+        return Check(
+            "model credentials",
+            "FAIL",
+            f"no ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) for {endpoint}",
+            "export ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL for another endpoint)",
+        )
     return Check("model credentials", "ok", f"a key is set for {endpoint}; default model {config.model}")
 
 

@@ -4,6 +4,7 @@ rules for tests that need real external parts (Docker, a SecretService keyring, 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -59,11 +60,23 @@ async def client(config: ServerConfig) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-def subprocess_env(data_dir: Path) -> Iterator[dict[str, str]]:
+def subprocess_env(data_dir: Path) -> dict[str, str]:
     """Environment for a server started as a child process."""
-    yield {
+    return {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
         "MANAGED_SESSIONS_DATA_DIR": str(data_dir),
         "MANAGED_SESSIONS_MODEL": "claude-test-model",
     }
+
+
+@pytest.fixture
+def keyring_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment variables reaching a real, unlocked SecretService keyring."""
+    from secret_service import secret_service
+
+    try:
+        with secret_service(tmp_path / "keyring") as env:
+            yield env
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        missing_part("keyring", str(exc))

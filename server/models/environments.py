@@ -25,7 +25,9 @@ MAX_ENV_VALUE_CHARS = 32_768
 # [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
-    rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    # A first component is a registry only if it has a dot or a port, or is localhost (Docker's own rule).
+    r"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+(?::[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost)/)?"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]*(?:=[A-Za-z0-9.+~:-]+)?$")
@@ -35,6 +37,11 @@ _PIP = re.compile(
 )
 _NPM = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=| *+_-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _preview(value: str, limit: int = 60) -> str:
+    """A value short enough to quote in an error message."""
+    return value if len(value) <= limit else value[:limit] + f"...({len(value)} chars)"
 
 
 def _image(value: str) -> str:
@@ -49,7 +56,7 @@ def _packages(pattern: re.Pattern[str], manager: str, example: str) -> AfterVali
     def check(values: list[str]) -> list[str]:
         if len(values) > MAX_PACKAGES_PER_MANAGER:
             raise ValueError(f"at most {MAX_PACKAGES_PER_MANAGER} {manager} packages, got {len(values)}")
-        bad = [v for v in values if len(v) > 214 or not pattern.match(v)]
+        bad = [_preview(v) for v in values if len(v) > 214 or not pattern.match(v)]
         if bad:
             raise ValueError(f"not valid {manager} package specs: {bad!r}; write them like {example!r}")
         return values
@@ -112,7 +119,7 @@ class Resources(Strict):
 def _env_vars(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_ENV_VARS:
         raise ValueError(f"at most {MAX_ENV_VARS} env variables, got {len(value)}")
-    bad_names = sorted(k for k in value if not _ENV_NAME.match(k))
+    bad_names = sorted(_preview(k) for k in value if not _ENV_NAME.match(k))
     if bad_names:
         raise ValueError(f"env names must match [A-Za-z_][A-Za-z0-9_]*: {bad_names!r}")
     too_long = sorted(k for k, v in value.items() if len(v) > MAX_ENV_VALUE_CHARS or "\0" in v)
@@ -129,7 +136,7 @@ EnvDescription = Annotated[str, StringConstraints(max_length=2_048)]
 class EnvironmentSpec(BaseModel):
     """The sandbox definition a session is created with (a snapshot: later edits do not reach it)."""
 
-    image: str | None = Field(default=None, description="Image name; null means the server's default image.")
+    image: ImageRef | None = Field(default=None, description="Image name; null means the server's default image.")
     packages: Packages = Field(default_factory=Packages)
     networking: NoNetwork | UnrestrictedNetwork = Field(default_factory=NoNetwork)
     resources: Resources = Field(default_factory=Resources)

@@ -166,13 +166,14 @@ class SessionManager:
     ) -> EventPage:
         """A page of events after the cursor; with `wait_s`, a long poll for the first new one."""
         after_seq = await self._cursor_seq(session_id, after)
-        events: list[Event] = []
-        with anyio.move_on_after(wait_s):
-            while True:
-                signal = self.notifier.arm(session_id)  # armed before the read: no lost wake-up
-                events = await in_thread(self._store.read_events, session_id, after_seq, limit + 1, types)
-                if events or wait_s <= 0:
-                    break
+        deadline = anyio.current_time() + wait_s
+        while True:
+            signal = self.notifier.arm(session_id)  # armed before the read: no lost wake-up
+            events = await in_thread(self._store.read_events, session_id, after_seq, limit + 1, types)
+            remaining = deadline - anyio.current_time()
+            if events or remaining <= 0:
+                break
+            with anyio.move_on_after(remaining):
                 await signal.wait()
         session = await self.get(session_id)  # also reports a session deleted while we waited
         page = events[:limit]

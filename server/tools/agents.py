@@ -9,7 +9,15 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from server.definitions import AgentChanges, AgentPage
-from server.models.agents import MAX_DESCRIPTION_CHARS, MAX_SYSTEM_CHARS, Agent, AgentTool, McpServer, ModelConfig
+from server.models.agents import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_SYSTEM_CHARS,
+    Agent,
+    AgentTool,
+    McpServer,
+    ModelConfig,
+    ModelId,
+)
 from server.models.common import MetadataPatch
 from server.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, Cursor, IncludeArchived, Limit, reply, runtime
 
@@ -18,7 +26,7 @@ __all__ = ["register_agent_tools"]
 AgentId = Annotated[str, Field(min_length=1, max_length=64, description="An agent id (agent_...).")]
 Name = Annotated[str | None, Field(default=None, min_length=1, max_length=256, description="Display name.")]
 Model = Annotated[
-    str | ModelConfig | None,
+    ModelId | ModelConfig | None,
     Field(default=None, description="Model id such as 'claude-sonnet-5-5', or {id}. Default: the server's model."),
 ]
 System = Annotated[

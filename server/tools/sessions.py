@@ -11,6 +11,7 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from server.errors import NotFoundError
+from server.models.agents import ModelId
 from server.models.common import Metadata
 from server.models.events import EventType
 from server.models.sessions import EventPage, Session, SessionStatus
@@ -43,8 +44,8 @@ def register_session_tools(mcp: MCPServer) -> None:
             int | None, Field(default=None, ge=1, description="Pin this version of agent_id; default latest.")
         ] = None,
         model: Annotated[
-            str | None,
-            Field(default=None, min_length=1, max_length=256, description="Model id; overrides the agent's model."),
+            ModelId | None,
+            Field(default=None, description="Model id; overrides the agent's model."),
         ] = None,
         system: Annotated[
             str | None, Field(default=None, max_length=100_000, description="System prompt; overrides the agent's.")

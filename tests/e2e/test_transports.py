@@ -1,0 +1,106 @@
+"""The same scenario over every transport: in memory, a real stdio child, and real HTTP with its token."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from processes import http_server, python_path_env
+from scenario import run_scenario
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "test-token-0123456789abcdef"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+async def test_scenario_in_memory(client: Client) -> None:
+    await run_scenario(client)
+
+
+async def test_scenario_over_stdio(subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "server", "serve"], env=python_path_env(subprocess_env)
+    )
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            await run_scenario(client)
+    # stdout carried only the protocol, so the client parsed every line; logs went to stderr.
+    assert "data dir" in (tmp_path / "stderr.log").read_text()
+
+
+async def test_scenario_over_http_with_the_token(subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    env = python_path_env({**subprocess_env, "MANAGED_SESSIONS_TOKEN": TOKEN})
+    with http_server(env, tmp_path / "stderr.log") as (port, _):
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            httpx2.AsyncClient(headers=headers) as http,
+            Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
+        ):
+            await run_scenario(client)
+    assert TOKEN not in (tmp_path / "stderr.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"bearer{TOKEN}"],
+    ids=["missing", "wrong", "wrong-scheme", "longer", "malformed"],
+)
+async def test_http_refuses_requests_without_the_token_with_a_bare_401(
+    subprocess_env: dict[str, str], tmp_path: Path, authorization: str | None
+) -> None:
+    env = python_path_env({**subprocess_env, "MANAGED_SESSIONS_TOKEN": TOKEN})
+    with http_server(env, tmp_path / "stderr.log") as (port, _):
+        headers = dict(MCP_HEADERS)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        async with httpx2.AsyncClient() as http:
+            response = await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers=headers)
+            health = await http.get(f"http://127.0.0.1:{port}/", headers=headers)
+    assert response.status_code == 401
+    assert response.content == b""
+    assert health.status_code == 401
+
+
+async def test_http_with_the_token_but_a_foreign_host_header_is_refused(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = python_path_env({**subprocess_env, "MANAGED_SESSIONS_TOKEN": TOKEN})
+    with http_server(env, tmp_path / "stderr.log") as (port, _):
+        url = f"http://127.0.0.1:{port}/mcp"
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+        async with httpx2.AsyncClient() as http:
+            ok = await http.post(url, json=INITIALIZE, headers=headers)
+            rebound = await http.post(url, json=INITIALIZE, headers={**headers, "Host": "attacker.example:80"})
+            bad_origin = await http.post(url, json=INITIALIZE, headers={**headers, "Origin": "http://attacker.example"})
+    assert ok.status_code == 200
+    assert rebound.status_code == 421
+    assert bad_origin.status_code == 403
+
+
+def test_http_refuses_a_non_loopback_bind_without_an_explicit_token(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--transport", "http", "--host", "0.0.0.0", "--port", "1"],
+        env=python_path_env(subprocess_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "MANAGED_SESSIONS_TOKEN" in result.stderr
+    assert "not loopback" in result.stderr
