@@ -63,6 +63,24 @@ class ServerConfig:
             allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
         )
 
+    def problems(self) -> list[str]:
+        """What is wrong with the values given, each with its fix; empty when all is well."""
+        from pydantic import TypeAdapter, ValidationError
+
+        from server.models.agents import ModelId
+        from server.models.environments import ImageRef
+
+        found = []
+        for variable, value, kind in (
+            ("MANAGED_SESSIONS_IMAGE", self.image, ImageRef),
+            ("MANAGED_SESSIONS_MODEL", self.model, ModelId),
+        ):
+            try:
+                TypeAdapter(kind).validate_python(value)
+            except ValidationError:
+                found.append(f"{variable}={value!r} is not valid; unset it or give a valid value")
+        return found
+
     @property
     def database_path(self) -> Path:
         """The SQLite store."""

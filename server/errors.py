@@ -5,7 +5,8 @@
     ├── InvalidRequestError      an argument that passed the schema but not the rules
     ├── ConflictError            the object is in the wrong state for this call
     │   └── SessionBusyError     the session is running
-    └── DataDirInUseError        another server owns the data dir (start-up only)
+    ├── DataDirInUseError        another server owns the data dir (start-up only)
+    └── ConfigError              a configuration variable has an unusable value (start-up only)
 
 `ServerError` is an MCP `ToolError`, so raising one anywhere below a tool gives
 the client `is_error=True` and the message (and an INFO log line, no traceback). Anything else is a crash: the client
@@ -18,6 +19,7 @@ from __future__ import annotations
 from mcp.server.mcpserver.exceptions import ToolError
 
 __all__ = [
+    "ConfigError",
     "ConflictError",
     "DataDirInUseError",
     "InvalidRequestError",
@@ -49,3 +51,7 @@ class SessionBusyError(ConflictError):
 
 class DataDirInUseError(ServerError):
     """Another server process holds the data dir."""
+
+
+class ConfigError(ServerError):
+    """A configuration variable has an unusable value."""

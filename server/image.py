@@ -86,8 +86,11 @@ def build_default_image(config: ServerConfig, tag: str | None = None, source: Im
     tag = tag or config.image
     started = time.monotonic()
     client = _connect(BUILD_TIMEOUT_S)
-    base = _base_image(client, source)
-    _build_top(client, base, tag)
+    try:
+        base = _base_image(client, source)
+        _build_top(client, base, tag)
+    except (docker.errors.DockerException, OSError) as exc:  # the steps translate the failures they expect
+        raise ImageBuildError(f"building {tag!r} failed: {exc}; check the engine with 'docker info'") from exc
     logger.info("built %s from %s in %.0f s", tag, base, time.monotonic() - started)
 
 
@@ -115,7 +118,7 @@ def _auto_base(client: docker.DockerClient) -> str:
     if _has_image(client, REGISTRY_BASE):
         return REGISTRY_BASE
     if _has_matching_base(client):
-        return DEBOOTSTRAP_BASE
+        return _debootstrap_base(client)
     pull_failure = _try_pull(REGISTRY_BASE)
     if pull_failure is None:
         return REGISTRY_BASE

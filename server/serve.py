@@ -7,6 +7,7 @@ from typing import Literal
 
 from server.app import build_server
 from server.config import ServerConfig
+from server.errors import ConfigError
 from server.lock import hold_data_dir
 
 __all__ = ["serve"]
@@ -16,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, port: int) -> None:
     """Runs until the client disconnects (stdio) or the process is interrupted (HTTP)."""
+    problems = config.problems()
+    if problems:
+        raise ConfigError("; ".join(problems))
     with hold_data_dir(config.data_dir):
         mcp = build_server(config)
         logger.info("data dir %s", config.data_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 __all__ = ["EVENT_TYPES", "Event", "EventType", "StopReason", "Usage"]
 
@@ -71,6 +71,12 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_is_zero(cls, value: object) -> object:
+        """The Messages API reports cache counts as null when no cache was involved."""
+        return 0 if value is None else value
 
     def plus(self, other: Usage) -> Usage:
         return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
