@@ -59,7 +59,6 @@ def test_doctor_never_prints_the_model_key(subprocess_env: dict[str, str]) -> No
 def test_doctor_reports_the_engine_version_when_docker_answers(subprocess_env: dict[str, str]) -> None:
     import docker
     import docker.errors
-
     from conftest import missing_part
 
     try:
