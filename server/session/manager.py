@@ -23,6 +23,7 @@ from server.models.environments import EnvironmentSpec
 from server.models.events import Event
 from server.models.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.pagination import check_cursor, page_cursor
+from server.session.appender import Appender
 from server.session.blocking import in_thread
 from server.session.notifier import EventNotifier
 from server.session.store import NewEvent, SessionFilter, Store
@@ -66,6 +67,7 @@ class SessionManager:
         self._default_model = default_model
         self._default_image = default_image
         self.notifier = EventNotifier()
+        self._appender = Appender(store)
 
     async def create(self, request: NewSession) -> Session:
         agent = await self._agent_snapshot(request)
@@ -152,7 +154,7 @@ class SessionManager:
         return SessionDeleted(id=session_id)
 
     async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
-        appended = await in_thread(self._store.append_events, session_id, events)
+        appended = await self._appender.append(session_id, events)
         self.notifier.notify(session_id)
         return appended
 
@@ -165,34 +167,26 @@ class SessionManager:
         wait_s: float,
     ) -> EventPage:
         """A page of events after the cursor; with `wait_s`, a long poll for the first new one."""
-        after_seq = await self._cursor_seq(session_id, after)
+        if after and not is_id(after, "sevt"):
+            raise InvalidRequestError(f"after={after!r} is not an event id; pass an id (sevt_...) from get_events")
         deadline = anyio.current_time() + wait_s
         while True:
             signal = self.notifier.arm(session_id)  # armed before the read: no lost wake-up
-            events = await in_thread(self._store.read_events, session_id, after_seq, limit + 1, types)
+            events, state = await in_thread(self._store.read_page, session_id, after, limit + 1, types)
             remaining = deadline - anyio.current_time()
             if events or remaining <= 0:
                 break
             with anyio.move_on_after(remaining):
                 await signal.wait()
-        session = await self.get(session_id)  # also reports a session deleted while we waited
         page = events[:limit]
         return EventPage(
             session_id=session_id,
             events=[bounded(e) for e in page],
             next_cursor=page[-1].id if page else after,
             has_more=len(events) > limit,
-            status=session.status,
-            stop_reason=session.stop_reason,
+            status=state.status,
+            stop_reason=state.stop_reason,
         )
-
-    async def _cursor_seq(self, session_id: str, after: str | None) -> int:
-        await self.get(session_id)
-        if not after:
-            return 0
-        if not is_id(after, "sevt"):
-            raise InvalidRequestError(f"after={after!r} is not an event id; pass an id (sevt_...) from get_events")
-        return await in_thread(self._store.event_seq, session_id, after)
 
 
 def _refuse_while_running(session: Session, action: str) -> None:
@@ -204,10 +198,22 @@ def _refuse_while_running(session: Session, action: str) -> None:
 
 def bounded(event: Event) -> Event:
     """The event with every long string cut to `MAX_EVENT_FIELD_CHARS` and a visible marker."""
+    if not _has_long_string(event.payload()):
+        return event
     payload = {key: _cut(value) for key, value in event.payload().items()}
     return Event.model_validate(
         {**payload, "id": event.id, "seq": event.seq, "type": event.type, "processed_at": event.processed_at}
     )
+
+
+def _has_long_string(value: JsonValue) -> bool:
+    if isinstance(value, str):
+        return len(value) > MAX_EVENT_FIELD_CHARS
+    if isinstance(value, list):
+        return any(_has_long_string(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_long_string(item) for item in value.values())
+    return False
 
 
 def _cut(value: JsonValue) -> JsonValue:

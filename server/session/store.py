@@ -48,6 +48,7 @@ from server.session.state import SessionState, fold
 __all__ = ["NewEvent", "SessionFilter", "Store"]
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_AUTOCHECKPOINT_PAGES = 4_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class Store:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
         db.execute("pragma journal_mode = wal")
         db.execute("pragma synchronous = normal")
+        # A checkpoint fsyncs inside whichever commit triggers it; checkpointing every ~16 MiB of WAL
+        # instead of SQLite's default ~4 MiB spreads that cost over four times as many appends.
+        db.execute(f"pragma wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         db.execute("pragma foreign_keys = on")
         db.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
         apply_migrations(db)
@@ -264,6 +268,24 @@ class Store:
         with self._write() as db:
             return self._append(db, session_id, new_events)
 
+    def append_many(self, requests: Sequence[tuple[str, Sequence[NewEvent]]]) -> list[list[Event] | NotFoundError]:
+        """Group commit: several appends in one transaction, each in its own savepoint.
+
+        One request failing (its session is gone) leaves the others to commit; its slot in the
+        result holds the error instead of the events.
+        """
+        results: list[list[Event] | NotFoundError] = []
+        with self._write() as db:
+            for session_id, new_events in requests:
+                db.execute("savepoint one_append")
+                try:
+                    results.append(self._append(db, session_id, new_events))
+                except NotFoundError as exc:
+                    db.execute("rollback to one_append")
+                    results.append(exc)
+                db.execute("release one_append")
+        return results
+
     def archive_session(self, session_id: str, at: str) -> list[Event]:
         """Records `session.status_terminated` and marks the session archived, atomically."""
         with self._write() as db:
@@ -300,6 +322,34 @@ class Store:
         self, session_id: str, after_seq: int, limit: int, types: Sequence[str] | None = None
     ) -> list[Event]:
         """Events with `seq > after_seq`, oldest first, optionally only some types."""
+        with self._lock:
+            return self._select_events(self._db, session_id, after_seq, limit, types)
+
+    def read_page(
+        self, session_id: str, after_event_id: str | None, limit: int, types: Sequence[str] | None = None
+    ) -> tuple[list[Event], SessionState]:
+        """Events after a cursor (an event id) and the session's state, read together."""
+        with self._lock:
+            row = self._db.execute("select state from sessions where session_id = ?", (session_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no session {session_id!r}; list_sessions shows the ones that exist")
+            after_seq = 0
+            if after_event_id:
+                found = self._db.execute(
+                    "select seq from events where session_id = ? and event_id = ?", (session_id, after_event_id)
+                ).fetchone()
+                if found is None:
+                    raise NotFoundError(
+                        f"session {session_id!r} has no event {after_event_id!r}; pass an id from its own log"
+                    )
+                after_seq = found[0]
+            events = self._select_events(self._db, session_id, after_seq, limit, types)
+            return events, SessionState.model_validate_json(row[0])
+
+    @staticmethod
+    def _select_events(
+        db: sqlite3.Connection, session_id: str, after_seq: int, limit: int, types: Sequence[str] | None
+    ) -> list[Event]:
         if types:
             marks = ",".join("?" * len(types))
             # Only the placeholders are interpolated; every value is bound.
@@ -314,7 +364,7 @@ class Store:
                 " where session_id = ? and seq > ? order by seq limit ?"
             )
             params = (session_id, after_seq, limit)
-        return [_event_from_row(row) for row in self._read(sql, params)]
+        return [_event_from_row(row) for row in db.execute(sql, params)]
 
     def event_seq(self, session_id: str, event_id: str) -> int:
         rows = self._read("select seq from events where session_id = ? and event_id = ?", (session_id, event_id))

@@ -8,7 +8,7 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from server.definitions import AgentChanges, AgentPage
+from server.definitions import AgentChanges
 from server.models.agents import (
     MAX_DESCRIPTION_CHARS,
     MAX_SYSTEM_CHARS,
@@ -19,7 +19,18 @@ from server.models.agents import (
     ModelId,
 )
 from server.models.common import MetadataPatch
-from server.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, Cursor, IncludeArchived, Limit, reply, runtime
+from server.tools.common import (
+    DESTRUCTIVE,
+    READ_ONLY,
+    WRITE,
+    AgentList,
+    Ctx,
+    Cursor,
+    IncludeArchived,
+    Limit,
+    reply,
+    runtime,
+)
 
 __all__ = ["register_agent_tools"]
 
@@ -126,7 +137,7 @@ def register_agent_tools(mcp: MCPServer) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def list_agents(
         ctx: Ctx, limit: Limit = 20, cursor: Cursor = None, include_archived: IncludeArchived = False
-    ) -> Annotated[CallToolResult, AgentPage]:
+    ) -> Annotated[CallToolResult, AgentList]:
         """List agents (latest versions), newest first."""
         page = await runtime(ctx).definitions.list_agents(limit, cursor, include_archived)
         more = "; more with next_cursor" if page.next_cursor else ""

@@ -14,10 +14,13 @@ __all__ = [
     "DESTRUCTIVE",
     "READ_ONLY",
     "WRITE",
+    "AgentList",
     "Ctx",
     "Cursor",
+    "EnvironmentList",
     "IncludeArchived",
     "Limit",
+    "SessionList",
     "reply",
     "runtime",
 ]
@@ -31,6 +34,25 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
 Limit = Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100.")]
 Cursor = Annotated[str | None, Field(default=None, max_length=64, description="next_cursor from the previous page.")]
 IncludeArchived = Annotated[bool, Field(description="Also list archived objects.")]
+
+
+class Listing(BaseModel):
+    """A page as published: items are plain objects in the output schema. A typed item schema would
+    make clients that check results (jsonschema, per item) spend ~10x longer on a page than the server."""
+
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+
+class AgentList(Listing):
+    agents: list[dict[str, Any]] = Field(description="Agent objects, as get_agent returns them.")
+
+
+class EnvironmentList(Listing):
+    environments: list[dict[str, Any]] = Field(description="Environment objects, as get_environment returns them.")
+
+
+class SessionList(Listing):
+    sessions: list[dict[str, Any]] = Field(description="Session objects, as get_session returns them.")
 
 
 def runtime(ctx: Ctx) -> Runtime:

@@ -8,10 +8,21 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from server.definitions import EnvironmentChanges, EnvironmentPage
+from server.definitions import EnvironmentChanges
 from server.models.common import MetadataPatch
 from server.models.environments import EnvDescription, Environment, EnvVars, Networking, Packages, Resources
-from server.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, Cursor, IncludeArchived, Limit, reply, runtime
+from server.tools.common import (
+    DESTRUCTIVE,
+    READ_ONLY,
+    WRITE,
+    Ctx,
+    Cursor,
+    EnvironmentList,
+    IncludeArchived,
+    Limit,
+    reply,
+    runtime,
+)
 
 __all__ = ["register_environment_tools"]
 
@@ -111,7 +122,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def list_environments(
         ctx: Ctx, limit: Limit = 20, cursor: Cursor = None, include_archived: IncludeArchived = False
-    ) -> Annotated[CallToolResult, EnvironmentPage]:
+    ) -> Annotated[CallToolResult, EnvironmentList]:
         """List environments, newest first."""
         page = await runtime(ctx).definitions.list_environments(limit, cursor, include_archived)
         more = "; more with next_cursor" if page.next_cursor else ""

@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from server.errors import NotFoundError
 from server.models.agents import ModelId
 from server.models.common import Metadata
-from server.models.events import EventType
-from server.models.sessions import EventPage, Session, SessionStatus
+from server.models.events import EventType, StopReason
+from server.models.sessions import Session, SessionStatus
 from server.runtime import Runtime
-from server.session.manager import NewSession, SessionDeleted, SessionPage
-from server.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, Cursor, IncludeArchived, Limit, reply, runtime
+from server.session.manager import NewSession, SessionDeleted
+from server.tools.common import (
+    DESTRUCTIVE,
+    READ_ONLY,
+    WRITE,
+    Ctx,
+    Cursor,
+    IncludeArchived,
+    Limit,
+    SessionList,
+    reply,
+    runtime,
+)
 
 __all__ = ["register_session_tools"]
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 MAX_WAIT_S = 55
+
+
+class EventList(BaseModel):
+    """A page of a session's log as published (items as plain objects; see `Listing`)."""
+
+    session_id: str
+    events: list[dict[str, Any]] = Field(
+        description="Events oldest first: {id (sevt_...), seq (1-based), type, processed_at, ...type's fields}."
+    )
+    next_cursor: str | None = Field(description="Pass as `after` to continue; the last event id seen.")
+    has_more: bool = Field(description="Whether more events already exist after this page.")
+    status: SessionStatus
+    stop_reason: StopReason | None = None
 
 
 def _summary(session: Session) -> str:
@@ -91,7 +115,7 @@ def register_session_tools(mcp: MCPServer) -> None:
         limit: Limit = 20,
         cursor: Cursor = None,
         include_archived: IncludeArchived = False,
-    ) -> Annotated[CallToolResult, SessionPage]:
+    ) -> Annotated[CallToolResult, SessionList]:
         """List sessions, newest first."""
         page = await runtime(ctx).sessions.list_page(limit, cursor, status, agent_id, include_archived)
         more = "; more with next_cursor" if page.next_cursor else ""
@@ -125,7 +149,7 @@ def register_session_tools(mcp: MCPServer) -> None:
             float,
             Field(ge=0, le=MAX_WAIT_S, description="Long poll: wait up to this long for a first new event."),
         ] = 0,
-    ) -> Annotated[CallToolResult, EventPage]:
+    ) -> Annotated[CallToolResult, EventList]:
         """Read a session's event log, oldest first, after a cursor. Long strings are cut with a marker.
 
         Pass next_cursor back as `after` to continue; with wait_seconds it returns as soon as an event exists."""

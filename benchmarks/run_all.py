@@ -1,0 +1,60 @@
+"""Runs every `bench_*.py` here, one after the other, and prints their JSON objects, one per line.
+
+Each benchmark's progress goes to stderr. A benchmark that crashes or prints no JSON object gets a
+line `{"benchmark": ..., "error": ...}` instead. Exit status: 1 if any benchmark failed to run,
+or, with `--strict`, if any missed its target; 0 otherwise.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--strict] [--only store,startup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not comparable to full runs
+    "stdio_roundtrip": ["--calls", "200"],
+    "startup": ["--runs", "3"],
+    "store": ["--events", "20000", "--reads", "100", "--appends", "1000"],
+}
+
+
+def run(script: Path, quick: bool) -> dict[str, object]:
+    name = script.stem.removeprefix("bench_")
+    extra = QUICK_ARGS.get(name, []) if quick else []
+    print(f"run_all: {name} {' '.join(extra)}".rstrip(), file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, str(script), *extra], stdout=subprocess.PIPE, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or len(lines) != 1:
+        return {"benchmark": name, "error": f"exit status {done.returncode}, {len(lines)} line(s) on stdout"}
+    try:
+        result = json.loads(lines[0])
+    except json.JSONDecodeError as exc:
+        return {"benchmark": name, "error": f"stdout is not JSON: {exc}"}
+    return result if isinstance(result, dict) else {"benchmark": name, "error": "stdout is not a JSON object"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller loops (a smoke run)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--only", default="", help="comma-separated names, e.g. store,startup")
+    args = parser.parse_args()
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+    scripts = [s for s in sorted(HERE.glob("bench_*.py")) if not wanted or s.stem.removeprefix("bench_") in wanted]
+    failed = missed = False
+    for script in scripts:
+        result = run(script, args.quick)
+        print(json.dumps(result), flush=True)
+        failed |= "error" in result
+        missed |= result.get("meets_target") is False
+    return 1 if failed or (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
