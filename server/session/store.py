@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ class Store:
         """Opens (creating if needed) the database and applies pending migrations."""
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-        db.execute("pragma journal_mode = wal")
+        _enable_wal(db)
         db.execute("pragma synchronous = normal")
         # A checkpoint fsyncs inside whichever commit triggers it; checkpointing every ~16 MiB of WAL
         # instead of SQLite's default ~4 MiB spreads that cost over four times as many appends.
@@ -394,6 +395,22 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self._read("pragma integrity_check")[0][0])
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switches the file to WAL. SQLite does not apply the busy timeout to this pragma, so two processes
+    opening a new file at once would see 'database is locked': retry within the same budget."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if db.execute("pragma journal_mode = wal").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError("could not switch store.db to WAL mode: database is locked")
+        time.sleep(0.01)
 
 
 _SESSION_COLUMNS = "select body, updated_at, archived_at, state from sessions"

@@ -1,0 +1,168 @@
+"""One server per data dir, checked with real server processes over stdio."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.lock import LOCK_WAIT_S
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVE = [sys.executable, "-m", "server", "serve"]
+DEADLINE_S = 30.0
+"""A server pays for a Python start-up and the mcp imports before it answers."""
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "lock", "version": "0"}},
+}
+
+
+class StdioServer:
+    """`managed-sessions serve` as a child, with stdin kept open; stdout is read in a thread."""
+
+    def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
+        self.stderr_path = stderr_path
+        with stderr_path.open("w", encoding="utf-8") as stderr:
+            self.proc = subprocess.Popen(
+                SERVE, env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put("")  # EOF
+
+    def initialize(self) -> dict[str, Any]:
+        """Completes the MCP handshake; once it answers, the server holds the lock (taken before it serves)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(INITIALIZE) + "\n")
+        self.proc.stdin.flush()
+        try:
+            line = self._lines.get(timeout=DEADLINE_S)
+        except queue.Empty:
+            raise AssertionError(f"server {self.proc.pid} did not answer initialize in {DEADLINE_S} s") from None
+        assert line, f"server {self.proc.pid} exited: {self.stderr()}"
+        response: dict[str, Any] = json.loads(line)
+        assert response.get("id") == 1, response
+        return response
+
+    def close_stdin(self) -> int:
+        """Disconnects the client, as a host does when it quits; returns the exit status."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=DEADLINE_S)
+
+    def kill_9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.proc.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def server_env(subprocess_env: dict[str, str]) -> dict[str, str]:
+    # The child imports this checkout even where the package is not installed.
+    return {**subprocess_env, "PYTHONPATH": str(REPO_ROOT)}
+
+
+@pytest.fixture
+def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], StdioServer]]:
+    """Starts stdio servers; any still running when the test ends is killed."""
+    servers: list[StdioServer] = []
+
+    def start() -> StdioServer:
+        servers.append(StdioServer(server_env, tmp_path / f"server-{len(servers)}.stderr"))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=DEADLINE_S)
+        for stream in (server.proc.stdin, server.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def lock_holder(data_dir: Path) -> str:
+    return (data_dir / "server.lock").read_text(encoding="utf-8")
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_names_the_holder(
+    start_server: Callable[[], StdioServer], server_env: dict[str, str], data_dir: Path
+) -> None:
+    first = start_server()
+    response = first.initialize()
+    assert response["result"]["serverInfo"]["name"] == "managed-sessions"
+    assert lock_holder(data_dir) == str(first.proc.pid)
+
+    started = time.monotonic()
+    second = subprocess.run(
+        SERVE,
+        env=server_env,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    took_s = time.monotonic() - started
+
+    assert second.returncode == 1, second.stderr
+    assert second.stdout == ""  # stdout is the protocol: nothing else may appear there
+    assert "another managed-sessions server" in second.stderr
+    assert f"pid {first.proc.pid}" in second.stderr
+    assert str(data_dir) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert took_s >= LOCK_WAIT_S  # it gave a holder that is shutting down the time to go
+    assert lock_holder(data_dir) == str(first.proc.pid)  # the refused server left the holder's pid alone
+
+    assert first.close_stdin() == 0, first.stderr()
+
+
+def test_a_server_starts_once_the_previous_one_has_exited(
+    start_server: Callable[[], StdioServer], data_dir: Path
+) -> None:
+    first = start_server()
+    first.initialize()
+    assert first.close_stdin() == 0, first.stderr()
+
+    second = start_server()
+    second.initialize()
+
+    assert lock_holder(data_dir) == str(second.proc.pid)
+    assert second.close_stdin() == 0, second.stderr()
+
+
+def test_a_server_killed_with_sigkill_leaves_no_stale_lock(
+    start_server: Callable[[], StdioServer], data_dir: Path
+) -> None:
+    first = start_server()
+    first.initialize()
+    first.kill_9()
+    assert lock_holder(data_dir) == str(first.proc.pid)  # the file stays; the kernel dropped the flock
+
+    second = start_server()
+    second.initialize()
+
+    assert lock_holder(data_dir) == str(second.proc.pid)
+    assert "another managed-sessions server" not in second.stderr()
+    assert second.close_stdin() == 0, second.stderr()
