@@ -62,3 +62,16 @@ def python_path_env(env: dict[str, str]) -> dict[str, str]:
     """The child imports the package from this checkout even where it is not installed."""
     root = str(Path(__file__).parent.parent)
     return {**env, "PYTHONPATH": os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)}
+
+
+def run_command(args: list[str], env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m server ARGS` to completion, with no stdin, capturing its output as text."""
+    return subprocess.run(
+        [*SERVER, *args],
+        env=python_path_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

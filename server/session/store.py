@@ -367,12 +367,6 @@ class Store:
             params = (session_id, after_seq, limit)
         return [_event_from_row(row) for row in db.execute(sql, params)]
 
-    def event_seq(self, session_id: str, event_id: str) -> int:
-        rows = self._read("select seq from events where session_id = ? and event_id = ?", (session_id, event_id))
-        if not rows:
-            raise NotFoundError(f"session {session_id!r} has no event {event_id!r}; pass an id from its own log")
-        return int(rows[0][0])
-
     def last_seq(self, session_id: str) -> int:
         rows = self._read("select last_seq from sessions where session_id = ?", (session_id,))
         if not rows:

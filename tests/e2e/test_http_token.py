@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from processes import http_server, python_path_env
+from processes import http_server, python_path_env, run_command
 
 pytestmark = [pytest.mark.keyring, pytest.mark.anyio]
 
@@ -74,14 +74,7 @@ async def test_without_a_keyring_or_token_the_server_says_how_to_fix_it(
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
         }
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_command(["serve", "--transport", "http", "--port", "1"], env)
     assert result.returncode == 1
     assert "MANAGED_SESSIONS_TOKEN" in result.stderr
     assert "keyring" in result.stderr

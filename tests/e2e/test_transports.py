@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from processes import http_server, python_path_env
+from processes import http_server, python_path_env, run_command
 from scenario import run_scenario
 
 pytestmark = pytest.mark.anyio
@@ -91,16 +91,7 @@ async def test_http_with_the_token_but_a_foreign_host_header_is_refused(
 def test_http_refuses_a_non_loopback_bind_without_an_explicit_token(
     subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
-    import subprocess
-
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--transport", "http", "--host", "0.0.0.0", "--port", "1"],
-        env=python_path_env(subprocess_env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_command(["serve", "--transport", "http", "--host", "0.0.0.0", "--port", "1"], subprocess_env)
     assert result.returncode == 1
     assert "MANAGED_SESSIONS_TOKEN" in result.stderr
     assert "not loopback" in result.stderr

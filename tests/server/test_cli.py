@@ -2,23 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from processes import python_path_env
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", *args],
-        env=python_path_env(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+from processes import run_command as run
 
 
 def test_python_dash_m_server_is_the_managed_sessions_command(subprocess_env: dict[str, str]) -> None:

@@ -582,13 +582,15 @@ def test_read_events_pages_after_a_seq_and_filters_by_type(store: Store) -> None
     assert store.read_events(session_id, after_seq=0, limit=100, types=["session.error"]) == []
 
 
-def test_event_seq_finds_an_event_only_in_its_own_session(store: Store) -> None:
+def test_a_page_cursor_names_an_event_only_in_its_own_session(store: Store) -> None:
     session_id, other_id = insert_session(store), insert_session(store)
-    mine = store.append_events(session_id, [message("a"), message("b")])
-    theirs = store.append_events(other_id, [message("c")])
+    mine = store.append_events(session_id, [message("a"), message("b"), message("c")])
+    theirs = store.append_events(other_id, [message("d")])
 
-    assert [store.event_seq(session_id, e.id) for e in mine] == [1, 2]
+    page, state = store.read_page(session_id, mine[0].id, limit=10)
+    assert [e.seq for e in page] == [2, 3]
+    assert state.event_count == 3
     with pytest.raises(NotFoundError, match=theirs[0].id):
-        store.event_seq(session_id, theirs[0].id)
+        store.read_page(session_id, theirs[0].id, limit=10)
     with pytest.raises(NotFoundError):
-        store.event_seq(session_id, new_id("sevt"))
+        store.read_page(session_id, new_id("sevt"), limit=10)
