@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 SERVER = [sys.executable, "-m", "server"]
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+"""A raw MCP initialize request (handshake era), for tests that speak HTTP or stdio by hand."""
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def free_port() -> int:
@@ -75,3 +86,67 @@ def run_command(args: list[str], env: dict[str, str], timeout_s: float = 120) ->
         check=False,
         stdin=subprocess.DEVNULL,
     )
+
+
+class LineChild:
+    """A child process talking in lines; stdout is read in a thread, so every wait has a deadline."""
+
+    def __init__(
+        self, argv: list[str], stderr_path: Path, env: dict[str, str] | None = None, deadline_s: float = 30.0
+    ) -> None:
+        self.stderr_path = stderr_path
+        self.deadline_s = deadline_s
+        with stderr_path.open("w", encoding="utf-8") as stderr:
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=Path(__file__).parent.parent,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put("")  # EOF
+
+    def next_line(self, timeout_s: float | None = None) -> str:
+        """The next line the child prints; fails with its stderr if it exits or stays silent."""
+        timeout_s = self.deadline_s if timeout_s is None else timeout_s
+        try:
+            line = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"child {self.proc.pid} printed nothing for {timeout_s} s") from None
+        if not line:
+            status = self.proc.wait(timeout=self.deadline_s)
+            raise AssertionError(f"child {self.proc.pid} closed stdout, exit status {status}:\n{self.stderr()}")
+        return line.strip()
+
+    def say(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self) -> int:
+        return self.proc.wait(timeout=self.deadline_s)
+
+    def kill_9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.wait() == -signal.SIGKILL
+
+    def stop(self) -> None:
+        """Kills the child if it still runs and closes its pipes (test teardown)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=self.deadline_s)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8")

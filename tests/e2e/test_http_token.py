@@ -8,17 +8,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from processes import http_server, python_path_env, run_command
+from processes import INITIALIZE, MCP_HEADERS, http_server, python_path_env, run_command
 
 pytestmark = [pytest.mark.keyring, pytest.mark.anyio]
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def token_from(stderr: str) -> str:
@@ -30,7 +22,7 @@ def token_from(stderr: str) -> str:
 async def initialize(port: int, token: str) -> int:
     async with httpx2.AsyncClient() as http:
         response = await http.post(
-            f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers={**HEADERS, "Authorization": f"Bearer {token}"}
+            f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}
         )
     return response.status_code
 

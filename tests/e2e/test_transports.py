@@ -9,19 +9,12 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from processes import http_server, python_path_env, run_command
+from processes import INITIALIZE, MCP_HEADERS, http_server, python_path_env, run_command
 from scenario import run_scenario
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "test-token-0123456789abcdef"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 async def test_scenario_in_memory(client: Client) -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import LineChild
 
 from server.lock import LOCK_WAIT_S
 
@@ -31,35 +28,16 @@ INITIALIZE = {
 }
 
 
-class StdioServer:
-    """`managed-sessions serve` as a child, with stdin kept open; stdout is read in a thread."""
+class StdioServer(LineChild):
+    """`managed-sessions serve` as a child, with stdin kept open."""
 
     def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
-        self.stderr_path = stderr_path
-        with stderr_path.open("w", encoding="utf-8") as stderr:
-            self.proc = subprocess.Popen(
-                SERVE, env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
-            )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put("")  # EOF
+        super().__init__(SERVE, stderr_path, env=env, deadline_s=DEADLINE_S)
 
     def initialize(self) -> dict[str, Any]:
         """Completes the MCP handshake; once it answers, the server holds the lock (taken before it serves)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(INITIALIZE) + "\n")
-        self.proc.stdin.flush()
-        try:
-            line = self._lines.get(timeout=DEADLINE_S)
-        except queue.Empty:
-            raise AssertionError(f"server {self.proc.pid} did not answer initialize in {DEADLINE_S} s") from None
-        assert line, f"server {self.proc.pid} exited: {self.stderr()}"
-        response: dict[str, Any] = json.loads(line)
+        self.say(json.dumps(INITIALIZE))
+        response: dict[str, Any] = json.loads(self.next_line())
         assert response.get("id") == 1, response
         return response
 
@@ -67,14 +45,7 @@ class StdioServer:
         """Disconnects the client, as a host does when it quits; returns the exit status."""
         assert self.proc.stdin is not None
         self.proc.stdin.close()
-        return self.proc.wait(timeout=DEADLINE_S)
-
-    def kill_9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        assert self.proc.wait(timeout=DEADLINE_S) == -signal.SIGKILL
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8")
+        return self.wait()
 
 
 @pytest.fixture
@@ -94,12 +65,7 @@ def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
 
     yield start
     for server in servers:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait(timeout=DEADLINE_S)
-        for stream in (server.proc.stdin, server.proc.stdout):
-            if stream is not None:
-                stream.close()
+        server.stop()
 
 
 def lock_holder(data_dir: Path) -> str:

@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import LineChild
 
 from server.errors import NotFoundError
 from server.ids import new_id
@@ -142,50 +139,12 @@ def assert_log_is_whole(store: Store, session_id: str) -> list[int]:
     return seqs
 
 
-class Child:
-    """A Python child running `script`; its stdout is read in a thread, so waits have deadlines."""
+class Child(LineChild):
+    """A Python child running `script`."""
 
     def __init__(self, script: str, tmp_path: Path, *args: str) -> None:
-        self.stderr_path = tmp_path / f"child-{new_id('sevt')}.stderr"
-        with self.stderr_path.open("w", encoding="utf-8") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", script, *args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put("")  # EOF
-
-    def next_line(self, timeout_s: float = CHILD_DEADLINE_S) -> str:
-        try:
-            line = self._lines.get(timeout=timeout_s)
-        except queue.Empty:
-            raise AssertionError(f"child {self.proc.pid} printed nothing for {timeout_s} s") from None
-        if not line:
-            status = self.proc.wait(timeout=CHILD_DEADLINE_S)
-            stderr = self.stderr_path.read_text(encoding="utf-8")
-            raise AssertionError(f"child {self.proc.pid} closed stdout, exit status {status}:\n{stderr}")
-        return line.strip()
-
-    def say(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-
-    def wait(self) -> int:
-        return self.proc.wait(timeout=CHILD_DEADLINE_S)
-
-    def kill_9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        assert self.wait() == -signal.SIGKILL
+        stderr_path = tmp_path / f"child-{new_id('sevt')}.stderr"
+        super().__init__([sys.executable, "-c", script, *args], stderr_path, deadline_s=CHILD_DEADLINE_S)
 
 
 @pytest.fixture
@@ -199,11 +158,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Child]]:
 
     yield start
     for child in children:
-        if child.proc.poll() is None:
-            child.proc.kill()
-            child.proc.wait(timeout=CHILD_DEADLINE_S)
-        if child.proc.stdin is not None:
-            child.proc.stdin.close()
+        child.stop()
 
 
 def release_together(children: list[Child]) -> None:
