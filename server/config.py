@@ -37,6 +37,8 @@ class ServerConfig:
         model_key_present: whether the `anthropic` SDK will find credentials.
         model_base_url: an Anthropic-compatible endpoint replacing the default one.
         allowed_hosts: extra Host header values the HTTP transport accepts.
+        extra_ca_bundle: a PEM bundle trusted inside sandboxes and image builds (corporate TLS proxies).
+        web_fetch_allow_private: let web_fetch reach loopback and private addresses.
     """
 
     data_dir: Path
@@ -46,6 +48,8 @@ class ServerConfig:
     model_key_present: bool = False
     model_base_url: str | None = None
     allowed_hosts: tuple[str, ...] = ()
+    extra_ca_bundle: Path | None = None
+    web_fetch_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -61,6 +65,8 @@ class ServerConfig:
             model_key_present=bool(env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")),
             model_base_url=env.get("ANTHROPIC_BASE_URL") or None,
             allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
+            extra_ca_bundle=Path(ca).expanduser() if (ca := env.get("MANAGED_SESSIONS_EXTRA_CA_BUNDLE")) else None,
+            web_fetch_allow_private=env.get("MANAGED_SESSIONS_WEB_FETCH_ALLOW_PRIVATE") == "1",
         )
 
     def problems(self) -> list[str]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, ValidationError
 
+from server.blocking import in_thread
 from server.errors import ConflictError, InvalidRequestError
 from server.ids import new_id
 from server.models.agents import FULL_TOOLSET, Agent, AgentTool, McpServer, ModelConfig, ModelId, check_agent_definition
 from server.models.common import apply_metadata_patch, now_rfc3339
 from server.models.environments import Environment, Networking, Packages, Resources
 from server.pagination import check_cursor, page_cursor
-from server.session.blocking import in_thread
 from server.session.store import Store
 
 __all__ = ["AgentChanges", "AgentPage", "Definitions", "EnvironmentChanges", "EnvironmentPage"]

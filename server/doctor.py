@@ -19,6 +19,8 @@ import docker
 import docker.errors
 
 from server.config import ServerConfig
+from server.hands.pool import find_leftovers
+from server.session.store import Store
 from vault import KeyringStore, VaultError, describe_backend
 
 __all__ = ["Check", "run_checks", "run_doctor"]
@@ -66,7 +68,23 @@ def check_docker(config: ServerConfig) -> list[Check]:
     except docker.errors.APIError as exc:
         return [engine, Check("sandbox image", "FAIL", f"cannot inspect {config.image!r}: {exc}", "check the engine")]
     size_mb = int(image.attrs.get("Size", 0)) // 1_000_000
-    return [engine, Check("sandbox image", "ok", f"{config.image} ({image.short_id}, {size_mb} MB)")]
+    found = Check("sandbox image", "ok", f"{config.image} ({image.short_id}, {size_mb} MB)")
+    return [engine, found, check_leftovers(client, config)]
+
+
+def check_leftovers(client: docker.DockerClient, config: ServerConfig) -> Check:
+    """Containers and volumes of deleted (or archived) sessions, which the server reaps when it starts."""
+    if not config.database_path.exists():
+        return Check("sandbox leftovers", "ok", "no store yet")
+    store = Store.open(config.database_path)
+    try:
+        leftovers = find_leftovers(client, store.store_id, store.session_ids())
+    finally:
+        store.close()
+    if not leftovers.containers and not leftovers.volumes:
+        return Check("sandbox leftovers", "ok", "none")
+    detail = f"{len(leftovers.containers)} container(s), {len(leftovers.volumes)} volume(s) no session needs"
+    return Check("sandbox leftovers", "warn", detail, "the server removes them when it next starts")
 
 
 def check_keyring() -> Check:

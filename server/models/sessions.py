@@ -10,7 +10,7 @@ from server.models.agents import AgentSnapshot
 from server.models.environments import EnvironmentSpec
 from server.models.events import Event, StopReason, Usage
 
-__all__ = ["Session", "SessionStats", "SessionStatus"]
+__all__ = ["SandboxPosture", "Session", "SessionStats", "SessionStatus"]
 
 SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
 
@@ -18,6 +18,22 @@ SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
 class SessionStats(BaseModel):
     event_count: int = Field(description="How many events the session's log holds.")
     last_event_at: str | None = None
+
+
+class SandboxPosture(BaseModel):
+    """How a session's sandbox is confined; `get_session` shows it."""
+
+    image: str = Field(description="The environment's image (packages are layered on it in a cached image).")
+    user: str = Field(description="uid:gid the tools run as; never root.")
+    network: str = Field(description="'none' (only loopback) or 'bridge' (unrestricted egress).")
+    capabilities: list[str] = Field(description="Linux capabilities kept: none.")
+    no_new_privileges: bool
+    memory_mb: int
+    cpus: float
+    pids_limit: int
+    disk_mb: int | None = Field(description="Writable-layer limit, where the storage driver supports one.")
+    docker_socket: bool = Field(description="Whether the Docker socket is reachable from inside: never.")
+    extra_ca_bundle: bool = Field(description="Whether an extra CA bundle is mounted read-only.")
 
 
 class Session(BaseModel):
@@ -31,6 +47,7 @@ class Session(BaseModel):
     agent: AgentSnapshot
     environment_id: str | None = Field(description="The environment it was created from; null for the default.")
     environment: EnvironmentSpec = Field(description="The environment snapshot the sandbox is built from.")
+    sandbox: SandboxPosture | None = Field(default=None, description="How the session's sandbox is confined.")
     resources: list[dict[str, str]] = Field(default_factory=list)
     vault_ids: list[str] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict)

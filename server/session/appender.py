@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from server.blocking import in_thread
 from server.errors import NotFoundError
 from server.models.events import Event
-from server.session.blocking import in_thread
 from server.session.store import NewEvent, Store
 
 __all__ = ["Appender"]

@@ -7,15 +7,21 @@ never written directly: they follow from its events (see `state.py`).
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
 
+from server.blocking import in_thread
 from server.errors import ConflictError, InvalidRequestError, SessionBusyError
+from server.hands.channel import HelperError
+from server.hands.docker_sandbox import SandboxLostError, posture_of
+from server.hands.pool import SandboxPool
+from server.hands.sandbox import SandboxUnavailableError
 from server.ids import is_id, new_id
 from server.models.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
 from server.models.common import now_rfc3339
@@ -24,7 +30,6 @@ from server.models.events import Event
 from server.models.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.pagination import check_cursor, page_cursor
 from server.session.appender import Appender
-from server.session.blocking import in_thread
 from server.session.notifier import EventNotifier
 from server.session.store import NewEvent, SessionFilter, Store
 
@@ -61,13 +66,27 @@ class NewSession(BaseModel):
 class SessionManager:
     """Owns sessions and their logs for one data dir."""
 
-    def __init__(self, store: Store, data_dir: Path, default_model: str, default_image: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        default_model: str,
+        default_image: str,
+        sandboxes: SandboxPool | None = None,
+        extra_ca_bundle: bool = False,
+    ) -> None:
         self._store = store
         self._data_dir = data_dir
         self._default_model = default_model
         self._default_image = default_image
+        self._sandboxes = sandboxes
+        self._extra_ca_bundle = extra_ca_bundle
         self.notifier = EventNotifier()
         self._appender = Appender(store)
+
+    def _shown(self, session: Session) -> Session:
+        """The session with its sandbox posture, which follows from its environment and this server."""
+        return session.model_copy(update={"sandbox": posture_of(session.environment, self._extra_ca_bundle)})
 
     async def create(self, request: NewSession) -> Session:
         agent = await self._agent_snapshot(request)
@@ -86,7 +105,7 @@ class SessionManager:
             updated_at=now,
         )
         await in_thread(self._store.insert_session, session)
-        return session
+        return self._shown(session)
 
     async def _agent_snapshot(self, request: NewSession) -> AgentSnapshot:
         if request.agent_id is None:
@@ -121,7 +140,7 @@ class SessionManager:
         return spec.model_copy(update={"image": spec.image or self._default_image})
 
     async def get(self, session_id: str) -> Session:
-        return await in_thread(self._store.get_session, session_id)
+        return self._shown(await in_thread(self._store.get_session, session_id))
 
     async def list_page(
         self,
@@ -134,7 +153,8 @@ class SessionManager:
         before = check_cursor(cursor, "sesn")
         where = SessionFilter(status=status, agent_id=agent_id, include_archived=include_archived)
         sessions = await in_thread(self._store.list_sessions, limit + 1, before, where)
-        return SessionPage(sessions=sessions[:limit], next_cursor=page_cursor([s.id for s in sessions], limit))
+        shown = [self._shown(s) for s in sessions[:limit]]
+        return SessionPage(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
 
     async def archive(self, session_id: str) -> Session:
         session = await self.get(session_id)
@@ -143,15 +163,53 @@ class SessionManager:
         _refuse_while_running(session, "archive")
         await in_thread(self._store.archive_session, session_id, now_rfc3339())
         self.notifier.notify(session_id)
+        if self._sandboxes is not None:
+            await self._sandboxes.stop(session_id, session.environment)
         return await self.get(session_id)
 
     async def delete(self, session_id: str) -> SessionDeleted:
         session = await self.get(session_id)
         _refuse_while_running(session, "delete")
         await in_thread(self._store.delete_session, session_id)
+        if self._sandboxes is not None:
+            await self._sandboxes.destroy(session_id, session.environment)
         await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
         self.notifier.notify(session_id)
         return SessionDeleted(id=session_id)
+
+    async def output_files(self, session_id: str) -> OutputFiles:
+        session = await self.get(session_id)
+        result = await self._output_call(session, "list_outputs", {})
+        return OutputFiles(session_id=session_id, files=[OutputFile.model_validate(f) for f in result["files"]])
+
+    async def read_output(self, session_id: str, path: str, offset: int, max_bytes: int) -> OutputChunk:
+        session = await self.get(session_id)
+        args: dict[str, JsonValue] = {"path": check_output_path(path), "offset": offset, "max_bytes": max_bytes}
+        result = await self._output_call(session, "read_output", args)
+        return OutputChunk(
+            session_id=session_id,
+            path=path,
+            mime_type=result["mime_type"],
+            size_bytes=result["size_bytes"],
+            offset=offset,
+            data=base64.b64decode(result["data"]),
+            eof=result["eof"],
+        )
+
+    async def _output_call(self, session: Session, op: str, args: dict[str, JsonValue]) -> dict[str, Any]:
+        """A helper call about output files; an archived session's sandbox is started for it and removed after."""
+        if self._sandboxes is None:
+            raise SandboxUnavailableError("this server runs without sandboxes")
+        sandbox = self._sandboxes.sandbox(session.id, session.environment)
+        try:
+            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
+        except HelperError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        except (SandboxLostError, TimeoutError) as exc:
+            raise SandboxUnavailableError(f"the sandbox of {session.id!r} did not answer; try again") from exc
+        finally:
+            if session.archived_at is not None:
+                await self._sandboxes.stop(session.id, session.environment)
 
     async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
         appended = await self._appender.append(session_id, events)
@@ -187,6 +245,44 @@ class SessionManager:
             status=state.status,
             stop_reason=state.stop_reason,
         )
+
+
+class OutputFile(BaseModel):
+    path: str = Field(description="Relative to /mnt/session/outputs/.")
+    size_bytes: int
+    mime_type: str
+    sha256: str
+    modified_at: str
+
+
+class OutputFiles(BaseModel):
+    session_id: str
+    files: list[OutputFile]
+
+
+class OutputChunk(BaseModel):
+    """Part of an output file, as raw bytes (the MCP layer decides how to show them)."""
+
+    session_id: str
+    path: str
+    mime_type: str
+    size_bytes: int
+    offset: int
+    data: bytes
+    eof: bool
+
+
+OUTPUT_CALL_TIMEOUT_S = 60.0
+
+
+def check_output_path(path: str) -> str:
+    """Refuses paths that could leave the outputs folder before the sandbox sees them."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith("/") or ".." in parts or "\0" in path:
+        raise InvalidRequestError(
+            f"path {path!r} must be relative to /mnt/session/outputs/ with no '..'; list_output_files shows them"
+        )
+    return path
 
 
 def _refuse_while_running(session: Session, action: str) -> None:

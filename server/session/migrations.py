@@ -9,6 +9,7 @@ never edited; a change to the schema is a new migration.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable
 
 __all__ = ["MIGRATIONS", "apply_migrations"]
@@ -97,6 +98,13 @@ def m001_initial(db: sqlite3.Connection) -> None:
         ) strict;
         """,
     )
+
+
+@migration
+def m002_store_identity(db: sqlite3.Connection) -> None:
+    """A random id for this store: sandboxes are labelled with it, so a server reaps only its own."""
+    db.execute("create table meta (key text primary key, value text not null) strict")
+    db.execute("insert into meta values ('store_id', ?)", (uuid.uuid4().hex,))
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:

@@ -89,6 +89,15 @@ class Store:
         apply_migrations(db)
         return cls(db)
 
+    @property
+    def store_id(self) -> str:
+        """This store's random id (the label that marks its sandboxes)."""
+        return str(self._read("select value from meta where key = 'store_id'")[0][0])
+
+    def session_ids(self) -> dict[str, bool]:
+        """Every session's id, mapped to whether it is archived."""
+        return {row[0]: row[1] is not None for row in self._read("select session_id, archived_at from sessions")}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -411,7 +420,8 @@ _SESSION_COLUMNS = "select body, updated_at, archived_at, state from sessions"
 
 
 def _session_body(session: Session) -> str:
-    return session.model_dump_json(exclude={"status", "stop_reason", "usage", "stats", "updated_at", "archived_at"})
+    derived = {"status", "stop_reason", "usage", "stats", "updated_at", "archived_at", "sandbox"}
+    return session.model_dump_json(exclude=derived)
 
 
 def _session_from_row(row: tuple[Any, ...]) -> Session:

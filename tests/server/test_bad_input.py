@@ -150,7 +150,13 @@ async def tool_schemas(client: Client) -> dict[str, dict[str, Any]]:
 
 async def valid_arguments(world: World, schema: dict[str, Any]) -> dict[str, Any]:
     """Minimal arguments that pass the schema, so only the property under test is wrong."""
-    known = {"session_id": world.session, "agent_id": world.agent, "environment_id": world.environment, "name": "n"}
+    known = {
+        "session_id": world.session,
+        "agent_id": world.agent,
+        "environment_id": world.environment,
+        "name": "n",
+        "path": "report.md",
+    }
     return {name: known[name] for name in schema.get("required", [])}
 
 

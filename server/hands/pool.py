@@ -1,0 +1,114 @@
+"""Every session's sandbox, made on demand, and the reaping of what no session owns any more."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import anyio.abc
+import docker
+import docker.errors
+
+from server.blocking import in_docker_thread
+from server.hands.docker_sandbox import LABEL_SESSION, LABEL_STORE, DockerSandbox, SandboxSettings, remove_volume
+from server.hands.images import ImagePreparer
+from server.hands.sandbox import SandboxUnavailableError
+from server.hands.toolset import SandboxTools
+from server.hands.web_fetch import FetchPolicy
+from server.models.environments import EnvironmentSpec
+
+__all__ = ["Leftovers", "SandboxPool", "find_leftovers"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Leftovers:
+    """Docker objects labelled with a store that no session of it needs."""
+
+    containers: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+
+def find_leftovers(client: docker.DockerClient, store_id: str, sessions: dict[str, bool]) -> Leftovers:
+    """Containers and volumes of deleted sessions, and containers of archived ones (blocking).
+
+    `sessions` maps every existing session id to whether it is archived.
+    """
+    label = f"{LABEL_STORE}={store_id}"
+    found = Leftovers()
+    for container in client.containers.list(all=True, filters={"label": label}):
+        session_id = container.labels.get(LABEL_SESSION, "")
+        if sessions.get(session_id, True):  # deleted (missing) or archived
+            found.containers.append(str(container.name))
+    for volume in client.volumes.list(filters={"label": label}):
+        if (volume.attrs.get("Labels") or {}).get(LABEL_SESSION, "") not in sessions:
+            found.volumes.append(volume.name)
+    return found
+
+
+class SandboxPool:
+    def __init__(
+        self, settings: SandboxSettings, default_image: str, fetch_policy: FetchPolicy, task_group: anyio.abc.TaskGroup
+    ) -> None:
+        self._settings = settings
+        self._default_image = default_image
+        self._fetch_policy = fetch_policy
+        self._task_group = task_group
+        self._sandboxes: dict[str, DockerSandbox] = {}
+        self._client: docker.DockerClient | None = None
+        self._preparer: ImagePreparer | None = None
+
+    def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
+        if self._client is None or self._preparer is None:
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise SandboxUnavailableError(
+                    f"no Docker engine is configured: {exc}; run 'managed-sessions doctor'"
+                ) from exc
+            self._preparer = ImagePreparer(self._client, self._default_image, self._settings.extra_ca_bundle)
+        return self._client, self._preparer
+
+    def sandbox(self, session_id: str, environment: EnvironmentSpec) -> DockerSandbox:
+        """The session's sandbox (nothing starts until its first call)."""
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is None:
+            client, preparer = self._docker()
+            sandbox = DockerSandbox(client, preparer, self._settings, session_id, environment, self._task_group)
+            self._sandboxes[session_id] = sandbox
+        return sandbox
+
+    def tools(self, session_id: str, environment: EnvironmentSpec) -> SandboxTools:
+        return SandboxTools(self.sandbox(session_id, environment), self._fetch_policy)
+
+    async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
+        """Removes the session's container (archive): its files stay in its volumes."""
+        await self.sandbox(session_id, environment).stop()
+
+    async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
+        """Removes the session's container and volumes (delete)."""
+        sandbox = self.sandbox(session_id, environment)
+        self._sandboxes.pop(session_id, None)
+        await sandbox.destroy()
+
+    async def reap(self, sessions: dict[str, bool]) -> Leftovers:
+        """Removes leftovers (see `find_leftovers`); returns what it removed."""
+        client, _ = self._docker()
+
+        def sweep() -> Leftovers:
+            found = find_leftovers(client, self._settings.store_id, sessions)
+            for name in found.containers:
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.containers.get(name).remove(force=True)
+            for name in found.volumes:
+                remove_volume(client, name)
+            return found
+
+        swept = await in_docker_thread(sweep)
+        if swept.containers or swept.volumes:
+            logger.info(
+                "reaped %d container(s) and %d volume(s) no session needs", len(swept.containers), len(swept.volumes)
+            )
+        return swept

@@ -1,0 +1,204 @@
+"""The Docker sandbox for real: tools in a container, its confinement seen from inside, and its lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import docker
+import docker.errors
+import pytest
+from conftest import missing_part
+
+from server.config import DEFAULT_IMAGE, ServerConfig
+from server.hands.docker_sandbox import LABEL_SESSION, LABEL_STORE
+from server.hands.toolset import SandboxTools
+from server.models.sessions import Session
+from server.runtime import Runtime, open_runtime
+from server.session.manager import NewSession
+
+pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+
+@pytest.fixture
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(DEFAULT_IMAGE)
+    except docker.errors.DockerException as exc:
+        missing_part("docker", f"{exc} (and the image {DEFAULT_IMAGE}: managed-sessions image build)")
+    return client
+
+
+@pytest.fixture
+def sandbox_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
+    return ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE)
+
+
+@dataclass
+class Live:
+    runtime: Runtime
+    session: Session
+    tools: SandboxTools
+
+    async def run(self, command: str, **extra: object) -> str:
+        result = await self.tools.execute("bash", {"command": command, **extra})
+        assert not result.is_error, result.as_text()
+        return result.as_text()
+
+
+@pytest.fixture
+async def live(sandbox_config: ServerConfig) -> AsyncIterator[Live]:
+    async with open_runtime(sandbox_config) as runtime:
+        session = await runtime.sessions.create(NewSession())
+        try:
+            yield Live(runtime, session, runtime.sandboxes.tools(session.id, session.environment))
+        finally:
+            await runtime.sessions.delete(session.id)
+
+
+def containers_of(client: docker.DockerClient, session_id: str) -> list[str]:
+    return [c.id for c in client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})]
+
+
+async def test_nothing_starts_until_the_first_tool_call(live: Live, docker_client: docker.DockerClient) -> None:
+    assert containers_of(docker_client, live.session.id) == []
+    assert await live.run("echo hello") == "hello"
+    assert len(containers_of(docker_client, live.session.id)) == 1
+
+
+async def test_cd_and_export_persist_between_calls(live: Live) -> None:
+    await live.run("mkdir -p /workspace/project && cd /workspace/project && export GREETING=hi")
+    assert await live.run('pwd; echo "$GREETING"') == "/workspace/project\nhi"
+
+
+async def test_a_timed_out_command_is_killed_and_the_shell_still_works(live: Live) -> None:
+    await live.run("cd /tmp")
+    with anyio.fail_after(30):
+        result = await live.tools.execute("bash", {"command": "sleep 60", "timeout_ms": 1000})
+    assert result.is_error
+    assert "timed out" in result.as_text()
+    assert await live.run("pwd") == "/tmp"
+
+
+async def test_a_failing_command_is_an_error_result_with_its_output(live: Live) -> None:
+    result = await live.tools.execute("bash", {"command": "echo oops >&2; exit 3"})
+    assert result.is_error
+    assert "oops" in result.as_text()
+    assert "exit code 3" in result.as_text()
+
+
+async def test_confinement_seen_from_inside(live: Live) -> None:
+    facts = await live.run(
+        "id -u; grep CapEff /proc/self/status; ls /sys/class/net; "
+        "test -e /var/run/docker.sock && echo socket || echo no-socket; "
+        "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; "
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+        "grep -c NoNewPrivs:.1 /proc/self/status"
+    )
+    uid, capeff, *rest = facts.splitlines()
+    assert uid == "1000"
+    assert capeff.split()[-1] == "0000000000000000"
+    assert rest[0] == "lo"  # network none: loopback only
+    assert rest[1] == "no-socket"
+    assert rest[2] == "512"
+    assert int(rest[3]) == 2048 * 1024 * 1024
+    assert rest[4] == "1"
+
+
+async def test_no_host_paths_are_mounted(live: Live) -> None:
+    mounts = await live.run("cat /proc/mounts")
+    targets = {line.split()[1] for line in mounts.splitlines()}
+    # Docker's own: its files for name resolution, and its init (pid 1 reaps zombies), read-only.
+    allowed_binds = {
+        "/workspace",
+        "/mnt/session/outputs",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/sbin/docker-init",
+        "/usr/sbin/docker-init",
+    }
+    for line in mounts.splitlines():
+        device, target = line.split()[:2]
+        if device.startswith("/dev/") and target not in allowed_binds:
+            pytest.fail(f"unexpected mount from the host: {line}")
+    assert {"/workspace", "/mnt/session/outputs"} <= targets
+
+
+async def test_a_killed_container_is_replaced_and_the_files_are_still_there(
+    live: Live, docker_client: docker.DockerClient
+) -> None:
+    await live.run("echo kept > /workspace/a.txt && echo report > /mnt/session/outputs/r.md")
+    [first] = containers_of(docker_client, live.session.id)
+    docker_client.containers.get(first).kill()
+    assert await live.run("cat /workspace/a.txt /mnt/session/outputs/r.md") == "kept\nreport"
+    [second] = containers_of(docker_client, live.session.id)
+    assert second != first
+
+
+async def test_a_restarted_server_reattaches_to_the_running_container(
+    sandbox_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    async with open_runtime(sandbox_config) as runtime:
+        session = await runtime.sessions.create(NewSession())
+        tools = runtime.sandboxes.tools(session.id, session.environment)
+        assert not (await tools.execute("bash", {"command": "echo $$ > /tmp/first-shell"})).is_error
+        [container] = containers_of(docker_client, session.id)
+    async with open_runtime(sandbox_config) as runtime:  # a new server on the same store
+        tools = runtime.sandboxes.tools(session.id, session.environment)
+        result = await tools.execute("bash", {"command": "cat /tmp/first-shell"})
+        assert not result.is_error
+        assert containers_of(docker_client, session.id) == [container]
+        await runtime.sessions.delete(session.id)
+    assert containers_of(docker_client, session.id) == []
+
+
+async def test_leftovers_of_deleted_and_archived_sessions_are_reaped(
+    sandbox_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    async with open_runtime(sandbox_config) as runtime:
+        kept = await runtime.sessions.create(NewSession())
+        gone = await runtime.sessions.create(NewSession())
+        for session in (kept, gone):
+            assert not (
+                await runtime.sandboxes.tools(session.id, session.environment).execute("bash", {"command": "true"})
+            ).is_error
+        store_id = runtime.store.store_id
+        await anyio.to_thread.run_sync(runtime.store.delete_session, gone.id)  # behind the server's back
+        swept = await runtime.sandboxes.reap(runtime.store.session_ids())
+        assert len(swept.containers) == 1
+        assert len(swept.volumes) == 2
+        assert containers_of(docker_client, gone.id) == []
+        assert docker_client.volumes.list(filters={"label": f"{LABEL_SESSION}={gone.id}"}) == []
+        assert len(containers_of(docker_client, kept.id)) == 1
+        assert docker_client.volumes.list(filters={"label": f"{LABEL_STORE}={store_id}"})
+        await runtime.sessions.delete(kept.id)
+
+
+async def test_archive_removes_the_container_and_keeps_the_outputs(
+    sandbox_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    async with open_runtime(sandbox_config) as runtime:
+        session = await runtime.sessions.create(NewSession())
+        tools = runtime.sandboxes.tools(session.id, session.environment)
+        assert not (await tools.execute("write", {"file_path": "/mnt/session/outputs/n.txt", "content": "x"})).is_error
+        await runtime.sessions.archive(session.id)
+        assert containers_of(docker_client, session.id) == []
+        listing = await runtime.sessions.output_files(session.id)
+        assert [f.path for f in listing.files] == ["n.txt"]
+        assert containers_of(docker_client, session.id) == []  # the reader container went again
+        await runtime.sessions.delete(session.id)
+        assert docker_client.volumes.list(filters={"label": f"{LABEL_SESSION}={session.id}"}) == []
+
+
+async def test_get_session_shows_the_sandbox_posture(live: Live) -> None:
+    session = await live.runtime.sessions.get(live.session.id)
+    assert session.sandbox is not None
+    assert session.sandbox.user == "1000:1000"
+    assert session.sandbox.network == "none"
+    assert session.sandbox.capabilities == []
+    assert session.sandbox.docker_socket is False
