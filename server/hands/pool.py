@@ -6,6 +6,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+import anyio
 import anyio.abc
 import docker
 import docker.errors
@@ -59,6 +60,8 @@ class SandboxPool:
         self._sandboxes: dict[str, DockerSandbox] = {}
         self._client: docker.DockerClient | None = None
         self._preparer: ImagePreparer | None = None
+        self.reaped = anyio.Event()
+        """Set once the first reap has finished (or found Docker unreachable)."""
 
     def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
         if self._client is None or self._preparer is None:
@@ -95,7 +98,11 @@ class SandboxPool:
 
     async def reap(self, sessions: dict[str, bool]) -> Leftovers:
         """Removes leftovers (see `find_leftovers`); returns what it removed."""
-        client, _ = self._docker()
+        try:
+            client, _ = self._docker()
+        except SandboxUnavailableError:
+            self.reaped.set()
+            raise
 
         def sweep() -> Leftovers:
             found = find_leftovers(client, self._settings.store_id, sessions)
@@ -106,7 +113,10 @@ class SandboxPool:
                 remove_volume(client, name)
             return found
 
-        swept = await in_docker_thread(sweep)
+        try:
+            swept = await in_docker_thread(sweep)
+        finally:
+            self.reaped.set()
         if swept.containers or swept.volumes:
             logger.info(
                 "reaped %d container(s) and %d volume(s) no session needs", len(swept.containers), len(swept.volumes)

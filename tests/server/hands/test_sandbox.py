@@ -11,6 +11,7 @@ import docker
 import docker.errors
 import pytest
 from conftest import missing_part
+from processes import run_command
 
 from server.config import DEFAULT_IMAGE, ServerConfig
 from server.hands.docker_sandbox import LABEL_SESSION, LABEL_STORE
@@ -202,3 +203,23 @@ async def test_get_session_shows_the_sandbox_posture(live: Live) -> None:
     assert session.sandbox.network == "none"
     assert session.sandbox.capabilities == []
     assert session.sandbox.docker_socket is False
+
+
+async def test_doctor_reports_leftovers_and_the_next_start_reaps_them(
+    sandbox_config: ServerConfig, docker_client: docker.DockerClient, subprocess_env: dict[str, str]
+) -> None:
+    async with open_runtime(sandbox_config) as runtime:
+        session = await runtime.sessions.create(NewSession())
+        tools = runtime.sandboxes.tools(session.id, session.environment)
+        assert not (await tools.execute("bash", {"command": "true"})).is_error
+        await anyio.to_thread.run_sync(runtime.store.delete_session, session.id)  # behind the server's back
+    doctor = await anyio.to_thread.run_sync(
+        run_command, ["doctor"], {**subprocess_env, "MANAGED_SESSIONS_IMAGE": DEFAULT_IMAGE}
+    )
+    assert "[warn] sandbox leftovers" in doctor.stdout
+    assert "1 container(s), 2 volume(s) no session needs" in doctor.stdout
+    async with open_runtime(sandbox_config) as runtime:  # a server start reaps in the background
+        with anyio.fail_after(30):
+            await runtime.sandboxes.reaped.wait()
+    assert containers_of(docker_client, session.id) == []
+    assert docker_client.volumes.list(filters={"label": f"{LABEL_SESSION}={session.id}"}) == []
