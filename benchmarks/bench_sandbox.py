@@ -34,6 +34,7 @@ import resource
 import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,10 @@ from _common import check, emit, environment, latency_ms, log, now, ratio, temp_
 from docker.models.containers import Container
 
 from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_STORE
+from server.hands.docker_sandbox import LABEL_STORE, DockerSandbox
 from server.hands.toolset import SandboxTools
 from server.log import configure_logging
+from server.models.sessions import Session
 from server.runtime import Runtime, open_runtime
 from server.session.manager import NewSession
 
@@ -169,19 +171,22 @@ class Bench:
     created: list[str] = field(default_factory=list)
     image: str = ""  # the sessions' derived image, for the `docker run` baseline
 
-    async def new_session(self) -> tuple[str, SandboxTools]:
+    async def new_session(self) -> tuple[Session, SandboxTools]:
         session = await self.runtime.sessions.create(NewSession(title="bench"))
         self.created.append(session.id)
-        return session.id, self.runtime.sandboxes.tools(session.id, session.environment)
+        return session, self.runtime.sandboxes.tools(session.id, session.environment)
 
     async def delete(self, session_id: str) -> None:
         await self.runtime.sessions.delete(session_id)
         self.created.remove(session_id)
 
-    def container_of(self, session_id: str) -> Container:
-        container_id = self.runtime.sandboxes._sandboxes[session_id].container_id
+    def sandbox(self, session: Session) -> DockerSandbox:
+        return self.runtime.sandboxes.sandbox(session.id, session.environment)
+
+    def container_of(self, session: Session, client: docker.DockerClient | None = None) -> Container:
+        container_id = self.sandbox(session).container_id
         assert container_id is not None, "the session has no container yet"
-        return self.client.containers.get(container_id)
+        return (client or self.client).containers.get(container_id)
 
     async def cleanup(self) -> dict[str, int]:
         """Deletes every session made here, then removes anything still labelled with this store."""
@@ -207,3 +212,347 @@ class Bench:
         return {"leftover_containers_removed": len(containers), "leftover_volumes_removed": len(volumes)}
 
 
+# (a) and (b): one warm session ---------------------------------------------------------------------
+
+
+async def warm_calls(bench: Bench) -> dict[str, list[float]]:
+    """bash `true`, the channel's ping, 4 KiB write and read; each beside its exec_run baseline."""
+    args, text = bench.args, text_4k()
+    session, tools = await bench.new_session()
+    await run_tool(tools, "bash", {"command": f"mkdir -p {WORK_DIR}"}, "")  # makes the container
+    sandbox, base = bench.sandbox(session), Exec(bench.container_of(session))
+    bench.image = str(base.container.attrs["Config"]["Image"])
+    ours_file, base_file = f"{WORK_DIR}/ours-4k.txt", f"{WORK_DIR}/base-4k.txt"
+    wrote = f"wrote {FILE_BYTES} bytes to {ours_file}"
+
+    async def bash_true() -> None:
+        await run_tool(tools, "bash", {"command": "true"}, "")
+
+    async def ping() -> None:
+        await sandbox.call("ping", {}, 30.0)
+
+    async def write() -> None:
+        await run_tool(tools, "write", {"file_path": ours_file, "content": text}, wrote)
+
+    async def read() -> None:
+        await run_tool(tools, "read", {"file_path": ours_file}, text)
+
+    log(f"sandbox: warm session {session.id} in container {base.container.short_id} ({bench.image})")
+    samples = await interleaved(
+        [
+            ("bash_true", bash_true, args.calls, WARM_UP_CALLS),
+            ("channel_ping", ping, args.calls // 5, WARM_UP_CALLS),
+            ("baseline_exec_true", blocking(base.true), args.baseline_calls, WARM_UP_EXECS),
+            ("write_4k", write, args.file_calls, WARM_UP_CALLS),
+            ("baseline_exec_write_4k", blocking(lambda: base.write(base_file, text)), args.file_baseline_calls, 1),
+            ("read_4k", read, args.file_calls, WARM_UP_CALLS),
+            ("baseline_exec_cat_4k", blocking(lambda: base.cat(base_file, text)), args.file_baseline_calls, 1),
+        ]
+    )
+    await bench.delete(session.id)
+    return samples
+
+
+# (c) Cold start: a new session's first call --------------------------------------------------------
+
+
+async def cold_starts(bench: Bench) -> dict[str, list[float]]:
+    """New session -> first `bash true` (volumes, container, channel), beside `docker run --rm image true`."""
+    samples: dict[str, list[float]] = {"session_create": [], "first_call": [], "baseline_docker_run": []}
+
+    async def ours(record: bool) -> None:
+        start = now()
+        session, tools = await bench.new_session()
+        created = now()
+        await run_tool(tools, "bash", {"command": "true"}, "")
+        done = now()
+        await bench.delete(session.id)  # not timed
+        if record:
+            samples["session_create"].append(created - start)
+            samples["first_call"].append(done - created)
+
+    def docker_run(record: bool) -> None:
+        labels = {LABEL_STORE: bench.runtime.store.store_id}  # so the sweep finds it if the run fails
+        start = now()
+        output = bench.client.containers.run(bench.image, ["true"], remove=True, labels=labels)
+        elapsed = now() - start
+        assert output == b"", output
+        if record:
+            samples["baseline_docker_run"].append(elapsed)
+
+    await ours(record=False)  # warm-up: code paths, the image's layers in the page cache
+    docker_run(record=False)
+    for run in range(bench.args.cold):
+        if run % 2 == 0:
+            await ours(record=True)
+            docker_run(record=True)
+        else:
+            docker_run(record=True)
+            await ours(record=True)
+        log(f"sandbox: cold start {run + 1}/{bench.args.cold}: first call {samples['first_call'][-1]:.3f} s, "
+            f"docker run {samples['baseline_docker_run'][-1]:.3f} s")  # fmt: skip
+    return samples
+
+
+# (d) Many sessions at once -------------------------------------------------------------------------
+
+
+@dataclass
+class Mixed:
+    """Per-call latencies and failures of one scenario under concurrency."""
+
+    samples: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def record(self, start: float, error: BaseException | None) -> None:
+        if error is None:
+            self.samples.append(now() - start)
+        else:
+            self.errors.append(f"{type(error).__name__}: {error}"[:300])
+
+
+async def mixed_calls(tools: SandboxTools, index: int, first: int, count: int, into: Mixed) -> None:
+    """Calls `first .. first + count` of session `index`: write, read, grep, bash echo, in turn."""
+    path, text = f"{WORK_DIR}/c{index}.txt", text_4k()
+    for k in range(first, first + count):
+        start, error = now(), None
+        try:
+            match k % 4:
+                case 0:
+                    await run_tool(tools, "write", {"file_path": path, "content": text})
+                case 1:
+                    await run_tool(tools, "read", {"file_path": path}, text)
+                case 2:
+                    if NEEDLE not in await run_tool(tools, "grep", {"pattern": NEEDLE, "path": path}):
+                        raise ToolFailedError("grep: no match")
+                case _:
+                    await run_tool(tools, "bash", {"command": f"echo {index}-{k}"}, f"{index}-{k}")
+        except Exception as exc:  # noqa: BLE001 - counted: the target is that none fail
+            error = exc
+        into.record(start, error)
+
+
+def mixed_execs(base: Exec, index: int, first: int, count: int, into: Mixed) -> None:
+    """The same mix as plain `docker exec`s (runs in a thread of its own)."""
+    path, text = f"{WORK_DIR}/b{index}.txt", text_4k()
+    for k in range(first, first + count):
+        start, error = now(), None
+        try:
+            match k % 4:
+                case 0:
+                    base.write(path, text)
+                case 1:
+                    base.cat(path, text)
+                case 2:
+                    base.grep(path)
+                case _:
+                    base.echo(f"{index}-{k}")
+        except Exception as exc:  # noqa: BLE001 - counted
+            error = exc
+        into.record(start, error)
+
+
+async def first_calls(sessions: list[tuple[Session, SandboxTools]]) -> Mixed:
+    """Every session's first call (its container starts), all at once."""
+    result = Mixed()
+
+    async def one(tools: SandboxTools) -> None:
+        start, error = now(), None
+        try:
+            await run_tool(tools, "bash", {"command": "true"}, "")
+        except Exception as exc:  # noqa: BLE001 - counted
+            error = exc
+        result.record(start, error)
+
+    start = now()
+    async with anyio.create_task_group() as tg:
+        for _, tools in sessions:
+            tg.start_soon(one, tools)
+    result.wall_s = now() - start
+    return result
+
+
+async def concurrent(bench: Bench) -> dict[str, Any]:
+    args = bench.args
+    memory: dict[str, float] = {"vm_rss_mib_before": vm_rss_mib(), "peak_rss_mib_before": peak_rss_mib()}
+    sessions = [await bench.new_session() for _ in range(args.sessions)]
+    started = await first_calls(sessions)
+    label = {"label": f"{LABEL_STORE}={bench.runtime.store.store_id}"}
+    containers = len(bench.client.containers.list(filters=label))
+    memory["vm_rss_mib_after_first_calls"] = vm_rss_mib()
+    log(f"sandbox: {args.sessions} sessions started in {started.wall_s:.2f} s; {containers} containers running")
+    threads_client = docker.from_env(max_pool_size=max(10, args.sessions))  # one connection per thread
+    execs = [Exec(bench.container_of(session, threads_client)) for session, _ in sessions]
+    threads = anyio.CapacityLimiter(args.sessions)
+    ours, theirs = Mixed(), Mixed()
+    for round_ in range(CONCURRENT_ROUNDS):
+        count = split(args.per_session, CONCURRENT_ROUNDS)[round_]
+        first = sum(split(args.per_session, CONCURRENT_ROUNDS)[:round_])
+        start = now()
+        async with anyio.create_task_group() as tg:
+            for index, (_, tools) in enumerate(sessions):
+                tg.start_soon(mixed_calls, tools, index, first, count, ours)
+        ours.wall_s += now() - start
+        memory["vm_rss_mib_after"] = max(memory.get("vm_rss_mib_after", 0.0), vm_rss_mib())
+        memory["peak_rss_mib_after"] = peak_rss_mib()
+        count = split(args.baseline_per_session, CONCURRENT_ROUNDS)[round_]
+        first = sum(split(args.baseline_per_session, CONCURRENT_ROUNDS)[:round_])
+        start = now()
+        async with anyio.create_task_group() as tg:
+            for index, base in enumerate(execs):
+                work = partial(mixed_execs, base, index, first, count, theirs)
+                tg.start_soon(partial(anyio.to_thread.run_sync, work, limiter=threads))
+        theirs.wall_s += now() - start
+        log(f"sandbox: concurrent round {round_ + 1}/{CONCURRENT_ROUNDS}: {len(ours.samples)} calls, "
+            f"{len(ours.errors)} errors")  # fmt: skip
+    threads_client.close()
+    return {"started": started, "containers": containers, "ours": ours, "theirs": theirs, "memory": memory}
+
+
+# Report ---------------------------------------------------------------------------------------------
+
+
+def under_load(mixed: Mixed, calls_expected: int) -> dict[str, Any]:
+    return {
+        "calls": calls_expected,
+        "completed": len(mixed.samples),
+        "errors": len(mixed.errors),
+        "first_errors": mixed.errors[:5],
+        "wall_s": round(mixed.wall_s, 3),
+        "per_s": round(len(mixed.samples) / mixed.wall_s, 1) if mixed.wall_s else 0.0,
+        "per_call": latency_ms(mixed.samples) if mixed.samples else None,
+    }
+
+
+def report(args: argparse.Namespace, warm: dict[str, list[float]], cold: dict[str, list[float]],
+           many: dict[str, Any], engine: dict[str, Any], cleanup: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    figures = {name: latency_ms(samples) for name, samples in (warm | cold).items()}
+    bash, ping, exec_true = figures["bash_true"], figures["channel_ping"], figures["baseline_exec_true"]
+    read, write = figures["read_4k"], figures["write_4k"]
+    exec_cat, exec_write = figures["baseline_exec_cat_4k"], figures["baseline_exec_write_4k"]
+    first, docker_run = figures["first_call"], figures["baseline_docker_run"]
+    started: Mixed = many["started"]
+    ours = under_load(many["ours"], args.sessions * args.per_session)
+    theirs = under_load(many["theirs"], args.sessions * args.baseline_per_session)
+    speedup = round(exec_true["median_ms"] / bash["median_ms"], 2)
+    cold_ratio = ratio(first["median_ms"], docker_run["median_ms"])
+    errors = ours["errors"] + (ours["calls"] - ours["completed"] - ours["errors"]) + len(started.errors)
+    targets = [
+        check("bash_true.median_ms", "<=", ROUND_TRIP_TARGET_MS, "ms", bash["median_ms"]),
+        check("bash_true.speedup_vs_exec_run", ">=", SPEEDUP_TARGET, "x", speedup),
+        check("read_4k.median_ms", "<=", FILE_TARGET_MS, "ms", read["median_ms"]),
+        check("write_4k.median_ms", "<=", FILE_TARGET_MS, "ms", write["median_ms"]),
+        check("cold_first_call.median_vs_docker_run", "<=", COLD_TARGET_RATIO, "x", cold_ratio),
+        check("concurrent.errors", "<=", 0, "calls", errors),
+    ]
+    return {
+        "benchmark": "sandbox",
+        "targets": targets,
+        "meets_target": all(t["meets"] for t in targets),
+        "bash_true": bash,
+        "read_4k": read,
+        "write_4k": write,
+        "cold_first_call": first,
+        "concurrent": {
+            "sessions": args.sessions,
+            "containers_running": {"found": many["containers"], "expected": args.sessions},
+            "first_calls_at_once": {
+                "wall_s": round(started.wall_s, 3),
+                "errors": len(started.errors),
+                "first_errors": started.errors[:5],
+                "per_call": latency_ms(started.samples) if started.samples else None,
+            },
+            "mixed_calls": ours,
+            "memory": many["memory"],
+        },
+        "breakdown": {
+            "channel_ping": ping,
+            "bash_true_minus_ping_median_ms": round(bash["median_ms"] - ping["median_ms"], 4),
+            "cold_session_create": figures["session_create"],
+        },
+        "baseline": {
+            "bash_true": {"name": "docker_exec_run_true", **exec_true},
+            "read_4k": {"name": "docker_exec_run_cat", **exec_cat},
+            "write_4k": {"name": "docker_exec_run_sh_printf", **exec_write},
+            "cold_first_call": {"name": "docker_run_rm_same_image_true", **docker_run},
+            "concurrent": {"name": "exec_run_same_mix_one_thread_per_session", **theirs},
+        },
+        "ratios": {
+            "bash_true_speedup_vs_exec_run": speedup,
+            "bash_true_median_vs_baseline": ratio(bash["median_ms"], exec_true["median_ms"]),
+            "bash_true_p99_vs_baseline_median": ratio(bash["p99_ms"], exec_true["median_ms"]),
+            "read_4k_median_vs_baseline": ratio(read["median_ms"], exec_cat["median_ms"]),
+            "write_4k_median_vs_baseline": ratio(write["median_ms"], exec_write["median_ms"]),
+            "cold_first_call_median_vs_baseline": cold_ratio,
+            "concurrent_per_s_vs_baseline": ratio(ours["per_s"], theirs["per_s"]),
+        },
+        "cleanup": cleanup,
+        "params": {
+            "calls": args.calls,
+            "baseline_calls": args.baseline_calls,
+            "file_calls": args.file_calls,
+            "file_baseline_calls": args.file_baseline_calls,
+            "file_bytes": FILE_BYTES,
+            "cold": args.cold,
+            "sessions": args.sessions,
+            "per_session": args.per_session,
+            "baseline_per_session": args.baseline_per_session,
+            "blocks": BLOCKS,
+            "warm_up_calls": WARM_UP_CALLS,
+            "concurrent_rounds": CONCURRENT_ROUNDS,
+            "image": args.image,
+        },
+        "env": environment() | engine,
+    }
+
+
+def engine_info(client: docker.DockerClient, derived_image: str) -> dict[str, Any]:
+    version = client.version()
+    return {
+        "docker_engine": version.get("Version"),
+        "docker_sdk": docker.__version__,
+        "storage_driver": client.info().get("Driver"),
+        "derived_image": derived_image,
+    }
+
+
+async def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    client = docker.from_env()
+    client.images.get(args.image)  # fails early, with the engine's message, if the image is missing
+    async with open_runtime(ServerConfig(data_dir=scratch / "data", image=args.image)) as runtime:
+        bench = Bench(runtime, client, args)
+        try:
+            with anyio.fail_after(PHASE_TIMEOUT_S):
+                warm = await warm_calls(bench)
+            with anyio.fail_after(PHASE_TIMEOUT_S):
+                cold = await cold_starts(bench)
+            with anyio.fail_after(PHASE_TIMEOUT_S):
+                many = await concurrent(bench)
+        finally:
+            cleanup = await bench.cleanup()
+            log(f"sandbox: cleaned up {cleanup}")
+    engine = await anyio.to_thread.run_sync(engine_info, client, bench.image)
+    client.close()
+    return report(args, warm, cold, many, engine, cleanup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1_000, help="timed `bash true` calls (channel pings: a fifth)")
+    parser.add_argument("--baseline-calls", type=int, default=200, help="timed `exec_run(['true'])` calls")
+    parser.add_argument("--file-calls", type=int, default=300, help="timed 4 KiB reads, and as many writes")
+    parser.add_argument("--file-baseline-calls", type=int, default=60, help="timed exec_run cats, and writes")
+    parser.add_argument("--cold", type=int, default=10, help="timed first calls of new sessions (and docker runs)")
+    parser.add_argument("--sessions", type=int, default=20, help="sessions running tools at once")
+    parser.add_argument("--per-session", type=int, default=50, help="mixed tool calls per session")
+    parser.add_argument("--baseline-per-session", type=int, default=10, help="mixed exec_run calls per thread")
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help="the sessions' base image")
+    args = parser.parse_args()
+    configure_logging("INFO")
+    with temp_dir("sandbox") as scratch:
+        emit(anyio.run(measure, args, scratch))
+
+
+if __name__ == "__main__":
+    main()

@@ -142,9 +142,12 @@ class DockerSandbox:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
             container_id = await in_docker_thread(self._running_container)
-            channel = await HelperChannel.open(
-                self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
-            )
+            try:
+                channel = await HelperChannel.open(
+                    self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
+                )
+            except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
+                raise SandboxUnavailableError(f"could not reach the sandbox of {self.session_id!r}: {exc}") from exc
             self._task_group.start_soon(channel.run_reader, name=f"sandbox channel {self.session_id}")
             try:
                 await channel.request("ping", {}, CHANNEL_OPEN_TIMEOUT_S)
