@@ -30,7 +30,6 @@ carries this run's store label is removed, also on failure.
 from __future__ import annotations
 
 import argparse
-import gc
 import resource
 import statistics
 from collections.abc import Awaitable, Callable
@@ -42,7 +41,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import docker
-import docker.errors
 from _common import check, emit, environment, latency_ms, log, now, ratio, temp_dir
 from docker.models.containers import Container
 
@@ -101,7 +99,7 @@ async def run_tool(tools: SandboxTools, name: str, tool_input: dict[str, Any], e
     result = await tools.execute(name, tool_input)
     text = result.as_text()
     if result.is_error:
-        raise ToolFailedError(f"{name}: {text[:200]}")
+        raise ToolFailedError(text[:200])  # the toolset's message starts with the tool's name
     if expect is not None and text != expect:
         raise ToolFailedError(f"{name}: unexpected output {text[:80]!r}")
     return text
@@ -181,16 +179,6 @@ class Bench:
         await self.runtime.sessions.delete(session_id)
         self.created.remove(session_id)
 
-    def after_first_calls(self) -> None:
-        """With `--gc-after-first-call` (untimed): collects the docker SDK's exec response objects now.
-
-        A workaround, off by default: the channel's socket keeps an `io_refs` count from the SDK's `SocketIO`,
-        which lives in a reference cycle with its response, so closing the channel leaves the fd open until the
-        cyclic GC closes it at an arbitrary moment, behind the event loop's back (see `server/hands/channel.py`).
-        """
-        if self.args.gc_after_first_call:
-            gc.collect()
-
     def sandbox(self, session: Session) -> DockerSandbox:
         return self.runtime.sandboxes.sandbox(session.id, session.environment)
 
@@ -231,7 +219,6 @@ async def warm_calls(bench: Bench) -> dict[str, list[float]]:
     args, text = bench.args, text_4k()
     session, tools = await bench.new_session()
     await run_tool(tools, "bash", {"command": f"mkdir -p {WORK_DIR}"}, "")  # makes the container
-    bench.after_first_calls()
     sandbox, base = bench.sandbox(session), Exec(bench.container_of(session))
     bench.image = str(base.container.attrs["Config"]["Image"])
     ours_file, base_file = f"{WORK_DIR}/ours-4k.txt", f"{WORK_DIR}/base-4k.txt"
@@ -278,8 +265,7 @@ async def cold_starts(bench: Bench) -> dict[str, list[float]]:
         created = now()
         await run_tool(tools, "bash", {"command": "true"}, "")
         done = now()
-        bench.after_first_calls()  # not timed, nor the delete
-        await bench.delete(session.id)
+        await bench.delete(session.id)  # not timed
         if record:
             samples["session_create"].append(created - start)
             samples["first_call"].append(done - created)
@@ -391,13 +377,23 @@ async def concurrent(bench: Bench) -> dict[str, Any]:
     memory: dict[str, float] = {"vm_rss_mib_before": vm_rss_mib(), "peak_rss_mib_before": peak_rss_mib()}
     sessions = [await bench.new_session() for _ in range(args.sessions)]
     started = await first_calls(sessions)
-    bench.after_first_calls()
     label = {"label": f"{LABEL_STORE}={bench.runtime.store.store_id}"}
     containers = len(bench.client.containers.list(filters=label))
     memory["vm_rss_mib_after_first_calls"] = vm_rss_mib()
     log(f"sandbox: {args.sessions} sessions started in {started.wall_s:.2f} s; {containers} containers running")
     threads_client = docker.from_env(max_pool_size=max(10, args.sessions))  # one connection per thread
-    execs = [Exec(bench.container_of(session, threads_client)) for session, _ in sessions]
+    try:
+        execs = [Exec(bench.container_of(session, threads_client)) for session, _ in sessions]
+        ours, theirs = await mixed_rounds(args, [tools for _, tools in sessions], execs, memory)
+    finally:
+        threads_client.close()
+    return {"started": started, "containers": containers, "ours": ours, "theirs": theirs, "memory": memory}
+
+
+async def mixed_rounds(
+    args: argparse.Namespace, sessions: list[SandboxTools], execs: list[Exec], memory: dict[str, float]
+) -> tuple[Mixed, Mixed]:
+    """Ours (anyio tasks) and the baseline (threads) take turns, `CONCURRENT_ROUNDS` times."""
     threads = anyio.CapacityLimiter(args.sessions)
     ours, theirs = Mixed(), Mixed()
     for round_ in range(CONCURRENT_ROUNDS):
@@ -405,11 +401,11 @@ async def concurrent(bench: Bench) -> dict[str, Any]:
         first = sum(split(args.per_session, CONCURRENT_ROUNDS)[:round_])
         start = now()
         async with anyio.create_task_group() as tg:
-            for index, (_, tools) in enumerate(sessions):
+            for index, tools in enumerate(sessions):
                 tg.start_soon(mixed_calls, tools, index, first, count, ours)
         ours.wall_s += now() - start
-        memory["vm_rss_mib_after"] = max(memory.get("vm_rss_mib_after", 0.0), vm_rss_mib())
-        memory["peak_rss_mib_after"] = peak_rss_mib()
+        memory["vm_rss_mib_after_mixed_calls"] = max(memory.get("vm_rss_mib_after_mixed_calls", 0.0), vm_rss_mib())
+        memory["peak_rss_mib_after_mixed_calls"] = peak_rss_mib()
         count = split(args.baseline_per_session, CONCURRENT_ROUNDS)[round_]
         first = sum(split(args.baseline_per_session, CONCURRENT_ROUNDS)[:round_])
         start = now()
@@ -420,8 +416,7 @@ async def concurrent(bench: Bench) -> dict[str, Any]:
         theirs.wall_s += now() - start
         log(f"sandbox: concurrent round {round_ + 1}/{CONCURRENT_ROUNDS}: {len(ours.samples)} calls, "
             f"{len(ours.errors)} errors")  # fmt: skip
-    threads_client.close()
-    return {"started": started, "containers": containers, "ours": ours, "theirs": theirs, "memory": memory}
+    return ours, theirs
 
 
 # Report ---------------------------------------------------------------------------------------------
@@ -516,7 +511,6 @@ def report(args: argparse.Namespace, warm: dict[str, list[float]], cold: dict[st
             "warm_up_calls": WARM_UP_CALLS,
             "concurrent_rounds": CONCURRENT_ROUNDS,
             "image": args.image,
-            "gc_after_first_call": args.gc_after_first_call,
         },
         "env": environment() | engine,
     }
@@ -563,12 +557,6 @@ def main() -> None:
     parser.add_argument("--per-session", type=int, default=50, help="mixed tool calls per session")
     parser.add_argument("--baseline-per-session", type=int, default=10, help="mixed exec_run calls per thread")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="the sessions' base image")
-    parser.add_argument(
-        "--gc-after-first-call",
-        action="store_true",
-        help="gc.collect() (untimed) after each session's first call: works around closed channels whose fd the "
-        "GC closes later (a crash or a 30 s stall after some session deletes)",
-    )
     args = parser.parse_args()
     configure_logging("INFO")
     with temp_dir("sandbox") as scratch:

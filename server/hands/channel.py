@@ -74,9 +74,16 @@ class HelperChannel:
             exec_id = docker_api.exec_create(
                 container_id, command, stdin=True, stdout=True, stderr=True, tty=False, user=user
             )["Id"]
-            raw = docker_api.exec_start(exec_id, socket=True)._sock
-            if not isinstance(raw, socket.socket) or type(raw) is not socket.socket:
+            hijacked = docker_api.exec_start(exec_id, socket=True)
+            if type(hijacked._sock) is not socket.socket:
+                hijacked.close()
                 raise ChannelClosedError("this Docker engine connection (TLS or SSH) cannot carry a sandbox channel")
+            # The SDK's wrapper and its HTTP response keep each other alive and close the descriptor whenever
+            # the garbage collector gets to them, under the event loop's feet: the channel owns a duplicate,
+            # and the SDK's objects are closed now.
+            raw = hijacked._sock.dup()
+            hijacked._response.close()
+            hijacked.close()
             return raw, exec_id
 
         raw, exec_id = await in_docker_thread(start)
@@ -110,6 +117,8 @@ class HelperChannel:
                     raise ChannelClosedError("the sandbox helper sent an oversized response")
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ChannelClosedError, OSError):
             pass
+        except Exception:  # one broken channel must not take the server's task group down
+            logger.exception("sandbox channel %s failed", self.exec_id[:12])
         finally:
             await self._fail_waiters()
 

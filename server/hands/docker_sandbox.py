@@ -128,6 +128,7 @@ class DockerSandbox:
         try:
             return await channel.request(op, args, timeout_s)
         except ChannelClosedError as exc:
+            await self._drop_channel()  # the next call opens a new one (on a new container if this one died)
             raise SandboxLostError(
                 "the sandbox container stopped during this call; the next call starts a new one "
                 "(files in /workspace and /mnt/session/outputs are kept)"

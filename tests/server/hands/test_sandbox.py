@@ -223,3 +223,20 @@ async def test_doctor_reports_leftovers_and_the_next_start_reaps_them(
             await runtime.sandboxes.reaped.wait()
     assert containers_of(docker_client, session.id) == []
     assert docker_client.volumes.list(filters={"label": f"{LABEL_SESSION}={session.id}"}) == []
+
+
+async def test_channels_stay_sound_while_many_sessions_come_and_go(sandbox_config: ServerConfig) -> None:
+    """Regression: the SDK's socket wrapper, when collected, used to close descriptors live channels had reused."""
+    async with open_runtime(sandbox_config) as runtime:
+        live_session = await runtime.sessions.create(NewSession())
+        live_tools = runtime.sandboxes.tools(live_session.id, live_session.environment)
+        for round_index in range(25):  # the old bug struck by the 8th cycle, as the collector ran
+            session = await runtime.sessions.create(NewSession())
+            tools = runtime.sandboxes.tools(session.id, session.environment)
+            with anyio.fail_after(20):
+                result = await tools.execute("bash", {"command": f"echo {round_index}"})
+            assert result.as_text() == str(round_index)
+            await runtime.sessions.delete(session.id)
+            with anyio.fail_after(20):
+                assert (await live_tools.execute("bash", {"command": "echo alive"})).as_text() == "alive"
+        await runtime.sessions.delete(live_session.id)
