@@ -14,7 +14,8 @@ from server.config import DEFAULT_IMAGE, ServerConfig
 from server.definitions import EnvironmentChanges
 from server.errors import ServerError
 from server.hands.docker_sandbox import LABEL_SESSION
-from server.models.environments import NoNetwork, Packages, UnrestrictedNetwork
+from server.hands.sandbox import SandboxUnavailableError
+from server.models.environments import NoNetwork, Packages, Resources, UnrestrictedNetwork
 from server.runtime import Runtime, open_runtime
 from server.session.manager import NewSession
 
@@ -103,3 +104,22 @@ async def test_unrestricted_networking_reaches_a_registry_and_none_does_not(ca_c
         assert "six-1.16.0" not in output
         for session_id in (opened, closed):
             await runtime.sessions.delete(session_id)
+
+
+async def test_a_disk_limit_the_storage_driver_cannot_enforce_is_refused_with_the_reason(
+    ca_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    status = dict(docker_client.info().get("DriverStatus") or [])
+    if status.get("Backing Filesystem") == "xfs":
+        pytest.skip("overlay2 on xfs can enforce disk limits; this checks the refusal elsewhere")
+    async with open_runtime(ca_config) as runtime:
+        env = await runtime.definitions.create_environment(
+            EnvironmentChanges(name="small-disk", resources=Resources(disk_mb=512))
+        )
+        session = await runtime.sessions.create(NewSession(environment_id=env.id))
+        tools = runtime.sandboxes.tools(session.id, session.environment)
+        with pytest.raises(SandboxUnavailableError) as raised:
+            await tools.execute("bash", {"command": "true"})
+        assert "disk_mb=512" in str(raised.value)
+        assert "Remove disk_mb" in str(raised.value)
+        await runtime.sessions.delete(session.id)
