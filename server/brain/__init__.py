@@ -1,0 +1,1 @@
+"""The brain: the agent loop. Knows models and tool specs, never Docker, keyring or SQLite."""

@@ -1,0 +1,155 @@
+"""Rebuilding the model's conversation from a session's event log.
+
+The log, not memory, is what a turn is built from, so a session picks up
+exactly where it was after a restart. The rules:
+
+- `user.message` content becomes user content; consecutive user-side content
+  (messages, tool results) merges into one user message, as the API wants.
+- The content events of one model response (`agent.message`, `agent.tool_use`,
+  `agent.custom_tool_use`, `agent.mcp_tool_use`) form one assistant message; a
+  `span.model_request_start` begins the next one.
+- Tool uses are identified by their event ids (`sevt_...`), which are valid
+  tool_use ids for the API and stable across restarts; results
+  (`agent.tool_result`, `agent.mcp_tool_result`, `user.custom_tool_result`)
+  point at them.
+- A tool use with no result yet is *pending*. `pending_tool_uses` lists them,
+  so the loop can ask for confirmations, wait for custom results, or (after a
+  crash) answer them with an "interrupted" error instead of re-running them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from pydantic import JsonValue
+
+from server.models.events import Event
+
+__all__ = ["Conversation", "PendingToolUse", "needs_action", "rebuild"]
+
+Message = dict[str, JsonValue]
+ToolUseKind = Literal["agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"]
+
+_ASSISTANT_TYPES = frozenset({"agent.message", "agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"})
+_RESULT_TYPES = {
+    "agent.tool_result": "tool_use_id",
+    "agent.mcp_tool_result": "mcp_tool_use_id",
+    "user.custom_tool_result": "custom_tool_use_id",
+}
+
+
+@dataclass(frozen=True)
+class PendingToolUse:
+    """A tool use the log holds no result for."""
+
+    event_id: str
+    kind: ToolUseKind
+    name: str
+    input: dict[str, JsonValue]
+    evaluated_permission: str | None
+    confirmation: Literal["allow", "deny"] | None = None
+    deny_message: str | None = None
+
+
+@dataclass
+class Conversation:
+    messages: list[Message] = field(default_factory=list)
+    pending: list[PendingToolUse] = field(default_factory=list)
+
+    def _add(self, role: Literal["user", "assistant"], blocks: list[JsonValue]) -> None:
+        if self.messages and self.messages[-1]["role"] == role:
+            previous = self.messages[-1]["content"]
+            assert isinstance(previous, list)
+            previous.extend(blocks)
+        else:
+            self.messages.append({"role": role, "content": list(blocks)})
+
+
+def rebuild(events: Iterable[Event]) -> Conversation:
+    """The conversation so far, and the tool uses still waiting for a result."""
+    conversation = Conversation()
+    open_uses: dict[str, PendingToolUse] = {}
+    new_response = True
+    for event in events:
+        payload = event.payload()
+        if event.type == "span.model_request_start":
+            new_response = True
+        elif event.type == "user.message":
+            conversation._add("user", _blocks(payload.get("content")))
+        elif event.type in _ASSISTANT_TYPES:
+            block = _assistant_block(event)
+            if new_response or not conversation.messages or conversation.messages[-1]["role"] != "assistant":
+                conversation.messages.append({"role": "assistant", "content": [block]})
+                new_response = False
+            else:
+                content = conversation.messages[-1]["content"]
+                assert isinstance(content, list)
+                content.append(block)
+            if event.type != "agent.message":
+                open_uses[event.id] = _pending(event)
+        elif event.type in _RESULT_TYPES:
+            use_id = str(payload.get(_RESULT_TYPES[event.type], ""))
+            if open_uses.pop(use_id, None) is not None:
+                conversation._add("user", [_result_block(use_id, payload)])
+        elif event.type == "user.tool_confirmation":
+            _confirm(open_uses, payload)
+    conversation.pending = list(open_uses.values())
+    return conversation
+
+
+def _blocks(content: JsonValue) -> list[JsonValue]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content) if isinstance(content, list) else []
+
+
+def _assistant_block(event: Event) -> JsonValue:
+    payload = event.payload()
+    if event.type == "agent.message":
+        texts = [b.get("text", "") for b in _blocks(payload.get("content")) if isinstance(b, dict)]
+        return {"type": "text", "text": "".join(str(t) for t in texts)}
+    return {"type": "tool_use", "id": event.id, "name": payload.get("name", ""), "input": payload.get("input", {})}
+
+
+def _result_block(use_id: str, payload: dict[str, JsonValue]) -> JsonValue:
+    block: dict[str, JsonValue] = {"type": "tool_result", "tool_use_id": use_id, "content": payload.get("content", [])}
+    if payload.get("is_error"):
+        block["is_error"] = True
+    return block
+
+
+def _pending(event: Event) -> PendingToolUse:
+    payload = event.payload()
+    tool_input = payload.get("input")
+    permission = payload.get("evaluated_permission")
+    return PendingToolUse(
+        event_id=event.id,
+        kind=event.type,  # type: ignore[arg-type]  # one of _ASSISTANT_TYPES minus agent.message
+        name=str(payload.get("name", "")),
+        input=tool_input if isinstance(tool_input, dict) else {},
+        evaluated_permission=str(permission) if permission is not None else None,
+    )
+
+
+def _confirm(open_uses: dict[str, PendingToolUse], payload: dict[str, JsonValue]) -> None:
+    use = open_uses.get(str(payload.get("tool_use_id", "")))
+    result = payload.get("result")
+    if use is None or result not in ("allow", "deny"):
+        return
+    message = payload.get("deny_message")
+    open_uses[use.event_id] = replace(
+        use,
+        confirmation="allow" if result == "allow" else "deny",
+        deny_message=str(message) if message is not None else None,
+    )
+
+
+def needs_action(pending: Sequence[PendingToolUse]) -> list[str]:
+    """Event ids the client must act on: unconfirmed `ask` uses and custom tool uses."""
+    return [
+        use.event_id
+        for use in pending
+        if use.kind == "agent.custom_tool_use" or (use.evaluated_permission == "ask" and use.confirmation is None)
+    ]

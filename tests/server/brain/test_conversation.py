@@ -1,0 +1,106 @@
+"""The model's conversation rebuilt from an event log: grouping, tool results, pending uses."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from server.brain.conversation import needs_action, rebuild
+from server.models.events import Event
+
+_seq = itertools.count(1)
+
+
+def event(event_type: str, event_id: str | None = None, **payload: Any) -> Event:
+    seq = next(_seq)
+    return Event.model_validate(
+        {**payload, "id": event_id or f"sevt_{seq:026d}", "seq": seq, "type": event_type, "processed_at": "t"}
+    )
+
+
+def text(value: str) -> list[dict[str, str]]:
+    return [{"type": "text", "text": value}]
+
+
+def test_a_plain_exchange_alternates_user_and_assistant() -> None:
+    log = [
+        event("user.message", content=text("hi")),
+        event("session.status_running"),
+        event("span.model_request_start"),
+        event("agent.message", content=text("hello")),
+        event("span.model_request_end"),
+        event("session.status_idle", stop_reason={"type": "end_turn"}),
+        event("user.message", content=text("again")),
+    ]
+    conversation = rebuild(log)
+    assert conversation.messages == [
+        {"role": "user", "content": text("hi")},
+        {"role": "assistant", "content": text("hello")},
+        {"role": "user", "content": text("again")},
+    ]
+    assert conversation.pending == []
+
+
+def test_tool_uses_take_their_event_ids_and_results_follow_in_one_user_message() -> None:
+    log = [
+        event("user.message", content=text("list files")),
+        event("span.model_request_start"),
+        event("agent.message", content=text("Looking.")),
+        event("agent.tool_use", "sevt_A", name="bash", input={"command": "ls"}, evaluated_permission="allow"),
+        event("agent.tool_use", "sevt_B", name="read", input={"file_path": "x"}, evaluated_permission="allow"),
+        event("agent.tool_result", tool_use_id="sevt_A", content=text("x"), is_error=False),
+        event("agent.tool_result", tool_use_id="sevt_B", content=text("no such file"), is_error=True),
+        event("span.model_request_start"),
+        event("agent.message", content=text("Done.")),
+    ]
+    messages = rebuild(log).messages
+    assert messages[1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Looking."},
+            {"type": "tool_use", "id": "sevt_A", "name": "bash", "input": {"command": "ls"}},
+            {"type": "tool_use", "id": "sevt_B", "name": "read", "input": {"file_path": "x"}},
+        ],
+    }
+    assert messages[2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "sevt_A", "content": text("x")},
+            {"type": "tool_result", "tool_use_id": "sevt_B", "content": text("no such file"), "is_error": True},
+        ],
+    }
+    assert messages[3] == {"role": "assistant", "content": text("Done.")}
+
+
+def test_uses_without_results_are_pending_and_say_what_the_client_must_do() -> None:
+    log = [
+        event("user.message", content=text("go")),
+        event("span.model_request_start"),
+        event("agent.tool_use", "sevt_ask", name="bash", input={"command": "rm x"}, evaluated_permission="ask"),
+        event("agent.custom_tool_use", "sevt_custom", name="lookup", input={"id": 1}),
+        event("agent.tool_use", "sevt_run", name="read", input={}, evaluated_permission="allow"),
+    ]
+    conversation = rebuild(log)
+    assert [p.event_id for p in conversation.pending] == ["sevt_ask", "sevt_custom", "sevt_run"]
+    assert needs_action(conversation.pending) == ["sevt_ask", "sevt_custom"]
+
+    confirmed = rebuild(
+        [*log, event("user.tool_confirmation", tool_use_id="sevt_ask", result="deny", deny_message="no")]
+    )
+    ask = confirmed.pending[0]
+    assert (ask.confirmation, ask.deny_message) == ("deny", "no")
+    assert needs_action(confirmed.pending) == ["sevt_custom"]
+
+
+def test_a_result_for_an_unknown_or_answered_use_is_ignored() -> None:
+    log = [
+        event("user.message", content=text("go")),
+        event("span.model_request_start"),
+        event("agent.tool_use", "sevt_A", name="bash", input={}, evaluated_permission="allow"),
+        event("agent.tool_result", tool_use_id="sevt_A", content=text("1")),
+        event("agent.tool_result", tool_use_id="sevt_A", content=text("again")),
+        event("agent.tool_result", tool_use_id="sevt_nope", content=text("stray")),
+    ]
+    messages = rebuild(log).messages
+    results = [b for m in messages for b in m["content"] if b["type"] == "tool_result"]  # type: ignore[union-attr,index]
+    assert results == [{"type": "tool_result", "tool_use_id": "sevt_A", "content": text("1")}]
