@@ -11,6 +11,7 @@ from server.config import ServerConfig
 from server.runtime import Runtime, open_runtime
 from server.tools.agents import register_agent_tools
 from server.tools.environments import register_environment_tools
+from server.tools.messages import register_message_tools
 from server.tools.outputs import register_output_tools
 from server.tools.sessions import register_session_tools
 from server.version import __version__
@@ -43,4 +44,5 @@ def build_server(config: ServerConfig) -> MCPServer[Runtime]:
     register_environment_tools(mcp)
     register_session_tools(mcp)
     register_output_tools(mcp)
+    register_message_tools(mcp)
     return mcp

@@ -39,6 +39,7 @@ class ServerConfig:
         allowed_hosts: extra Host header values the HTTP transport accepts.
         extra_ca_bundle: a PEM bundle trusted inside sandboxes and image builds (corporate TLS proxies).
         web_fetch_allow_private: let web_fetch reach loopback and private addresses.
+        model_retry_delays_s: the waits between retries of a failing model request (None: the default).
     """
 
     data_dir: Path
@@ -50,6 +51,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     extra_ca_bundle: Path | None = None
     web_fetch_allow_private: bool = False
+    model_retry_delays_s: tuple[float, ...] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -67,6 +69,7 @@ class ServerConfig:
             allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             extra_ca_bundle=Path(ca).expanduser() if (ca := env.get("MANAGED_SESSIONS_EXTRA_CA_BUNDLE")) else None,
             web_fetch_allow_private=env.get("MANAGED_SESSIONS_WEB_FETCH_ALLOW_PRIVATE") == "1",
+            model_retry_delays_s=_delays(env.get("MANAGED_SESSIONS_MODEL_RETRY_DELAYS")),
         )
 
     def problems(self) -> list[str]:
@@ -91,3 +94,13 @@ class ServerConfig:
     def database_path(self) -> Path:
         """The SQLite store."""
         return self.data_dir / "store.db"
+
+
+def _delays(value: str | None) -> tuple[float, ...] | None:
+    """`MANAGED_SESSIONS_MODEL_RETRY_DELAYS=1,2,4`: seconds between retries; bad values mean the default."""
+    if not value:
+        return None
+    try:
+        return tuple(max(0.0, float(part)) for part in value.split(","))
+    except ValueError:
+        return None

@@ -11,13 +11,16 @@ import anyio
 import docker.errors
 
 from server.blocking import in_thread
+from server.brain.anthropic_model import AnthropicModel
 from server.config import ServerConfig
 from server.definitions import Definitions
 from server.hands.docker_sandbox import SandboxSettings
 from server.hands.pool import SandboxPool
 from server.hands.sandbox import SandboxUnavailableError
 from server.hands.web_fetch import FetchPolicy
+from server.session.inbox import Inbox
 from server.session.manager import SessionManager
+from server.session.runner import RETRY_DELAYS_S, SessionRunner
 from server.session.store import Store
 
 __all__ = ["Runtime", "open_runtime"]
@@ -32,6 +35,8 @@ class Runtime:
     definitions: Definitions
     sessions: SessionManager
     sandboxes: SandboxPool
+    runner: SessionRunner
+    inbox: Inbox
 
 
 @asynccontextmanager
@@ -51,11 +56,29 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
                 sandboxes=sandboxes,
                 extra_ca_bundle=config.extra_ca_bundle is not None,
             )
+            model = AnthropicModel(api_key_present=config.model_key_present)
+            runner = SessionRunner(
+                store, sessions, sandboxes, model, task_group, config.model_retry_delays_s or RETRY_DELAYS_S
+            )
+            definitions = Definitions(store, default_model=config.model)
+            runtime = Runtime(config, store, definitions, sessions, sandboxes, runner, Inbox(store, sessions, runner))
             task_group.start_soon(_reap_at_start, store, sandboxes)
-            yield Runtime(config, store, Definitions(store, default_model=config.model), sessions, sandboxes)
-            task_group.cancel_scope.cancel()  # channel readers end with the server
+            task_group.start_soon(_resume_running, store, runner)
+            try:
+                yield runtime
+            finally:
+                task_group.cancel_scope.cancel()  # runs and channel readers end with the server
+                with anyio.CancelScope(shield=True):
+                    await model.aclose()
     finally:
         await in_thread(store.close)
+
+
+async def _resume_running(store: Store, runner: SessionRunner) -> None:
+    """Sessions that were running when the server stopped go on where their logs end."""
+    for session_id in await in_thread(store.running_session_ids):
+        logger.info("session %s: resuming after a restart", session_id)
+        await runner.resume(session_id)
 
 
 async def _reap_at_start(store: Store, sandboxes: SandboxPool) -> None:

@@ -63,40 +63,72 @@ class Conversation:
             previous = self.messages[-1]["content"]
             assert isinstance(previous, list)
             previous.extend(blocks)
+            # The API wants a user message's tool results before its other blocks (a message can arrive
+            # while a tool runs).
+            previous.sort(key=lambda b: not (isinstance(b, dict) and b.get("type") == "tool_result"))
         else:
             self.messages.append({"role": role, "content": list(blocks)})
 
 
 def rebuild(events: Iterable[Event]) -> Conversation:
     """The conversation so far, and the tool uses still waiting for a result."""
-    conversation = Conversation()
-    open_uses: dict[str, PendingToolUse] = {}
-    new_response = True
+    builder = _Builder()
     for event in events:
+        builder.add(event)
+    return builder.finish()
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.conversation = Conversation()
+        self.open_uses: dict[str, PendingToolUse] = {}
+        self.new_response = True
+        self.in_flight = False
+        self.arrived_during_request: list[JsonValue] = []
+
+    def add(self, event: Event) -> None:
         payload = event.payload()
         if event.type == "span.model_request_start":
-            new_response = True
+            self.new_response, self.in_flight = True, True
+        elif event.type == "span.model_request_end":
+            self.in_flight = False
+            self._flush_arrivals()
         elif event.type == "user.message":
-            conversation._add("user", _blocks(payload.get("content")))
-        elif event.type in _ASSISTANT_TYPES:
-            block = _assistant_block(event)
-            if new_response or not conversation.messages or conversation.messages[-1]["role"] != "assistant":
-                conversation.messages.append({"role": "assistant", "content": [block]})
-                new_response = False
+            if self.in_flight:  # sent while the model was answering: it comes after that answer
+                self.arrived_during_request.extend(_blocks(payload.get("content")))
             else:
-                content = conversation.messages[-1]["content"]
-                assert isinstance(content, list)
-                content.append(block)
-            if event.type != "agent.message":
-                open_uses[event.id] = _pending(event)
+                self.conversation._add("user", _blocks(payload.get("content")))
+        elif event.type in _ASSISTANT_TYPES:
+            self._assistant(event)
         elif event.type in _RESULT_TYPES:
             use_id = str(payload.get(_RESULT_TYPES[event.type], ""))
-            if open_uses.pop(use_id, None) is not None:
-                conversation._add("user", [_result_block(use_id, payload)])
+            if self.open_uses.pop(use_id, None) is not None:
+                self.conversation._add("user", [_result_block(use_id, payload)])
         elif event.type == "user.tool_confirmation":
-            _confirm(open_uses, payload)
-    conversation.pending = list(open_uses.values())
-    return conversation
+            _confirm(self.open_uses, payload)
+
+    def _assistant(self, event: Event) -> None:
+        block = _assistant_block(event)
+        messages = self.conversation.messages
+        if self.new_response or not messages or messages[-1]["role"] != "assistant":
+            messages.append({"role": "assistant", "content": [block]})
+            self.new_response = False
+        else:
+            content = messages[-1]["content"]
+            assert isinstance(content, list)
+            content.append(block)
+        if event.type != "agent.message":
+            self.open_uses[event.id] = _pending(event)
+
+    def _flush_arrivals(self) -> None:
+        if self.arrived_during_request:
+            self.conversation._add("user", self.arrived_during_request)
+            self.arrived_during_request = []
+
+    def finish(self) -> Conversation:
+        self._flush_arrivals()  # a request that never ended (the server stopped): the message still counts
+        self.conversation.pending = list(self.open_uses.values())
+        return self.conversation
 
 
 def _blocks(content: JsonValue) -> list[JsonValue]:

@@ -98,6 +98,15 @@ class Store:
         """Every session's id, mapped to whether it is archived."""
         return {row[0]: row[1] is not None for row in self._read("select session_id, archived_at from sessions")}
 
+    def running_session_ids(self) -> list[str]:
+        """Sessions whose log says a run was going (after a crash: the ones to resume)."""
+        return [
+            row[0]
+            for row in self._read(
+                "select session_id from sessions where status in ('running', 'rescheduling') and archived_at is null"
+            )
+        ]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

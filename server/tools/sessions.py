@@ -82,6 +82,12 @@ def register_session_tools(mcp: MCPServer) -> None:
         ] = None,
         title: Annotated[str | None, Field(default=None, max_length=1_000)] = None,
         metadata: Annotated[Metadata | None, Field(default=None)] = None,
+        message: Annotated[
+            str | None,
+            Field(
+                default=None, min_length=1, max_length=500_000, description="A first message: the turn starts at once."
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, Session]:
         """Create an agent session: a long-lived conversation whose tools run in its own sandbox.
 
@@ -97,6 +103,9 @@ def register_session_tools(mcp: MCPServer) -> None:
             metadata=metadata or {},
         )
         session = await runtime(ctx).sessions.create(request)
+        if message is not None:
+            await runtime(ctx).inbox.send_message(session.id, message, 0, None)
+            session = await runtime(ctx).sessions.get(session.id)
         return reply(session, f"Created session {session.id} ({session.status}).")
 
     @mcp.tool(annotations=READ_ONLY)

@@ -156,6 +156,10 @@ async def valid_arguments(world: World, schema: dict[str, Any]) -> dict[str, Any
         "environment_id": world.environment,
         "name": "n",
         "path": "report.md",
+        "text": "hello",
+        "tool_use_id": "sevt_01M7YRRKASBN4YT0QKCZ9ZRK6T",
+        "allow": True,
+        "content": "result",
     }
     return {name: known[name] for name in schema.get("required", [])}
 

@@ -1,0 +1,154 @@
+"""`ModelClient` over the `anthropic` SDK: any Anthropic-compatible endpoint, streamed.
+
+The SDK reads `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL` itself; its own
+retries are off (`max_retries=0`) because the loop retries with events the
+client can see. Prompt caching marks the stable prefix (system prompt and tool
+definitions) and the newest message, so each turn re-reads the conversation
+from the cache. SDK errors are translated here, once, into `ModelError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+from pydantic import JsonValue
+
+from server.brain.model import ModelError, ModelTurn, TextSink, TokenUsage
+
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["AnthropicModel"]
+
+_CACHE: dict[str, JsonValue] = {"type": "ephemeral"}
+REQUEST_TIMEOUT_S = 600.0
+
+
+class AnthropicModel:
+    """Streams turns from the Messages API. The SDK is imported on first use (it takes a second to import)."""
+
+    def __init__(self, api_key_present: bool) -> None:
+        self._api_key_present = api_key_present
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    def _sdk(self) -> anthropic.AsyncAnthropic:
+        if not self._api_key_present:
+            raise ModelError(
+                "configuration_error",
+                "no model credentials: set ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL "
+                "for another Anthropic-compatible endpoint), then send the message again",
+            )
+        if self._client is None:
+            import anthropic
+
+            self._client = anthropic.AsyncAnthropic(max_retries=0, timeout=REQUEST_TIMEOUT_S)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Closes the HTTP client (its connections belong to the event loop that made them)."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def turn(
+        self,
+        *,
+        model: str,
+        system: str | None,
+        messages: Sequence[dict[str, JsonValue]],
+        tools: Sequence[dict[str, JsonValue]],
+        max_tokens: int,
+        on_text: TextSink | None = None,
+    ) -> ModelTurn:
+        client = self._sdk()
+        import anthropic
+
+        request: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": _cache_last(messages),
+        }
+        if system:
+            request["system"] = [{"type": "text", "text": system, "cache_control": _CACHE}]
+        if tools:
+            request["tools"] = [*tools[:-1], {**tools[-1], "cache_control": _CACHE}]
+        try:
+            async with client.messages.stream(**request) as stream:
+                if on_text is not None:
+                    async for text in stream.text_stream:
+                        await on_text(text)
+                final = await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc, model) from exc
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:  # a dropped stream is the latter
+            raise ModelError("model_request_failed_error", f"could not reach the model endpoint: {exc}") from exc
+        if final.stop_reason is None:  # the stream ended cleanly but early
+            raise ModelError("model_request_failed_error", "the model's answer ended before it was complete")
+        return ModelTurn(
+            content=[_block(b.model_dump(mode="json")) for b in final.content if b.type in ("text", "tool_use")],
+            stop_reason=final.stop_reason,
+            usage=TokenUsage(
+                input_tokens=final.usage.input_tokens or 0,
+                output_tokens=final.usage.output_tokens or 0,
+                cache_read_input_tokens=final.usage.cache_read_input_tokens or 0,
+                cache_creation_input_tokens=final.usage.cache_creation_input_tokens or 0,
+            ),
+        )
+
+
+def _block(raw: dict[str, Any]) -> dict[str, JsonValue]:
+    if raw["type"] == "text":
+        return {"type": "text", "text": raw["text"]}
+    return {"type": "tool_use", "id": raw["id"], "name": raw["name"], "input": raw["input"]}
+
+
+def _cache_last(messages: Sequence[dict[str, JsonValue]]) -> list[dict[str, JsonValue]]:
+    """The messages, with a cache breakpoint on the newest block."""
+    copied = [dict(m) for m in messages]
+    if copied and isinstance(copied[-1].get("content"), list):
+        content = list(copied[-1]["content"])  # type: ignore[arg-type]
+        if content and isinstance(content[-1], dict):
+            content[-1] = {**content[-1], "cache_control": _CACHE}
+            copied[-1]["content"] = content
+    return copied
+
+
+_STATUS_OF_ERROR_TYPE = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
+
+
+def _status_error(exc: anthropic.APIStatusError, model: str) -> ModelError:
+    status = exc.status_code
+    if status == 200:  # an `error` event inside a stream: its type says what it was
+        status = _STATUS_OF_ERROR_TYPE.get(str(getattr(exc, "type", "")), 500)
+    detail = _message(exc)
+    if status == 529:
+        return ModelError("model_overloaded_error", f"the model is overloaded: {detail}")
+    if status == 429:
+        retry_after = exc.response.headers.get("retry-after")
+        seconds = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
+        return ModelError("model_rate_limited_error", f"rate limited: {detail}", retry_after_s=seconds)
+    if status >= 500:
+        return ModelError("model_request_failed_error", f"the model endpoint failed ({status}): {detail}")
+    if status in (401, 403):
+        return ModelError(
+            "authentication_error",
+            f"the model endpoint refused the credentials ({status}): {detail}; check ANTHROPIC_API_KEY",
+        )
+    if status == 404:
+        return ModelError(
+            "model_not_found_error",
+            f"model {model!r} was not found: {detail}; "
+            "use a model the endpoint serves (set it on the agent or MANAGED_SESSIONS_MODEL)",
+        )
+    return ModelError("invalid_request_error", f"the model endpoint rejected the request ({status}): {detail}")
+
+
+def _message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(exc.message)

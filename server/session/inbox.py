@@ -1,0 +1,165 @@
+"""What clients send a session: messages, confirmations, custom tool results, interrupts.
+
+Each is validated against the log (is the session open, is that tool use
+really waiting for this?), recorded as an event, and then the session's run is
+started if the session can go on. `send_message` also waits, up to
+`wait_seconds`, for the session to go idle, and reports what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from pydantic import BaseModel, Field, JsonValue
+
+from server.blocking import in_thread
+from server.brain.conversation import PendingToolUse, needs_action, rebuild
+from server.errors import ConflictError, InvalidRequestError
+from server.models.events import Event, StopReason
+from server.models.sessions import Session, SessionStatus
+from server.session.manager import SessionManager, bounded
+from server.session.runner import LOG_LIMIT, SessionRunner
+from server.session.store import NewEvent, Store
+
+__all__ = ["MAX_MESSAGE_CHARS", "Inbox", "MessageOutcome"]
+
+MAX_MESSAGE_CHARS = 500_000
+MAX_REPLY_EVENTS = 50
+"""A reply carries the newest events of the call; get_events has the rest."""
+
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+class MessageOutcome(BaseModel):
+    session_id: str
+    status: SessionStatus
+    stop_reason: StopReason | None = None
+    reply: str | None = Field(description="The agent's final message when the session went idle; else null.")
+    events: list[dict[str, JsonValue]] = Field(description="Events since the message (the newest, up to 50).")
+    next_cursor: str | None = Field(description="Pass as `after` to get_events to read on from here.")
+
+
+class Inbox:
+    def __init__(self, store: Store, sessions: SessionManager, runner: SessionRunner) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._runner = runner
+
+    async def send_message(
+        self, session_id: str, text: str, wait_s: float, progress: Progress | None
+    ) -> MessageOutcome:
+        session = await self._open_session(session_id)
+        [message] = await self._sessions.append(
+            session.id, [NewEvent("user.message", {"content": [{"type": "text", "text": text}]})]
+        )
+        self._runner.start(session.id)
+        return await self.wait_idle(session.id, message, wait_s, progress)
+
+    async def wait_idle(
+        self, session_id: str, since: Event, wait_s: float, progress: Progress | None
+    ) -> MessageOutcome:
+        """Collects events after `since` until the session is idle with no run pending, or `wait_s` passes."""
+        collected: list[Event] = [since]
+        cursor = since.id
+        deadline = anyio.current_time() + wait_s
+        while True:
+            remaining = max(0.0, deadline - anyio.current_time())
+            page = await self._sessions.events(session_id, cursor, 200, None, remaining)
+            new = [Event.model_validate(e.model_dump()) for e in page.events]
+            collected.extend(new)
+            cursor = page.next_cursor or cursor
+            if new and progress is not None:
+                await progress(float(len(collected)), f"{new[-1].type} (event {new[-1].seq})")
+            settled = page.status != "running" and not self._runner.active(session_id) and not page.has_more
+            if settled or anyio.current_time() >= deadline:
+                return _outcome(session_id, page.status, page.stop_reason, collected, settled)
+
+    async def confirm(self, session_id: str, tool_use_id: str, allow: bool, deny_message: str | None) -> Session:
+        session, use = await self._waiting_use(session_id, tool_use_id)
+        if use.kind != "agent.tool_use" or use.evaluated_permission != "ask":
+            raise InvalidRequestError(
+                f"event {tool_use_id!r} is a {use.kind} that does not wait for a confirmation"
+                + ("; answer it with submit_tool_result" if use.kind == "agent.custom_tool_use" else "")
+            )
+        if deny_message is not None and allow:
+            raise InvalidRequestError("deny_message goes with allow=false only")
+        payload: dict[str, JsonValue] = {"tool_use_id": tool_use_id, "result": "allow" if allow else "deny"}
+        if deny_message is not None:
+            payload["deny_message"] = deny_message
+        await self._record_answer(session, NewEvent("user.tool_confirmation", payload))
+        return await self._sessions.get(session_id)
+
+    async def submit_result(self, session_id: str, tool_use_id: str, content: str, is_error: bool) -> Session:
+        session, use = await self._waiting_use(session_id, tool_use_id)
+        if use.kind != "agent.custom_tool_use":
+            raise InvalidRequestError(
+                f"event {tool_use_id!r} is a {use.kind}, not a custom tool use; confirm it with confirm_tool_use"
+            )
+        payload: dict[str, JsonValue] = {
+            "custom_tool_use_id": tool_use_id,
+            "content": [{"type": "text", "text": content}],
+            "is_error": is_error,
+        }
+        await self._record_answer(session, NewEvent("user.custom_tool_result", payload))
+        return await self._sessions.get(session_id)
+
+    async def interrupt(self, session_id: str) -> Session:
+        session = await self._open_session(session_id)
+        await self._sessions.append(session.id, [NewEvent("user.interrupt", {})])
+        await self._runner.interrupt(session.id)
+        return await self._sessions.get(session_id)
+
+    async def _open_session(self, session_id: str) -> Session:
+        session = await self._sessions.get(session_id)
+        if session.archived_at is not None or session.status == "terminated":
+            raise ConflictError(f"session {session_id!r} is archived; create a new session to go on")
+        return session
+
+    async def _waiting_use(self, session_id: str, tool_use_id: str) -> tuple[Session, PendingToolUse]:
+        session = await self._open_session(session_id)
+        conversation = rebuild(await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT))
+        waiting = needs_action(conversation.pending)
+        use = next((u for u in conversation.pending if u.event_id == tool_use_id), None)
+        if use is None or tool_use_id not in waiting:
+            raise InvalidRequestError(
+                f"event {tool_use_id!r} is not waiting for an answer in session {session_id!r}"
+                f" (waiting: {waiting or 'nothing'}); get_session shows what is"
+            )
+        return session, use
+
+    async def _record_answer(self, session: Session, answer: NewEvent) -> None:
+        """Records the answer; once nothing waits any more, the session runs on (else it re-idles)."""
+        await self._sessions.append(session.id, [answer])
+        conversation = rebuild(await in_thread(self._store.read_events, session.id, 0, LOG_LIMIT))
+        remaining = needs_action(conversation.pending)
+        if remaining:
+            stop: dict[str, JsonValue] = {"type": "requires_action", "event_ids": list(remaining)}
+            await self._sessions.append(session.id, [NewEvent("session.status_idle", {"stop_reason": stop})])
+        else:
+            self._runner.start(session.id)
+
+
+def _outcome(
+    session_id: str,
+    status: SessionStatus,
+    stop_reason: StopReason | None,
+    events: list[Event],
+    settled: bool,
+) -> MessageOutcome:
+    reply = None
+    if settled and status == "idle":
+        texts = [e for e in events if e.type == "agent.message"]
+        if texts:
+            content = texts[-1].payload().get("content")
+            blocks = content if isinstance(content, list) else []
+            reply = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict))
+    shown = [bounded(e).model_dump(mode="json") for e in events[-MAX_REPLY_EVENTS:]]
+    return MessageOutcome(
+        session_id=session_id,
+        status=status,
+        stop_reason=stop_reason,
+        reply=reply,
+        events=shown,
+        next_cursor=events[-1].id if events else None,
+    )

@@ -1,0 +1,303 @@
+"""Sessions come alive: each session's agent loop, driven from its event log.
+
+One run at a time per session, many sessions at once in one task group. A run
+rebuilds the conversation from the log at every step (see
+`brain/conversation.py`), so there is no state to lose: a run that dies, is
+interrupted or is killed with the server leaves a log the next run continues.
+
+A step is one of:
+
+1. Settle pending tool uses: run the allowed ones in the sandbox, answer denied
+   ones with the deny message, and stop at the ones that need the client
+   (`always_ask` without a confirmation, custom tools) with an idle
+   `requires_action` naming them.
+2. If the newest message is the user's (a message, or tool results), ask the
+   model for a turn and record it; if it is the assistant's, the turn is over:
+   idle with `end_turn`.
+
+Model failures that may pass (overloaded, rate limited, network) are retried
+with backoff, each retry a `session.error` with `retry_status: retrying`; when
+the retries run out, or the failure cannot pass (bad key, unknown model), the
+session idles with `retries_exhausted` and an error that says what to fix.
+
+After a crash, `resume` answers every tool use that was allowed to run but has
+no result with an error saying it was interrupted (tools are not re-run
+blindly), then runs the session on. A model request in flight is simply asked
+again: requests are rebuilt from the log, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+from pydantic import JsonValue
+
+from server.blocking import in_thread
+from server.brain.conversation import Conversation, PendingToolUse, needs_action, rebuild
+from server.brain.model import ModelClient, ModelError, ModelTurn
+from server.brain.tools import OfferedTool, offered_tools
+from server.errors import ServerError
+from server.hands.pool import SandboxPool
+from server.hands.sandbox import ToolResult
+from server.hands.toolset import BUILTIN_TOOL_SPECS
+from server.models.events import Event
+from server.models.sessions import Session
+from server.session.manager import SessionManager
+from server.session.store import NewEvent, Store
+
+__all__ = ["RETRY_DELAYS_S", "SessionRunner"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKENS = 16_000
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""About half a minute of retries before a turn gives up: long enough for a blip, short enough to tell the client."""
+MAX_RETRY_AFTER_S = 60.0
+LOG_LIMIT = 1_000_000
+INTERRUPTED_BY_RESTART = "interrupted: the server stopped while this tool was running; it was not run again"
+INTERRUPTED_BY_USER = "interrupted by the user before this tool finished"
+
+
+@dataclass
+class _Run:
+    scope: anyio.CancelScope
+    again: bool = False  # input arrived after the run's last look at the log
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        store: Store,
+        sessions: SessionManager,
+        sandboxes: SandboxPool,
+        model: ModelClient,
+        task_group: anyio.abc.TaskGroup,
+        retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._sandboxes = sandboxes
+        self._model = model
+        self._task_group = task_group
+        self._retry_delays_s = tuple(retry_delays_s)
+        self._runs: dict[str, _Run] = {}
+        self._ended: dict[str, anyio.Event] = {}
+
+    def active(self, session_id: str) -> bool:
+        """Whether a run is going (or about to go) for the session."""
+        return session_id in self._runs
+
+    def start(self, session_id: str) -> None:
+        """Makes sure a run will look at the session's log (a run going now looks again before it ends)."""
+        run = self._runs.get(session_id)
+        if run is not None:
+            run.again = True
+            return
+        run = _Run(anyio.CancelScope())
+        self._runs[session_id] = run
+        self._ended.setdefault(session_id, anyio.Event())
+        self._task_group.start_soon(self._run, session_id, run, name=f"session {session_id}")
+
+    async def interrupt(self, session_id: str) -> None:
+        """Stops the session's run (model stream or tool) and waits until it has gone idle."""
+        run = self._runs.get(session_id)
+        if run is None:
+            return
+        ended = self._ended.setdefault(session_id, anyio.Event())
+        run.scope.cancel()
+        with anyio.move_on_after(10):
+            await ended.wait()
+
+    async def _run(self, session_id: str, run: _Run) -> None:
+        try:
+            while True:
+                run.again = False
+                with run.scope:
+                    await self._drive(session_id)
+                if run.scope.cancel_called:
+                    with anyio.CancelScope(shield=True):
+                        await self._after_interrupt(session_id)
+                    break
+                if not run.again:
+                    break
+        except Exception:  # one session's failure must not take the others down
+            logger.exception("session %s: the run failed", session_id)
+            with anyio.CancelScope(shield=True):
+                await self._fail(session_id)
+        finally:
+            self._runs.pop(session_id, None)
+            self._ended.pop(session_id, anyio.Event()).set()
+
+    # One run ----------------------------------------------------------------------------------------------
+
+    async def _drive(self, session_id: str) -> None:
+        session = await self._sessions.get(session_id)
+        if session.archived_at is not None:
+            return
+        await self._append(session_id, [NewEvent("session.status_running", {})])
+        offered = {tool.name: tool for tool in offered_tools(session.agent.tools, BUILTIN_TOOL_SPECS)}
+        while True:
+            conversation = await self._conversation(session_id)
+            waiting = needs_action(conversation.pending)
+            settled = await self._settle(session, conversation.pending, waiting)
+            if waiting:
+                await self._idle(session_id, {"type": "requires_action", "event_ids": list(waiting)})
+                return
+            if settled:
+                continue  # results were added: rebuild and ask the model
+            if not conversation.messages or conversation.messages[-1]["role"] == "assistant":
+                await self._idle(session_id, {"type": "end_turn"})
+                return
+            if not await self._model_turn(session, conversation, offered):
+                return
+
+    async def _conversation(self, session_id: str) -> Conversation:
+        return rebuild(await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT))
+
+    async def _settle(self, session: Session, pending: Sequence[PendingToolUse], waiting: Sequence[str]) -> bool:
+        """Answers the pending uses that need no client; returns whether any was answered."""
+        answered = False
+        for use in pending:
+            if use.event_id in waiting:
+                continue
+            result = await self._answer(session, use)
+            await self._append(session.id, [_tool_result_event(use, result)])
+            answered = True
+        return answered
+
+    async def _answer(self, session: Session, use: PendingToolUse) -> ToolResult:
+        if use.kind == "agent.mcp_tool_use":
+            return ToolResult.text(f"{use.name}: MCP tools are not available on this server yet", is_error=True)
+        if use.evaluated_permission == "deny":
+            return ToolResult.text(f"{use.name}: this tool is not enabled for this agent", is_error=True)
+        if use.confirmation == "deny":
+            return ToolResult.text(use.deny_message or f"Permission to use {use.name} has been denied.", True)
+        tools = self._sandboxes.tools(session.id, session.environment)
+        try:
+            return await tools.execute(use.name, use.input)
+        except ServerError as exc:  # the sandbox cannot run (no engine, failed install): tell model and client
+            await self._append(session.id, [_error_event("unknown_error", str(exc), "exhausted")])
+            return ToolResult.text(f"{use.name}: the sandbox is unavailable: {exc}", is_error=True)
+
+    async def _model_turn(self, session: Session, conversation: Conversation, offered: dict[str, OfferedTool]) -> bool:
+        """Asks the model for a turn and records it (its content, then the span's end); False if it gave up."""
+        for attempt in range(len(self._retry_delays_s) + 1):
+            start = (await self._append(session.id, [NewEvent("span.model_request_start", {})]))[0]
+            try:
+                turn = await self._model.turn(
+                    model=session.agent.model.id,
+                    system=session.agent.system,
+                    messages=conversation.messages,
+                    tools=[tool.spec for tool in offered.values()],
+                    max_tokens=MAX_TOKENS,
+                )
+            except ModelError as exc:
+                await self._append(session.id, [_span_end(start, None)])
+                retrying = exc.retryable and attempt < len(self._retry_delays_s)
+                await self._append(
+                    session.id, [_error_event(exc.kind, str(exc), "retrying" if retrying else "exhausted")]
+                )
+                if not retrying:
+                    await self._idle(session.id, {"type": "retries_exhausted"})
+                    return False
+                await anyio.sleep(min(exc.retry_after_s or self._retry_delays_s[attempt], MAX_RETRY_AFTER_S))
+                continue
+            await self._append(session.id, [*_turn_events(turn, offered), _span_end(start, turn)])
+            return True
+        return False
+
+    async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue]) -> None:
+        session = await self._sessions.get(session_id)
+        await self._append(
+            session_id,
+            [
+                NewEvent("session.usage", {"usage": session.usage.model_dump()}),
+                NewEvent("session.status_idle", {"stop_reason": stop_reason}),
+            ],
+        )
+
+    async def _after_interrupt(self, session_id: str) -> None:
+        conversation = await self._conversation(session_id)
+        running = [use for use in conversation.pending if use.event_id not in needs_action(conversation.pending)]
+        if running:
+            session = await self._sessions.get(session_id)
+            await self._sandboxes.stop(session_id, session.environment)  # stops the tool: files stay
+        interrupted = ToolResult.text(INTERRUPTED_BY_USER, is_error=True)
+        await self._append(session_id, [_tool_result_event(use, interrupted) for use in running])
+        await self._idle(session_id, {"type": "end_turn"})
+
+    async def _fail(self, session_id: str) -> None:
+        try:
+            await self._append(
+                session_id, [_error_event("unknown_error", "the session's run failed; see the log", "exhausted")]
+            )
+            await self._idle(session_id, {"type": "end_turn"})
+        except ServerError:
+            logger.exception("session %s: could not record the failure", session_id)
+
+    async def _append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+        return await self._sessions.append(session_id, events) if events else []
+
+    # After a restart --------------------------------------------------------------------------------------
+
+    async def resume(self, session_id: str) -> None:
+        """Continues a session that was running when the server stopped."""
+        conversation = await self._conversation(session_id)
+        waiting = needs_action(conversation.pending)
+        interrupted = ToolResult.text(INTERRUPTED_BY_RESTART, is_error=True)
+        stale = [
+            use
+            for use in conversation.pending
+            if use.event_id not in waiting and use.confirmation != "deny" and use.evaluated_permission != "deny"
+        ]
+        await self._append(session_id, [_tool_result_event(use, interrupted) for use in stale])
+        self.start(session_id)
+
+
+def _turn_events(turn: ModelTurn, offered: dict[str, OfferedTool]) -> list[NewEvent]:
+    events: list[NewEvent] = []
+    for block in turn.content:
+        if block["type"] == "text" and block.get("text"):
+            events.append(NewEvent("agent.message", {"content": [{"type": "text", "text": block["text"]}]}))
+        elif block["type"] == "tool_use":
+            events.append(_tool_use_event(block, offered.get(str(block["name"]))))
+    return events
+
+
+def _tool_use_event(block: dict[str, JsonValue], tool: OfferedTool | None) -> NewEvent:
+    name, tool_input = block["name"], block.get("input") or {}
+    if tool is not None and tool.kind == "custom":
+        return NewEvent("agent.custom_tool_use", {"name": name, "input": tool_input})
+    permission = "deny" if tool is None else tool.permission
+    payload: dict[str, JsonValue] = {"name": name, "input": tool_input, "evaluated_permission": permission}
+    if tool is not None:
+        payload["evaluation"] = {"type": "always_ask" if permission == "ask" else "always_allow"}
+    return NewEvent("agent.tool_use", payload)
+
+
+def _tool_result_event(use: PendingToolUse, result: ToolResult) -> NewEvent:
+    content: list[JsonValue] = list(result.content)
+    return NewEvent("agent.tool_result", {"tool_use_id": use.event_id, "content": content, "is_error": result.is_error})
+
+
+def _span_end(start: Event, turn: ModelTurn | None) -> NewEvent:
+    payload: dict[str, JsonValue] = {"model_request_start_id": start.id, "is_error": turn is None}
+    if turn is not None:
+        usage = turn.usage
+        payload["model_usage"] = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        }
+    return NewEvent("span.model_request_end", payload)
+
+
+def _error_event(kind: str, message: str, retry_status: str) -> NewEvent:
+    return NewEvent(
+        "session.error", {"error": {"type": kind, "message": message, "retry_status": {"type": retry_status}}}
+    )

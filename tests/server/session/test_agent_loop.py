@@ -1,0 +1,195 @@
+"""The agent loop end to end in process: the real anthropic SDK against the scripted model, real sandboxes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from conftest import missing_part
+from mcp import Client
+from model_server import ModelServer, error, reply, tool_use
+from scenario import call_error, call_ok
+
+from server.app import build_server
+from server.config import DEFAULT_IMAGE, ServerConfig
+
+pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
+    with ModelServer() as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        yield server
+        assert server.violations == []
+
+
+@pytest.fixture
+def loop_config(data_dir: Path) -> ServerConfig:
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(DEFAULT_IMAGE)
+    except docker.errors.DockerException as exc:
+        missing_part("docker", str(exc))
+    return ServerConfig(
+        data_dir=data_dir,
+        image=DEFAULT_IMAGE,
+        model="claude-test",
+        model_key_present=True,
+        model_retry_delays_s=(0.01, 0.01),
+    )
+
+
+async def wait_for_idle(client: Client, session_id: str, after: str) -> dict[str, Any]:
+    """Long-polls until an idle event after `after` (bounded: the server's run always idles)."""
+    for _ in range(20):
+        page = await call_ok(
+            client,
+            "get_events",
+            {"session_id": session_id, "after": after, "wait_seconds": 10, "types": ["session.status_idle"]},
+        )
+        if page["events"]:
+            return page
+    raise AssertionError("the session never went idle")
+
+
+def types_of(outcome: dict[str, Any]) -> list[str]:
+    return [e["type"] for e in outcome["events"]]
+
+
+async def test_a_message_runs_tools_in_the_sandbox_and_remembers_across_turns(
+    loop_config: ServerConfig, model: ModelServer
+) -> None:
+    model.enqueue(
+        reply(
+            "Writing it.", tool_use("bash", {"command": "cd /workspace && echo 42 > /mnt/session/outputs/answer.txt"})
+        ),
+        reply("Saved the answer."),
+        reply(tool_use("bash", {"command": "pwd; cat /mnt/session/outputs/answer.txt"})),
+        lambda request: reply(f"It says {request.tool_results()}"),
+    )
+    async with Client(build_server(loop_config)) as client:
+        session = await call_ok(client, "create_session", {"system": "Be brief."})
+        first = await call_ok(client, "send_message", {"session_id": session["id"], "text": "save 42"})
+        assert first["status"] == "idle"
+        assert first["stop_reason"]["type"] == "end_turn"
+        assert first["reply"] == "Saved the answer."
+        assert types_of(first)[:3] == ["user.message", "session.status_running", "span.model_request_start"]
+        assert "agent.tool_use" in types_of(first)
+        assert "agent.tool_result" in types_of(first)
+        second = await call_ok(client, "send_message", {"session_id": session["id"], "text": "what did you save?"})
+        assert "42" in second["reply"]
+        assert "/workspace" in second["reply"]
+        # The second request carried the whole conversation: memory across turns.
+        last = model.requests[-1]
+        assert [m["role"] for m in last.messages] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+        ]
+        assert last.system_text == "Be brief."
+        assert {"bash", "read", "write", "edit", "glob", "grep", "web_fetch"} <= set(last.tool_names)
+        listing = await call_ok(client, "list_output_files", {"session_id": session["id"]})
+        assert [f["path"] for f in listing["files"]] == ["answer.txt"]
+        got = await call_ok(client, "get_session", {"session_id": session["id"]})
+        assert got["usage"]["output_tokens"] > 0
+        await call_ok(client, "delete_session", {"session_id": session["id"]})
+
+
+async def test_custom_tools_and_confirmations_wait_for_the_client(
+    loop_config: ServerConfig, model: ModelServer
+) -> None:
+    custom = {
+        "type": "custom",
+        "name": "lookup",
+        "description": "Look a thing up.",
+        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+    }
+    toolset = {
+        "type": "agent_toolset_20260401",
+        "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}}],
+    }
+    model.enqueue(
+        reply(tool_use("lookup", {"q": "x"})),
+        lambda request: reply(
+            tool_use("bash", {"command": "echo ran"}) if "found x" in str(request.tool_results()) else "wrong"
+        ),
+        lambda request: reply(f"result: {request.tool_results()}"),
+        reply(tool_use("bash", {"command": "echo again"})),
+        lambda request: reply(f"denied: {request.tool_results()}"),
+    )
+    async with Client(build_server(loop_config)) as client:
+        agent = await call_ok(client, "create_agent", {"name": "a", "tools": [toolset, custom]})
+        session = await call_ok(client, "create_session", {"agent_id": agent["id"]})
+        sid = session["id"]
+        outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "go"})
+        assert outcome["stop_reason"]["type"] == "requires_action"
+        [custom_use] = outcome["stop_reason"]["event_ids"]
+        assert "not waiting" in await call_error(
+            client, "confirm_tool_use", {"session_id": sid, "tool_use_id": "sevt_x", "allow": True}
+        )
+        assert "submit_tool_result" in await call_error(
+            client, "confirm_tool_use", {"session_id": sid, "tool_use_id": custom_use, "allow": True}
+        )
+        mark = (await call_ok(client, "get_events", {"session_id": sid, "limit": 200}))["next_cursor"]
+        await call_ok(
+            client, "submit_tool_result", {"session_id": sid, "tool_use_id": custom_use, "content": "found x"}
+        )
+        page = await wait_for_idle(client, sid, mark)
+        asked = page["events"][-1]["stop_reason"]
+        assert asked["type"] == "requires_action"
+        [bash_use] = asked["event_ids"]
+        mark = (await call_ok(client, "get_events", {"session_id": sid, "limit": 200}))["next_cursor"]
+        await call_ok(client, "confirm_tool_use", {"session_id": sid, "tool_use_id": bash_use, "allow": True})
+        finished = await wait_for_idle(client, sid, mark)
+        assert finished["events"][-1]["stop_reason"]["type"] == "end_turn"
+        done = await call_ok(client, "send_message", {"session_id": sid, "text": "and again", "wait_seconds": 20})
+        assert done["stop_reason"]["type"] == "requires_action"
+        [second_bash] = done["stop_reason"]["event_ids"]
+        mark = (await call_ok(client, "get_events", {"session_id": sid, "limit": 200}))["next_cursor"]
+        await call_ok(
+            client,
+            "confirm_tool_use",
+            {"session_id": sid, "tool_use_id": second_bash, "allow": False, "deny_message": "not now"},
+        )
+        assert "not waiting" in await call_error(
+            client, "confirm_tool_use", {"session_id": sid, "tool_use_id": second_bash, "allow": True}
+        )
+        mark_after_deny = await wait_for_idle(client, sid, mark)
+        assert mark_after_deny["events"][-1]["stop_reason"]["type"] == "end_turn"
+        await call_ok(client, "delete_session", {"session_id": sid})
+    assert "found x" in str(model.requests[1].tool_results())
+    assert "ran" in str(model.requests[2].tool_results())
+    denied = model.requests[4].tool_results()
+    assert "not now" in str(denied)
+    assert all(r.get("is_error") for r in denied.values())
+
+
+async def test_retries_then_retries_exhausted(loop_config: ServerConfig, model: ModelServer) -> None:
+    model.enqueue(*[error(529, "overloaded_error", "busy") for _ in range(3)])
+    async with Client(build_server(loop_config)) as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
+        assert outcome["stop_reason"]["type"] == "retries_exhausted"
+        errors = [e["error"]["retry_status"]["type"] for e in outcome["events"] if e["type"] == "session.error"]
+        assert errors == ["retrying", "retrying", "exhausted"]
+
+
+async def test_a_missing_key_idles_with_an_error_that_says_what_to_fix(data_dir: Path) -> None:
+    config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model_key_present=False)
+    async with Client(build_server(config)) as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
+        assert outcome["status"] == "idle"
+        [failure] = [e for e in outcome["events"] if e["type"] == "session.error"]
+        assert "ANTHROPIC_API_KEY" in failure["error"]["message"]
