@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import docker
 import docker.errors
 import pytest
@@ -193,3 +194,52 @@ async def test_a_missing_key_idles_with_an_error_that_says_what_to_fix(data_dir:
         assert outcome["status"] == "idle"
         [failure] = [e for e in outcome["events"] if e["type"] == "session.error"]
         assert "ANTHROPIC_API_KEY" in failure["error"]["message"]
+
+
+async def test_an_interrupt_stops_a_running_command_within_seconds(
+    loop_config: ServerConfig, model: ModelServer
+) -> None:
+    model.enqueue(reply(tool_use("bash", {"command": "sleep 60"})), reply("Stopped, as asked."))
+    async with Client(build_server(loop_config)) as client:
+        session = await call_ok(client, "create_session", {})
+        sid = session["id"]
+        started = await call_ok(client, "send_message", {"session_id": sid, "text": "wait a minute", "wait_seconds": 0})
+        await wait_for_type(client, sid, started["next_cursor"], "agent.tool_use")
+        with anyio.fail_after(15):  # far below the 60 s the command would take
+            stopped = await call_ok(client, "interrupt_session", {"session_id": sid})
+        assert stopped["status"] == "idle"
+        page = await call_ok(client, "get_events", {"session_id": sid, "limit": 200})
+        types = [e["type"] for e in page["events"]]
+        assert "user.interrupt" in types
+        [result] = [e for e in page["events"] if e["type"] == "agent.tool_result"]
+        assert result["is_error"]
+        assert "interrupted" in result["content"][0]["text"]
+        again = await call_ok(client, "send_message", {"session_id": sid, "text": "ok, stop"})
+        assert again["reply"] == "Stopped, as asked."
+        await call_ok(client, "delete_session", {"session_id": sid})
+
+
+async def test_messages_to_archived_or_deleted_sessions_are_refused(
+    loop_config: ServerConfig, model: ModelServer
+) -> None:
+    async with Client(build_server(loop_config)) as client:
+        archived = await call_ok(client, "create_session", {})
+        await call_ok(client, "archive_session", {"session_id": archived["id"]})
+        assert "archived" in await call_error(client, "send_message", {"session_id": archived["id"], "text": "hi"})
+        deleted = await call_ok(client, "create_session", {})
+        await call_ok(client, "delete_session", {"session_id": deleted["id"]})
+        assert "no session" in await call_error(client, "send_message", {"session_id": deleted["id"], "text": "hi"})
+        assert "at most 500000" in await call_error(
+            client, "send_message", {"session_id": archived["id"], "text": "x" * 1_000_000}
+        )
+    assert model.requests == []
+
+
+async def wait_for_type(client: Client, session_id: str, after: str, event_type: str) -> dict[str, Any]:
+    for _ in range(20):
+        page = await call_ok(
+            client, "get_events", {"session_id": session_id, "after": after, "wait_seconds": 10, "types": [event_type]}
+        )
+        if page["events"]:
+            return page["events"][0]
+    raise AssertionError(f"no {event_type} event came")
