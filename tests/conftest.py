@@ -42,10 +42,38 @@ def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh data dir; containers and volumes its store made are removed afterwards."""
     path = tmp_path / "data"
     path.mkdir()
-    return path
+    yield path
+    remove_sandboxes_of(path)
+
+
+def remove_sandboxes_of(data_dir: Path) -> None:
+    """Removes every container and volume labelled with this data dir's store (a test's leftovers)."""
+    database = data_dir / "store.db"
+    if not database.exists():
+        return
+    import docker
+    import docker.errors
+
+    from server.hands.docker_sandbox import LABEL_STORE
+    from server.session.store import Store
+
+    store = Store.open(database)
+    try:
+        label = f"{LABEL_STORE}={store.store_id}"
+    finally:
+        store.close()
+    try:
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+    except docker.errors.DockerException:
+        pass  # no engine: nothing was made
 
 
 @pytest.fixture

@@ -1,0 +1,133 @@
+"""kill -9 the server in the middle of a session, start it again: the session goes on with a valid log."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from conftest import missing_part
+from model_server import ModelServer, hang, reply, tool_use
+from processes import INITIALIZE, LineChild, python_path_env
+
+from server.config import DEFAULT_IMAGE
+from server.session.store import Store
+
+pytestmark = pytest.mark.docker
+
+
+class Server(LineChild):
+    """`python -m server serve` spoken to in raw JSON-RPC lines, so the test can kill -9 it at will."""
+
+    def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
+        super().__init__([sys.executable, "-m", "server", "serve"], stderr_path, env=env, deadline_s=60)
+        self._ids = iter(range(2, 10_000))
+        self.say(json.dumps(INITIALIZE))
+        assert json.loads(self.next_line())["id"] == 1
+        self.say(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        request_id = next(self._ids)
+        self.say(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "method": "tools/call",
+                    "params": {"name": tool, "arguments": arguments},
+                }
+            )
+        )
+        while True:
+            message = json.loads(self.next_line())
+            if message.get("id") == request_id:
+                result: dict[str, Any] = message["result"]
+                assert not result.get("isError"), result
+                return dict(result["structuredContent"])
+
+    def wait_for(self, session_id: str, event_type: str) -> dict[str, Any]:
+        for _ in range(30):
+            page = self.call("get_events", {"session_id": session_id, "types": [event_type], "wait_seconds": 5})
+            if page["events"]:
+                return dict(page["events"][-1])
+        raise AssertionError(f"no {event_type}")
+
+
+@pytest.fixture
+def env(data_dir: Path, subprocess_env: dict[str, str]) -> dict[str, str]:
+    try:
+        docker.from_env().images.get(DEFAULT_IMAGE)
+    except docker.errors.DockerException as exc:
+        missing_part("docker", str(exc))
+    return python_path_env({**subprocess_env, "ANTHROPIC_API_KEY": "test-key", "MANAGED_SESSIONS_IMAGE": DEFAULT_IMAGE})
+
+
+def assert_log_is_valid(data_dir: Path, session_id: str) -> list[dict[str, Any]]:
+    store = Store.open(data_dir / "store.db")
+    try:
+        events = store.read_events(session_id, 0, 10_000)
+    finally:
+        store.close()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    uses = [e.id for e in events if e.type == "agent.tool_use"]
+    answers = [e.payload()["tool_use_id"] for e in events if e.type == "agent.tool_result"]
+    assert sorted(uses) == sorted(answers)  # every tool use answered exactly once
+    return [e.model_dump() for e in events]
+
+
+def test_a_tool_running_at_a_kill_is_answered_as_interrupted_and_the_session_goes_on(
+    env: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
+    with ModelServer() as model:
+        model.enqueue(
+            reply(tool_use("bash", {"command": "echo before > /workspace/f && sleep 60"})),
+            lambda request: reply(f"recovered: {request.tool_results()}"),
+        )
+        env = {**env, "ANTHROPIC_BASE_URL": model.base_url}
+        first = Server(env, tmp_path / "first.log")
+        session = first.call("create_session", {})
+        first.call("send_message", {"session_id": session["id"], "text": "work", "wait_seconds": 0})
+        first.wait_for(session["id"], "agent.tool_use")
+        first.kill_9()
+
+        second = Server(env, tmp_path / "second.log")
+        idle = second.wait_for(session["id"], "session.status_idle")
+        assert idle["stop_reason"]["type"] == "end_turn"
+        events = assert_log_is_valid(data_dir, session["id"])
+        [result] = [e for e in events if e["type"] == "agent.tool_result"]
+        assert "interrupted" in json.dumps(result)
+        assert "recovered" in json.dumps([e for e in events if e["type"] == "agent.message"])
+        assert [e["type"] for e in events].count("user.message") == 1
+        second.call("delete_session", {"session_id": session["id"]})
+        second.stop()
+        assert model.violations == []
+
+
+def test_a_model_request_in_flight_at_a_kill_is_asked_again(
+    env: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    with ModelServer() as model:
+        model.enqueue(hang("thinking...", release=release), reply("answered after the restart"))
+        env = {**env, "ANTHROPIC_BASE_URL": model.base_url}
+        first = Server(env, tmp_path / "first.log")
+        session = first.call("create_session", {})
+        first.call("send_message", {"session_id": session["id"], "text": "question", "wait_seconds": 0})
+        model.wait_for_requests(1, timeout_s=30)
+        first.kill_9()
+        release.set()
+
+        second = Server(env, tmp_path / "second.log")
+        idle = second.wait_for(session["id"], "session.status_idle")
+        assert idle["stop_reason"]["type"] == "end_turn"
+        events = assert_log_is_valid(data_dir, session["id"])
+        messages = [e for e in events if e["type"] == "agent.message"]
+        assert [m["content"][0]["text"] for m in messages] == ["answered after the restart"]
+        second.call("delete_session", {"session_id": session["id"]})
+        second.stop()
+        assert model.requests[1].messages == model.requests[0].messages  # the same conversation, asked again
