@@ -40,6 +40,7 @@ class ServerConfig:
         extra_ca_bundle: a PEM bundle trusted inside sandboxes and image builds (corporate TLS proxies).
         web_fetch_allow_private: let web_fetch reach loopback and private addresses.
         model_retry_delays_s: the waits between retries of a failing model request (None: the default).
+        context_budget_tokens: past this estimated size, old tool results are trimmed before a model request.
     """
 
     data_dir: Path
@@ -52,6 +53,7 @@ class ServerConfig:
     extra_ca_bundle: Path | None = None
     web_fetch_allow_private: bool = False
     model_retry_delays_s: tuple[float, ...] | None = None
+    context_budget_tokens: int = 150_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -70,6 +72,7 @@ class ServerConfig:
             extra_ca_bundle=Path(ca).expanduser() if (ca := env.get("MANAGED_SESSIONS_EXTRA_CA_BUNDLE")) else None,
             web_fetch_allow_private=env.get("MANAGED_SESSIONS_WEB_FETCH_ALLOW_PRIVATE") == "1",
             model_retry_delays_s=_delays(env.get("MANAGED_SESSIONS_MODEL_RETRY_DELAYS")),
+            context_budget_tokens=_positive_int(env.get("MANAGED_SESSIONS_CONTEXT_TOKENS"), 150_000),
         )
 
     def problems(self) -> list[str]:
@@ -104,3 +107,11 @@ def _delays(value: str | None) -> tuple[float, ...] | None:
         return tuple(max(0.0, float(part)) for part in value.split(","))
     except ValueError:
         return None
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        return default
+    return number if number > 0 else default

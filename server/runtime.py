@@ -58,7 +58,13 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
             )
             model = AnthropicModel(api_key_present=config.model_key_present)
             runner = SessionRunner(
-                store, sessions, sandboxes, model, task_group, config.model_retry_delays_s or RETRY_DELAYS_S
+                store,
+                sessions,
+                sandboxes,
+                model,
+                task_group,
+                retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
+                context_budget_tokens=config.context_budget_tokens,
             )
             definitions = Definitions(store, default_model=config.model)
             runtime = Runtime(config, store, definitions, sessions, sandboxes, runner, Inbox(store, sessions, runner))

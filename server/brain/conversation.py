@@ -12,6 +12,10 @@ exactly where it was after a restart. The rules:
   tool_use ids for the API and stable across restarts; results
   (`agent.tool_result`, `agent.mcp_tool_result`, `user.custom_tool_result`)
   point at them.
+- An `agent.thread_context_compacted` event with `trimmed_before_seq` replaces
+  the content of every tool result recorded before that seq with a short
+  marker: how a long session stays within the model's window, decided once
+  and recorded, so every later rebuild trims the same way.
 - A tool use with no result yet is *pending*. `pending_tool_uses` lists them,
   so the loop can ask for confirmations, wait for custom results, or (after a
   crash) answer them with an "interrupted" error instead of re-running them.
@@ -19,6 +23,7 @@ exactly where it was after a restart. The rules:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -27,7 +32,7 @@ from pydantic import JsonValue
 
 from server.models.events import Event
 
-__all__ = ["Conversation", "PendingToolUse", "needs_action", "rebuild"]
+__all__ = ["TRIMMED", "Conversation", "PendingToolUse", "estimated_tokens", "needs_action", "rebuild"]
 
 Message = dict[str, JsonValue]
 ToolUseKind = Literal["agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"]
@@ -57,6 +62,8 @@ class PendingToolUse:
 class Conversation:
     messages: list[Message] = field(default_factory=list)
     pending: list[PendingToolUse] = field(default_factory=list)
+    result_seqs: dict[str, int] = field(default_factory=dict)
+    """The seq of each tool result's event, by tool use id (where trimming can start)."""
 
     def _add(self, role: Literal["user", "assistant"], blocks: list[JsonValue]) -> None:
         if self.messages and self.messages[-1]["role"] == role:
@@ -85,6 +92,8 @@ class _Builder:
         self.new_response = True
         self.in_flight = False
         self.arrived_during_request: list[JsonValue] = []
+        self.trimmed_before_seq = 0
+        self.result_seqs: dict[str, int] = {}
 
     def add(self, event: Event) -> None:
         payload = event.payload()
@@ -103,9 +112,14 @@ class _Builder:
         elif event.type in _RESULT_TYPES:
             use_id = str(payload.get(_RESULT_TYPES[event.type], ""))
             if self.open_uses.pop(use_id, None) is not None:
-                self.conversation._add("user", [_result_block(use_id, payload)])
+                block = _result_block(use_id, payload)
+                self.result_seqs[use_id] = event.seq
+                self.conversation._add("user", [block])
         elif event.type == "user.tool_confirmation":
             _confirm(self.open_uses, payload)
+        elif event.type == "agent.thread_context_compacted":
+            mark = payload.get("trimmed_before_seq")
+            self.trimmed_before_seq = max(self.trimmed_before_seq, mark if isinstance(mark, int) else 0)
 
     def _assistant(self, event: Event) -> None:
         block = _assistant_block(event)
@@ -128,7 +142,33 @@ class _Builder:
     def finish(self) -> Conversation:
         self._flush_arrivals()  # a request that never ended (the server stopped): the message still counts
         self.conversation.pending = list(self.open_uses.values())
+        self.conversation.result_seqs = self.result_seqs
+        if self.trimmed_before_seq:
+            _trim_results(self.conversation, self.result_seqs, self.trimmed_before_seq)
         return self.conversation
+
+
+TRIMMED = "[trimmed to keep the conversation within the model's context; the full result is in the event log]"
+
+
+def _trim_results(conversation: Conversation, result_seqs: dict[str, int], before_seq: int) -> None:
+    """Replaces the content of tool results recorded before `before_seq` with a short marker."""
+    for message in conversation.messages:
+        content = message["content"]
+        if message["role"] != "user" or not isinstance(content, list):
+            continue
+        for index, block in enumerate(content):
+            if (
+                isinstance(block, dict)
+                and block.get("type") == "tool_result"
+                and result_seqs.get(str(block.get("tool_use_id")), before_seq) < before_seq
+            ):
+                content[index] = {**block, "content": [{"type": "text", "text": TRIMMED}]}
+
+
+def estimated_tokens(messages: Sequence[Message]) -> int:
+    """A cheap estimate (about four characters a token) to decide when to trim, not to bill."""
+    return len(json.dumps(messages)) // 4
 
 
 def _blocks(content: JsonValue) -> list[JsonValue]:

@@ -37,7 +37,7 @@ import anyio.abc
 from pydantic import JsonValue
 
 from server.blocking import in_thread
-from server.brain.conversation import Conversation, PendingToolUse, needs_action, rebuild
+from server.brain.conversation import Conversation, PendingToolUse, estimated_tokens, needs_action, rebuild
 from server.brain.model import ModelClient, ModelError, ModelTurn
 from server.brain.tools import OfferedTool, offered_tools
 from server.errors import ServerError
@@ -58,6 +58,8 @@ RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 """About half a minute of retries before a turn gives up: long enough for a blip, short enough to tell the client."""
 MAX_RETRY_AFTER_S = 60.0
 LOG_LIMIT = 1_000_000
+KEEP_RECENT_RESULTS = 3
+"""Trimming spares the newest tool results: the model is usually working with them."""
 INTERRUPTED_BY_RESTART = "interrupted: the server stopped while this tool was running; it was not run again"
 INTERRUPTED_BY_USER = "interrupted by the user before this tool finished"
 
@@ -77,6 +79,7 @@ class SessionRunner:
         model: ModelClient,
         task_group: anyio.abc.TaskGroup,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+        context_budget_tokens: int = 150_000,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -84,6 +87,7 @@ class SessionRunner:
         self._model = model
         self._task_group = task_group
         self._retry_delays_s = tuple(retry_delays_s)
+        self._context_budget_tokens = context_budget_tokens
         self._runs: dict[str, _Run] = {}
         self._ended: dict[str, anyio.Event] = {}
 
@@ -152,6 +156,7 @@ class SessionRunner:
             if not conversation.messages or conversation.messages[-1]["role"] == "assistant":
                 await self._idle(session_id, {"type": "end_turn"})
                 return
+            conversation = await self._within_budget(session_id, conversation)
             if not await self._model_turn(session, conversation, offered):
                 return
 
@@ -182,6 +187,24 @@ class SessionRunner:
         except ServerError as exc:  # the sandbox cannot run (no engine, failed install): tell model and client
             await self._append(session.id, [_error_event("unknown_error", str(exc), "exhausted")])
             return ToolResult.text(f"{use.name}: the sandbox is unavailable: {exc}", is_error=True)
+
+    async def _within_budget(self, session_id: str, conversation: Conversation) -> Conversation:
+        """Trims old tool results (keeping the newest few) when the conversation outgrows the budget."""
+        size = estimated_tokens(conversation.messages)
+        if size <= self._context_budget_tokens or not conversation.result_seqs:
+            return conversation
+        seqs = sorted(conversation.result_seqs.values())
+        for mark in (seqs[-KEEP_RECENT_RESULTS] if len(seqs) > KEEP_RECENT_RESULTS else None, seqs[-1] + 1):
+            if mark is None:
+                continue
+            compacted = NewEvent(
+                "agent.thread_context_compacted", {"trimmed_before_seq": mark, "estimated_tokens_before": size}
+            )
+            await self._append(session_id, [compacted])
+            conversation = await self._conversation(session_id)
+            if estimated_tokens(conversation.messages) <= self._context_budget_tokens:
+                break
+        return conversation
 
     async def _model_turn(self, session: Session, conversation: Conversation, offered: dict[str, OfferedTool]) -> bool:
         """Asks the model for a turn and records it (its content, then the span's end); False if it gave up."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from server.brain.conversation import needs_action, rebuild
+from server.brain.conversation import TRIMMED, estimated_tokens, needs_action, rebuild
 from server.models.events import Event
 
 _seq = itertools.count(1)
@@ -104,3 +104,18 @@ def test_a_result_for_an_unknown_or_answered_use_is_ignored() -> None:
     messages = rebuild(log).messages
     results = [b for m in messages for b in m["content"] if b["type"] == "tool_result"]  # type: ignore[union-attr,index]
     assert results == [{"type": "tool_result", "tool_use_id": "sevt_A", "content": text("1")}]
+
+
+def test_a_compaction_mark_trims_older_tool_results_in_every_rebuild() -> None:
+    log = [event("user.message", content=text("go"))]
+    for name in ("A", "B", "C"):
+        log += [
+            event("span.model_request_start"),
+            event("agent.tool_use", f"sevt_{name}", name="bash", input={}, evaluated_permission="allow"),
+            event("agent.tool_result", tool_use_id=f"sevt_{name}", content=text(name * 1000)),
+        ]
+    mark = log[-1].seq  # trim everything before the newest result
+    conversation = rebuild([*log, event("agent.thread_context_compacted", trimmed_before_seq=mark)])
+    results = [b for m in conversation.messages for b in m["content"] if b["type"] == "tool_result"]  # type: ignore[union-attr,index]
+    assert [r["content"] for r in results] == [text(TRIMMED), text(TRIMMED), text("C" * 1000)]
+    assert estimated_tokens(conversation.messages) < estimated_tokens(rebuild(log).messages)

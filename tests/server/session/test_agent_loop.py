@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,27 @@ async def wait_for_type(client: Client, session_id: str, after: str, event_type:
         if page["events"]:
             return page["events"][0]
     raise AssertionError(f"no {event_type} event came")
+
+
+async def test_a_conversation_that_outgrows_its_budget_trims_old_tool_results(
+    data_dir: Path, loop_config: ServerConfig, model: ModelServer
+) -> None:
+    config = dataclasses.replace(loop_config, context_budget_tokens=2_000)
+    big = "head -c 3000 /dev/zero | tr '\\0' x"
+    model.enqueue(*[reply(tool_use("bash", {"command": big})) for _ in range(5)], reply("All done."))
+    async with Client(build_server(config)) as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "print a lot"})
+        assert outcome["reply"] == "All done."
+        page = await call_ok(
+            client,
+            "get_events",
+            {"session_id": session["id"], "limit": 200, "types": ["agent.thread_context_compacted"]},
+        )
+        assert page["events"]
+        await call_ok(client, "delete_session", {"session_id": session["id"]})
+    last = model.requests[-1]
+    results = [b for m in last.messages for b in m["content"] if b.get("type") == "tool_result"]
+    assert len(results) == 5
+    assert "trimmed" in str(results[0]["content"])
+    assert "x" * 3000 in str(results[-1]["content"])  # the newest result is whole
