@@ -98,6 +98,7 @@ class _Builder:
     def add(self, event: Event) -> None:
         payload = event.payload()
         if event.type == "span.model_request_start":
+            self._flush_arrivals()  # a request that never ended (interrupted, crashed) ends here
             self.new_response, self.in_flight = True, True
         elif event.type == "span.model_request_end":
             self.in_flight = False

@@ -218,6 +218,10 @@ class SessionRunner:
                     tools=[tool.spec for tool in offered.values()],
                     max_tokens=MAX_TOKENS,
                 )
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):  # interrupted: the span still ends, as an error
+                    await self._append(session.id, [_span_end(start, None)])
+                raise
             except ModelError as exc:
                 await self._append(session.id, [_span_end(start, None)])
                 retrying = exc.retryable and attempt < len(self._retry_delays_s)

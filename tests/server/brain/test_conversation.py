@@ -119,3 +119,25 @@ def test_a_compaction_mark_trims_older_tool_results_in_every_rebuild() -> None:
     results = [b for m in conversation.messages for b in m["content"] if b["type"] == "tool_result"]  # type: ignore[union-attr,index]
     assert [r["content"] for r in results] == [text(TRIMMED), text(TRIMMED), text("C" * 1000)]
     assert estimated_tokens(conversation.messages) < estimated_tokens(rebuild(log).messages)
+
+
+def test_a_message_sent_during_a_request_follows_its_answer_even_if_the_request_never_ended() -> None:
+    during = [
+        event("user.message", content=text("first")),
+        event("span.model_request_start"),
+        event("user.message", content=text("while thinking")),
+        event("agent.message", content=text("answer")),
+        event("span.model_request_end"),
+    ]
+    assert [m["role"] for m in rebuild(during).messages] == ["user", "assistant", "user"]
+    abandoned = [
+        event("user.message", content=text("first")),
+        event("span.model_request_start"),  # interrupted: no end
+        event("user.message", content=text("later")),
+        event("span.model_request_start"),
+        event("agent.message", content=text("answer")),
+        event("span.model_request_end"),
+    ]
+    messages = rebuild(abandoned).messages
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == text("first") + text("later")

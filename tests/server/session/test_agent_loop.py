@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 from conftest import missing_part
 from mcp import Client
-from model_server import ModelServer, error, reply, tool_use
+from model_server import ModelServer, error, hang, reply, tool_use
 from scenario import call_error, call_ok
 
 from server.app import build_server
@@ -268,3 +268,53 @@ async def test_a_conversation_that_outgrows_its_budget_trims_old_tool_results(
     assert len(results) == 5
     assert "trimmed" in str(results[0]["content"])
     assert "x" * 3000 in str(results[-1]["content"])  # the newest result is whole
+
+
+async def test_an_interrupt_stops_a_model_answer_in_progress(loop_config: ServerConfig, model: ModelServer) -> None:
+    stalled = hang("Let me think", cap_s=30)
+    model.enqueue(stalled, reply("fresh answer"))
+    async with Client(build_server(loop_config)) as client:
+        session = await call_ok(client, "create_session", {})
+        sid = session["id"]
+        await call_ok(client, "send_message", {"session_id": sid, "text": "ponder", "wait_seconds": 0})
+        await anyio.to_thread.run_sync(stalled.wait_started)
+        with anyio.fail_after(5):
+            stopped = await call_ok(client, "interrupt_session", {"session_id": sid})
+        assert stopped["status"] == "idle"
+        assert await anyio.to_thread.run_sync(stalled.wait_ended) == "disconnected"
+        again = await call_ok(client, "send_message", {"session_id": sid, "text": "now answer"})
+        assert again["reply"] == "fresh answer"
+        page = await call_ok(client, "get_events", {"session_id": sid, "limit": 200})
+        assert [e["type"] for e in page["events"]].count("agent.message") == 1
+
+
+async def test_results_for_unknown_or_answered_tool_uses_are_refused_and_change_nothing(
+    loop_config: ServerConfig, model: ModelServer
+) -> None:
+    custom = {"type": "custom", "name": "ask_human", "description": "Ask.", "input_schema": {"type": "object"}}
+    model.enqueue(reply(tool_use("ask_human", {})), reply("thanks"))
+    async with Client(build_server(loop_config)) as client:
+        agent = await call_ok(client, "create_agent", {"name": "a", "tools": [custom]})
+        bad_schema = {**custom, "input_schema": {"type": "string"}}
+        assert "type 'object'" in await call_error(client, "create_agent", {"name": "b", "tools": [bad_schema]})
+        session = await call_ok(client, "create_session", {"agent_id": agent["id"]})
+        sid = session["id"]
+        outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "go"})
+        [use_id] = outcome["stop_reason"]["event_ids"]
+        before = (await call_ok(client, "get_session", {"session_id": sid}))["stats"]["event_count"]
+        assert "not waiting" in await call_error(
+            client,
+            "submit_tool_result",
+            {"session_id": sid, "tool_use_id": "sevt_01M7YRRKASBN4YT0QKCZ9ZRK6T", "content": "x"},
+        )
+        assert (await call_ok(client, "get_session", {"session_id": sid}))["stats"]["event_count"] == before
+        mark = (await call_ok(client, "get_events", {"session_id": sid, "limit": 200}))["next_cursor"]
+        await call_ok(client, "submit_tool_result", {"session_id": sid, "tool_use_id": use_id, "content": "yes"})
+        assert "not waiting" in await call_error(
+            client, "submit_tool_result", {"session_id": sid, "tool_use_id": use_id, "content": "again"}
+        )
+        await wait_for_idle(client, sid, mark)
+        page = await call_ok(
+            client, "get_events", {"session_id": sid, "limit": 200, "types": ["user.custom_tool_result"]}
+        )
+        assert len(page["events"]) == 1
