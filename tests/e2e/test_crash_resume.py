@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,16 @@ class Server(LineChild):
                 result: dict[str, Any] = message["result"]
                 assert not result.get("isError"), result
                 return dict(result["structuredContent"])
+
+    def follow(self, session_id: str, until: Callable[[dict[str, Any]], object]) -> None:
+        """Long-polls the session's log until `until(page)` holds (bounded)."""
+        cursor = None
+        for _ in range(200):
+            page = self.call("get_events", {"session_id": session_id, "after": cursor, "limit": 200, "wait_seconds": 2})
+            cursor = page["next_cursor"] or cursor
+            if until(page):
+                return
+        raise AssertionError("the session's log never got there")
 
     def wait_for(self, session_id: str, event_type: str) -> dict[str, Any]:
         for _ in range(30):
@@ -131,3 +142,37 @@ def test_a_model_request_in_flight_at_a_kill_is_asked_again(
         second.call("delete_session", {"session_id": session["id"]})
         second.stop()
         assert model.requests[1].messages == model.requests[0].messages  # the same conversation, asked again
+
+
+def test_killed_again_and_again_a_multi_step_session_still_finishes_with_a_valid_log(
+    env: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
+    def decide(request: Any) -> Any:
+        done = sum(
+            1 for m in request.messages for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+        )
+        if done < 4:
+            return reply("step", tool_use("bash", {"command": f"sleep 0.3; echo step {done} >> /workspace/steps"}))
+        return reply("finished")
+
+    with ModelServer() as model:
+        model.enqueue(*[decide] * 60)
+        env = {**env, "ANTHROPIC_BASE_URL": model.base_url}
+        server = Server(env, tmp_path / "run-0.log")
+        session = server.call("create_session", {})
+        server.call("send_message", {"session_id": session["id"], "text": "do four steps", "wait_seconds": 0})
+        for round_index, kill_at in enumerate((4, 9, 14, 19, 24), start=1):  # model calls, tool runs, writes
+            server.follow(
+                session["id"], until=lambda page, n=kill_at: page["events"] and page["events"][-1]["seq"] >= n
+            )
+            server.kill_9()
+            server = Server(env, tmp_path / f"run-{round_index}.log")
+        server.follow(session["id"], until=lambda page: page["status"] == "idle" and not page["has_more"])
+        events = assert_log_is_valid(data_dir, session["id"])
+        assert [e["type"] for e in events].count("user.message") == 1
+        assert events[-1]["type"] == "session.status_idle"
+        texts = [e["content"][0]["text"] for e in events if e["type"] == "agent.message"]
+        assert texts[-1] == "finished"
+        server.call("delete_session", {"session_id": session["id"]})
+        server.stop()
+        assert [v for v in model.violations if "ran out" not in v] == []
