@@ -50,9 +50,10 @@ class Inbox:
         self, session_id: str, text: str, wait_s: float, progress: Progress | None
     ) -> MessageOutcome:
         session = await self._open_session(session_id)
-        [message] = await self._sessions.append(
-            session.id, [NewEvent("user.message", {"content": [{"type": "text", "text": text}]})]
-        )
+        events = [NewEvent("user.message", {"content": [{"type": "text", "text": text}]})]
+        if session.status != "running":  # the turn starts now: say so before this call returns
+            events.append(NewEvent("session.status_running", {}))
+        message, *_ = await self._sessions.append(session.id, events)
         self._runner.start(session.id)
         return await self.wait_idle(session.id, message, wait_s, progress)
 

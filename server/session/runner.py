@@ -142,7 +142,8 @@ class SessionRunner:
         session = await self._sessions.get(session_id)
         if session.archived_at is not None:
             return
-        await self._append(session_id, [NewEvent("session.status_running", {})])
+        if session.status != "running":  # a message may have marked it running already
+            await self._append(session_id, [NewEvent("session.status_running", {})])
         offered = {tool.name: tool for tool in offered_tools(session.agent.tools, BUILTIN_TOOL_SPECS)}
         while True:
             conversation = await self._conversation(session_id)

@@ -1,0 +1,168 @@
+"""The agent loop end to end over a real stdio MCP connection, real Docker, and the scripted model."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import docker
+import docker.errors
+import pytest
+from conftest import missing_part
+from mcp import Client, StdioServerParameters, stdio_client
+from model_server import ModelServer, error, reply, tool_use
+from processes import python_path_env
+from scenario import call_ok
+
+from server.config import DEFAULT_IMAGE
+
+pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+
+@pytest.fixture
+def model() -> AsyncIterator[ModelServer]:
+    with ModelServer() as server:
+        yield server  # type: ignore[misc]
+        assert server.violations == []
+
+
+@pytest.fixture
+def stdio(subprocess_env: dict[str, str], model: ModelServer, tmp_path: Path) -> Callable[..., Any]:
+    try:
+        docker.from_env().images.get(DEFAULT_IMAGE)
+    except docker.errors.DockerException as exc:
+        missing_part("docker", str(exc))
+
+    @asynccontextmanager
+    async def connect(**extra_env: str) -> AsyncIterator[Client]:
+        env = python_path_env(
+            {
+                **subprocess_env,
+                "ANTHROPIC_BASE_URL": model.base_url,
+                "ANTHROPIC_API_KEY": "test-key",
+                "MANAGED_SESSIONS_IMAGE": DEFAULT_IMAGE,
+                "MANAGED_SESSIONS_MODEL_RETRY_DELAYS": "0.01,0.01",
+                **extra_env,
+            }
+        )
+        env = {k: v for k, v in env.items() if v}
+        params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=env)
+        with (tmp_path / "server.log").open("a") as errlog:
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                yield client
+
+    return connect
+
+
+async def test_memory_persistent_bash_and_output_files(stdio: Callable[..., Any], model: ModelServer) -> None:
+    model.enqueue(
+        reply(tool_use("bash", {"command": "mkdir -p /workspace/app && cd /workspace/app && export MODE=fast"})),
+        reply(tool_use("write", {"file_path": "/mnt/session/outputs/notes.md", "content": "# Notes\n"})),
+        reply("Set up."),
+        reply(tool_use("bash", {"command": 'pwd && echo "$MODE"'})),
+        lambda request: reply(f"Still here: {request.tool_results()}"),
+    )
+    async with stdio() as client:
+        session = await call_ok(client, "create_session", {"message": "set up"})
+        assert session["status"] == "running"
+        assert await wait_end_turn(client, session["id"]) == "Set up."
+        done = await call_ok(client, "send_message", {"session_id": session["id"], "text": "where are you?"})
+        assert "/workspace/app" in done["reply"]
+        assert "fast" in done["reply"]
+        listing = await call_ok(client, "list_output_files", {"session_id": session["id"]})
+        assert [f["path"] for f in listing["files"]] == ["notes.md"]
+        read = await client.call_tool("read_output_file", {"session_id": session["id"], "path": "notes.md"})
+        assert read.content[0].text == "# Notes\n"  # type: ignore[union-attr]
+        assert [m["role"] for m in model.requests[-1].messages][:3] == ["user", "assistant", "user"]
+        await call_ok(client, "delete_session", {"session_id": session["id"]})
+
+
+async def test_custom_tool_and_confirmations(stdio: Callable[..., Any], model: ModelServer) -> None:
+    custom = {"type": "custom", "name": "approve", "description": "Ask.", "input_schema": {"type": "object"}}
+    toolset = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
+    model.enqueue(
+        reply(tool_use("approve", {})),
+        reply(tool_use("bash", {"command": "echo allowed-ran"})),
+        reply(tool_use("bash", {"command": "rm -rf /workspace"})),
+        lambda request: reply(f"outcome {request.tool_results()}"),
+    )
+    async with stdio() as client:
+        agent = await call_ok(client, "create_agent", {"name": "careful", "tools": [toolset, custom]})
+        session = await call_ok(client, "create_session", {"agent_id": agent["id"]})
+        sid = session["id"]
+        step = await call_ok(client, "send_message", {"session_id": sid, "text": "go"})
+        [custom_id] = step["stop_reason"]["event_ids"]
+        await call_ok(client, "submit_tool_result", {"session_id": sid, "tool_use_id": custom_id, "content": "ok"})
+        step = await wait_requires_action(client, sid, exclude=custom_id)
+        await call_ok(client, "confirm_tool_use", {"session_id": sid, "tool_use_id": step, "allow": True})
+        denied = await wait_requires_action(client, sid, exclude=step)
+        await call_ok(
+            client,
+            "confirm_tool_use",
+            {"session_id": sid, "tool_use_id": denied, "allow": False, "deny_message": "never"},
+        )
+        final = await wait_end_turn(client, sid)
+        assert "never" in final
+    assert "allowed-ran" in str(model.requests[2].tool_results())
+
+
+async def test_retries_then_exhausted_and_a_missing_key(stdio: Callable[..., Any], model: ModelServer) -> None:
+    model.enqueue(error(529, "overloaded_error"), error(529, "overloaded_error"), error(529, "overloaded_error"))
+    async with stdio() as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
+        assert outcome["stop_reason"]["type"] == "retries_exhausted"
+    async with stdio(ANTHROPIC_API_KEY="") as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
+        assert outcome["status"] == "idle"
+        assert any("ANTHROPIC_API_KEY" in str(e.get("error")) for e in outcome["events"])
+
+
+async def test_interrupt_during_a_long_command(stdio: Callable[..., Any], model: ModelServer) -> None:
+    model.enqueue(reply(tool_use("bash", {"command": "sleep 60"})))
+    async with stdio() as client:
+        session = await call_ok(client, "create_session", {"message": "sleep"})
+        for _ in range(30):
+            page = await call_ok(
+                client, "get_events", {"session_id": session["id"], "wait_seconds": 5, "types": ["agent.tool_use"]}
+            )
+            if page["events"]:
+                break
+        with anyio.fail_after(15):
+            stopped = await call_ok(client, "interrupt_session", {"session_id": session["id"]})
+        assert stopped["status"] == "idle"
+
+
+async def wait_requires_action(client: Client, session_id: str, exclude: str) -> str:
+    for _ in range(60):
+        state = await call_ok(client, "get_session", {"session_id": session_id})
+        reason = state.get("stop_reason") or {}
+        if state["status"] == "idle" and reason.get("type") == "requires_action" and exclude not in reason["event_ids"]:
+            return str(reason["event_ids"][0])
+        await call_ok(
+            client,
+            "get_events",
+            {"session_id": session_id, "wait_seconds": 0.5, "after": None, "types": ["user.interrupt"]},
+        )
+    raise AssertionError("no new requires_action")
+
+
+async def wait_end_turn(client: Client, session_id: str) -> str:
+    for _ in range(60):
+        state = await call_ok(client, "get_session", {"session_id": session_id})
+        if state["status"] == "idle" and (state.get("stop_reason") or {}).get("type") == "end_turn":
+            page = await call_ok(
+                client, "get_events", {"session_id": session_id, "limit": 200, "types": ["agent.message"]}
+            )
+            return str(page["events"][-1]["content"][0]["text"])
+        await call_ok(
+            client,
+            "get_events",
+            {"session_id": session_id, "wait_seconds": 0.5, "after": None, "types": ["user.interrupt"]},
+        )
+    raise AssertionError("the session never finished its turn")
