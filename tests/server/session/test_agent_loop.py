@@ -318,3 +318,22 @@ async def test_results_for_unknown_or_answered_tool_uses_are_refused_and_change_
             client, "get_events", {"session_id": sid, "limit": 200, "types": ["user.custom_tool_result"]}
         )
         assert len(page["events"]) == 1
+
+
+async def test_send_message_reports_progress_while_it_waits(loop_config: ServerConfig, model: ModelServer) -> None:
+    model.enqueue(reply(tool_use("bash", {"command": "echo hi"})), reply("done"))
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with Client(build_server(loop_config)) as client:
+        session = await call_ok(client, "create_session", {})
+        result = await client.call_tool(
+            "send_message", {"session_id": session["id"], "text": "go"}, progress_callback=on_progress
+        )
+        assert result.structured_content is not None
+        assert result.structured_content["reply"] == "done"
+    assert seen
+    assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)  # absolute and increasing
+    assert any("agent.tool_result" in (m or "") for _, _, m in seen)
