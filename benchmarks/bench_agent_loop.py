@@ -152,7 +152,7 @@ async def new_session(runtime: Runtime, created: list[str], system: str) -> str:
 
 async def send(runtime: Runtime, session_id: str, text: str, turns: int) -> float:
     start = now()
-    outcome = await runtime.inbox.send_message(session_id, text, 120.0, None)
+    outcome = await runtime.inbox.send_message(session_id, text, 55.0, None)
     elapsed = now() - start
     dump = outcome.model_dump()
     results = sum(1 for e in dump["events"] if e["type"] == "agent.tool_result")
@@ -231,10 +231,10 @@ async def per_turn_mcp(config: ServerConfig, args: argparse.Namespace) -> dict[s
                         sid = (await call("create_session", {"system": f"chain={chain}"}))["id"]
                         ids.append(sid)
                         pair.append(sid)
-                        await call("send_message", {"session_id": sid, "text": "warm up", "wait_seconds": 120})
+                        await call("send_message", {"session_id": sid, "text": "warm up", "wait_seconds": 55})
                 for key, sid in zip(("message_chain_1", "message_chain_k"), pair, strict=True):
                     start = now()
-                    out = await call("send_message", {"session_id": sid, "text": f"r{r}", "wait_seconds": 120})
+                    out = await call("send_message", {"session_id": sid, "text": f"r{r}", "wait_seconds": 55})
                     samples[key].append(now() - start)
                     assert out["status"] == "idle", out["status"]
         finally:
@@ -331,11 +331,16 @@ def server_env(data_dir: Path, base_url: str, image: str) -> dict[str, str]:
 
 def running_since(db: sqlite3.Connection, kill_seqs: dict[str, int]) -> dict[str, str]:
     """Sessions whose log has a `session.status_running` after their seq at the kill: session -> processed_at."""
-    rows = db.execute(
-        "select session_id, max(seq), processed_at from events where type = 'session.status_running'"
-        " group by session_id"
-    ).fetchall()
-    return {sid: at for sid, seq, at in rows if sid in kill_seqs and seq > kill_seqs[sid]}
+    # A resumed run may go on without a new `session.status_running` (the status stayed running through the
+    # kill), so the first event the new process logs for the session counts.
+    out: dict[str, str] = {}
+    for sid, seq in kill_seqs.items():
+        row = db.execute(
+            "select processed_at from events where session_id = ? and seq > ? order by seq limit 1", (sid, seq)
+        ).fetchone()
+        if row:
+            out[sid] = row[0]
+    return out
 
 
 def resume(args: argparse.Namespace, base_url: str, scratch: Path) -> dict[str, Any]:

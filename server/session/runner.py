@@ -135,6 +135,9 @@ class SessionRunner:
         finally:
             self._runs.pop(session_id, None)
             self._ended.pop(session_id, anyio.Event()).set()
+            # The run's end is news too: a waiter that saw the last idle while the run was still winding
+            # down looks again (no event would wake it otherwise).
+            self._sessions.notifier.notify(session_id)
 
     # One run ----------------------------------------------------------------------------------------------
 
