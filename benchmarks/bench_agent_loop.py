@@ -44,19 +44,32 @@ from typing import Any
 import anthropic
 import anyio
 import docker
-from _common import PYTHON, REPO_ROOT, check, child_env, emit, environment, latency_ms, log, now, ratio, seconds, temp_dir
+from _common import (
+    PYTHON,
+    REPO_ROOT,
+    check,
+    child_env,
+    emit,
+    environment,
+    latency_ms,
+    log,
+    now,
+    ratio,
+    seconds,
+    temp_dir,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from mcp import Client  # noqa: E402
+from mcp import Client
 
-from server.app import build_server  # noqa: E402
-from server.config import DEFAULT_IMAGE, ServerConfig  # noqa: E402
-from server.hands.docker_sandbox import LABEL_STORE  # noqa: E402
-from server.log import configure_logging  # noqa: E402
-from server.runtime import Runtime, open_runtime  # noqa: E402
-from server.session.manager import NewSession  # noqa: E402
-from server.session.store import Store  # noqa: E402
+from server.app import build_server
+from server.config import DEFAULT_IMAGE, ServerConfig
+from server.hands.docker_sandbox import LABEL_STORE
+from server.log import configure_logging
+from server.runtime import Runtime, open_runtime
+from server.session.manager import NewSession
+from server.session.store import Store
 
 OVERHEAD_TARGET_MS = 10.0
 RESUME_TARGET_S = 3.0
@@ -98,7 +111,7 @@ def serve_model() -> None:
         print(server.base_url, flush=True)
         sys.stdin.read()
         violations = server.violations
-        server._requests.clear()  # noqa: SLF001 - keep teardown quick
+        server._requests.clear()
     print(json.dumps({"violations": violations[:5], "violation_count": len(violations)}), flush=True)
 
 
@@ -112,7 +125,8 @@ class ModelChild:
         assert self.base_url.startswith("http://"), self.base_url
 
     def close(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.close()
         line = self.proc.stdout.readline()
         self.proc.wait(timeout=30)
@@ -151,13 +165,15 @@ async def new_session(runtime: Runtime, created: list[str], system: str) -> str:
 
 
 async def send(runtime: Runtime, session_id: str, text: str, turns: int) -> float:
+    before = runtime.store.last_seq(session_id)
     start = now()
     outcome = await runtime.inbox.send_message(session_id, text, 55.0, None)
     elapsed = now() - start
-    dump = outcome.model_dump()
-    results = sum(1 for e in dump["events"] if e["type"] == "agent.tool_result")
-    if results != turns or dump["status"] != "idle":
-        raise RuntimeError(f"session {session_id}: {results} tool results (wanted {turns}), status {dump['status']}")
+    # The reply carries only the newest events: count from the log itself.
+    new_events = runtime.store.read_events(session_id, before, 1_000_000)
+    results = sum(1 for e in new_events if e.type == "agent.tool_result")
+    if results != turns or outcome.status != "idle":
+        raise RuntimeError(f"session {session_id}: {results} tool results (wanted {turns}), status {outcome.status}")
     return elapsed
 
 
@@ -343,7 +359,7 @@ def running_since(db: sqlite3.Connection, kill_seqs: dict[str, int]) -> dict[str
     return out
 
 
-def resume(args: argparse.Namespace, base_url: str, scratch: Path) -> dict[str, Any]:
+def resume(args: argparse.Namespace, base_url: str, scratch: Path) -> dict[str, Any]:  # noqa: C901
     from processes import INITIALIZE, LineChild
 
     class Server(LineChild):

@@ -594,6 +594,9 @@ def _socket_state(sock: socket.socket) -> Literal["idle", "closed", "data"]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, and chunked streams, as the real API
+    # Headers and body go out as separate small writes: with Nagle on, the client's delayed ACK adds ~40 ms
+    # to every answer, which would swamp what the benchmarks measure.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_GET(self) -> None:

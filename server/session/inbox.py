@@ -65,16 +65,21 @@ class Inbox:
         cursor = since.id
         deadline = anyio.current_time() + wait_s
         while True:
-            remaining = max(0.0, deadline - anyio.current_time())
-            page = await self._sessions.events(session_id, cursor, 200, None, remaining)
+            # Armed before looking: a later append or the run's end (both notify) wakes the wait below.
+            signal = self._sessions.notifier.arm(session_id)
+            page = await self._sessions.events(session_id, cursor, 200, None, 0)
             new = [Event.model_validate(e.model_dump()) for e in page.events]
             collected.extend(new)
             cursor = page.next_cursor or cursor
             if new and progress is not None:
                 await progress(float(len(collected)), f"{new[-1].type} (event {new[-1].seq})")
             settled = page.status != "running" and not self._runner.active(session_id) and not page.has_more
-            if settled or anyio.current_time() >= deadline:
+            remaining = deadline - anyio.current_time()
+            if settled or remaining <= 0:
                 return _outcome(session_id, page.status, page.stop_reason, collected, settled)
+            if not page.has_more:
+                with anyio.move_on_after(remaining):
+                    await signal.wait()
 
     async def confirm(self, session_id: str, tool_use_id: str, allow: bool, deny_message: str | None) -> Session:
         session, use = await self._waiting_use(session_id, tool_use_id)

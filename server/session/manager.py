@@ -83,6 +83,8 @@ class SessionManager:
         self._extra_ca_bundle = extra_ca_bundle
         self.notifier = EventNotifier()
         self._appender = Appender(store)
+        self.latest_seq: dict[str, int] = {}
+        """The newest seq appended through this manager, per session (lets a run skip re-reading its log)."""
 
     def _shown(self, session: Session) -> Session:
         """The session with its sandbox posture, which follows from its environment and this server."""
@@ -213,6 +215,8 @@ class SessionManager:
 
     async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
         appended = await self._appender.append(session_id, events)
+        if appended:
+            self.latest_seq[session_id] = max(self.latest_seq.get(session_id, 0), appended[-1].seq)
         self.notifier.notify(session_id)
         return appended
 

@@ -89,6 +89,8 @@ class SessionRunner:
         self._retry_delays_s = tuple(retry_delays_s)
         self._context_budget_tokens = context_budget_tokens
         self._runs: dict[str, _Run] = {}
+        self._logs: dict[str, list[Event]] = {}  # events read so far, per session with a run
+        self._log_chars: dict[str, int] = {}  # their size: the conversation is never bigger
         self._ended: dict[str, anyio.Event] = {}
 
     def active(self, session_id: str) -> bool:
@@ -134,6 +136,8 @@ class SessionRunner:
                 await self._fail(session_id)
         finally:
             self._runs.pop(session_id, None)
+            self._logs.pop(session_id, None)
+            self._log_chars.pop(session_id, None)
             self._ended.pop(session_id, anyio.Event()).set()
             # The run's end is news too: a waiter that saw the last idle while the run was still winding
             # down looks again (no event would wake it otherwise).
@@ -165,7 +169,16 @@ class SessionRunner:
                 return
 
     async def _conversation(self, session_id: str) -> Conversation:
-        return rebuild(await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT))
+        """Rebuilt from the log; the events already read are kept, so a step reads only what is new."""
+        log = self._logs.setdefault(session_id, [])
+        after = log[-1].seq if log else 0
+        if not log or self._sessions.latest_seq.get(session_id, after + 1) > after:
+            new = await in_thread(self._store.read_events, session_id, after, LOG_LIMIT)
+        else:
+            new = []  # nothing was appended since the last read
+        log.extend(new)
+        self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(len(e.model_dump_json()) for e in new)
+        return rebuild(log)
 
     async def _settle(self, session: Session, pending: Sequence[PendingToolUse], waiting: Sequence[str]) -> bool:
         """Answers the pending uses that need no client; returns whether any was answered."""
@@ -194,6 +207,8 @@ class SessionRunner:
 
     async def _within_budget(self, session_id: str, conversation: Conversation) -> Conversation:
         """Trims old tool results (keeping the newest few) when the conversation outgrows the budget."""
+        if self._log_chars.get(session_id, 0) // 4 <= self._context_budget_tokens:
+            return conversation  # the whole log fits: no need to measure the conversation itself
         size = estimated_tokens(conversation.messages)
         if size <= self._context_budget_tokens or not conversation.result_seqs:
             return conversation
@@ -271,7 +286,14 @@ class SessionRunner:
             logger.exception("session %s: could not record the failure", session_id)
 
     async def _append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
-        return await self._sessions.append(session_id, events) if events else []
+        appended = await self._sessions.append(session_id, events) if events else []
+        log = self._logs.get(session_id)
+        if log is not None and appended and appended[0].seq == (log[-1].seq if log else 0) + 1:
+            log.extend(appended)  # what this run wrote need not be read back
+            self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(
+                len(e.model_dump_json()) for e in appended
+            )
+        return appended
 
     # After a restart --------------------------------------------------------------------------------------
 
