@@ -25,6 +25,7 @@ from server.session.store import NewEvent, Store
 __all__ = ["MAX_MESSAGE_CHARS", "Inbox", "MessageOutcome"]
 
 MAX_MESSAGE_CHARS = 500_000
+PAGE = 200
 MAX_REPLY_EVENTS = 50
 """A reply carries the newest events of the call; get_events has the rest."""
 
@@ -67,17 +68,17 @@ class Inbox:
         while True:
             # Armed before looking: a later append or the run's end (both notify) wakes the wait below.
             signal = self._sessions.notifier.arm(session_id)
-            page = await self._sessions.events(session_id, cursor, 200, None, 0)
-            new = [Event.model_validate(e.model_dump()) for e in page.events]
+            read, state = await in_thread(self._store.read_page, session_id, cursor, PAGE + 1)
+            new, has_more = read[:PAGE], len(read) > PAGE
             collected.extend(new)
-            cursor = page.next_cursor or cursor
+            cursor = new[-1].id if new else cursor
             if new and progress is not None:
                 await progress(float(len(collected)), f"{new[-1].type} (event {new[-1].seq})")
-            settled = page.status != "running" and not self._runner.active(session_id) and not page.has_more
+            settled = state.status != "running" and not self._runner.active(session_id) and not has_more
             remaining = deadline - anyio.current_time()
             if settled or remaining <= 0:
-                return _outcome(session_id, page.status, page.stop_reason, collected, settled)
-            if not page.has_more:
+                return _outcome(session_id, state.status, state.stop_reason, collected, settled)
+            if not has_more:
                 with anyio.move_on_after(remaining):
                     await signal.wait()
 
