@@ -204,6 +204,9 @@ class SessionRunner:
         except ServerError as exc:  # the sandbox cannot run (no engine, failed install): tell model and client
             await self._append(session.id, [_error_event("unknown_error", str(exc), "exhausted")])
             return ToolResult.text(f"{use.name}: the sandbox is unavailable: {exc}", is_error=True)
+        except Exception:  # a tool that crashes gives the model an error result, not a dead session
+            logger.exception("session %s: tool %s crashed", session.id, use.name)
+            return ToolResult.text(f"{use.name}: the tool failed unexpectedly; see the server log", is_error=True)
 
     async def _within_budget(self, session_id: str, conversation: Conversation) -> Conversation:
         """Trims old tool results (keeping the newest few) when the conversation outgrows the budget."""

@@ -338,3 +338,22 @@ async def test_send_message_reports_progress_while_it_waits(loop_config: ServerC
     assert seen
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)  # absolute and increasing
     assert all((m or "").split(" ")[0] in EVENT_TYPES for _, _, m in seen)  # each names the newest event
+
+
+async def test_a_tool_that_crashes_gives_the_model_an_error_result_not_a_dead_session(
+    loop_config: ServerConfig, model: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the toolset raising something nobody expected."""
+    from server.hands.toolset import SandboxTools
+
+    async def crash(self: SandboxTools, tool_name: str, tool_input: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(SandboxTools, "execute", crash)
+    model.enqueue(reply(tool_use("bash", {"command": "true"})), lambda request: reply(str(request.tool_results())))
+    async with Client(build_server(loop_config)) as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "go"})
+        assert outcome["stop_reason"]["type"] == "end_turn"
+        assert "failed unexpectedly" in outcome["reply"]
+        assert "boom" not in outcome["reply"]
