@@ -155,17 +155,15 @@ class SessionRunner:
         while True:
             conversation = await self._conversation(session_id)
             waiting = needs_action(conversation.pending)
-            settled = await self._settle(session, conversation.pending, waiting)
+            # The last result is written together with what follows it (one store write fewer per turn).
+            lead = await self._settle(session, conversation.pending, waiting)
             if waiting:
-                await self._idle(session_id, {"type": "requires_action", "event_ids": list(waiting)})
+                await self._idle(session_id, {"type": "requires_action", "event_ids": list(waiting)}, lead)
                 return
-            if settled:
-                continue  # results were added: rebuild and ask the model
-            if not conversation.messages or conversation.messages[-1]["role"] == "assistant":
+            if not lead and (not conversation.messages or conversation.messages[-1]["role"] == "assistant"):
                 await self._idle(session_id, {"type": "end_turn"})
                 return
-            conversation = await self._within_budget(session_id, conversation)
-            if not await self._model_turn(session, conversation, offered):
+            if not await self._model_turn(session, offered, lead):
                 return
 
     async def _conversation(self, session_id: str) -> Conversation:
@@ -180,16 +178,19 @@ class SessionRunner:
         self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(len(e.model_dump_json()) for e in new)
         return rebuild(log)
 
-    async def _settle(self, session: Session, pending: Sequence[PendingToolUse], waiting: Sequence[str]) -> bool:
-        """Answers the pending uses that need no client; returns whether any was answered."""
-        answered = False
+    async def _settle(
+        self, session: Session, pending: Sequence[PendingToolUse], waiting: Sequence[str]
+    ) -> list[NewEvent]:
+        """Answers the pending uses that need no client. Each result is written as soon as it exists,
+        except the last, which is returned for the caller to write with what comes next."""
+        results: list[NewEvent] = []
         for use in pending:
             if use.event_id in waiting:
                 continue
-            result = await self._answer(session, use)
-            await self._append(session.id, [_tool_result_event(use, result)])
-            answered = True
-        return answered
+            if results:
+                await self._append(session.id, results)
+            results = [_tool_result_event(use, await self._answer(session, use))]
+        return results
 
     async def _answer(self, session: Session, use: PendingToolUse) -> ToolResult:
         if use.kind == "agent.mcp_tool_use":
@@ -228,10 +229,14 @@ class SessionRunner:
                 break
         return conversation
 
-    async def _model_turn(self, session: Session, conversation: Conversation, offered: dict[str, OfferedTool]) -> bool:
-        """Asks the model for a turn and records it (its content, then the span's end); False if it gave up."""
+    async def _model_turn(self, session: Session, offered: dict[str, OfferedTool], lead: list[NewEvent]) -> bool:
+        """Asks the model for a turn and records it (its content, then the span's end); False if it gave up.
+
+        `lead` (a tool result not yet written) goes into the same write as the span's start."""
         for attempt in range(len(self._retry_delays_s) + 1):
-            start = (await self._append(session.id, [NewEvent("span.model_request_start", {})]))[0]
+            start = (await self._append(session.id, [*lead, NewEvent("span.model_request_start", {})]))[-1]
+            lead = []
+            conversation = await self._within_budget(session.id, await self._conversation(session.id))
             try:
                 turn = await self._model.turn(
                     model=session.agent.model.id,
@@ -259,11 +264,12 @@ class SessionRunner:
             return True
         return False
 
-    async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue]) -> None:
+    async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[NewEvent] = ()) -> None:
         session = await self._sessions.get(session_id)
         await self._append(
             session_id,
             [
+                *lead,
                 NewEvent("session.usage", {"usage": session.usage.model_dump()}),
                 NewEvent("session.status_idle", {"stop_reason": stop_reason}),
             ],
