@@ -67,7 +67,7 @@ class Inbox:
         deadline = anyio.current_time() + wait_s
         while True:
             # Armed before looking: a later append or the run's end (both notify) wakes the wait below.
-            signal = self._sessions.notifier.arm(session_id)
+            signal = self._sessions.notifier.arm(session_id, settle_only=progress is None)
             read, state = await in_thread(self._store.read_page, session_id, cursor, PAGE + 1)
             new, has_more = read[:PAGE], len(read) > PAGE
             collected.extend(new)

@@ -164,7 +164,7 @@ class SessionManager:
             return session
         _refuse_while_running(session, "archive")
         await in_thread(self._store.archive_session, session_id, now_rfc3339())
-        self.notifier.notify(session_id)
+        self.notifier.notify(session_id, settled=True)
         if self._sandboxes is not None:
             await self._sandboxes.stop(session_id, session.environment)
         return await self.get(session_id)
@@ -176,7 +176,7 @@ class SessionManager:
         if self._sandboxes is not None:
             await self._sandboxes.destroy(session_id, session.environment)
         await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
-        self.notifier.notify(session_id)
+        self.notifier.notify(session_id, settled=True)
         return SessionDeleted(id=session_id)
 
     async def output_files(self, session_id: str) -> OutputFiles:
@@ -217,7 +217,8 @@ class SessionManager:
         appended = await self._appender.append(session_id, events)
         if appended:
             self.latest_seq[session_id] = max(self.latest_seq.get(session_id, 0), appended[-1].seq)
-        self.notifier.notify(session_id)
+        settled = any(e.type in ("session.status_idle", "session.status_terminated") for e in appended)
+        self.notifier.notify(session_id, settled=settled)
         return appended
 
     async def events(

@@ -15,16 +15,20 @@ __all__ = ["EventNotifier"]
 
 
 class EventNotifier:
-    """Per-session 'something new was appended' signals."""
+    """Per-session signals: 'something was appended', and the rarer 'the session may have settled'
+    (it went idle or terminated, or a run ended), which a waiter that needs no progress can wait on alone."""
 
     def __init__(self) -> None:
         self._signals: dict[str, anyio.Event] = {}
+        self._settle_signals: dict[str, anyio.Event] = {}
 
-    def arm(self, session_id: str) -> anyio.Event:
-        """The signal the next append to `session_id` sets."""
-        return self._signals.setdefault(session_id, anyio.Event())
+    def arm(self, session_id: str, settle_only: bool = False) -> anyio.Event:
+        """The signal the next append (or, with `settle_only`, the next settling) sets."""
+        signals = self._settle_signals if settle_only else self._signals
+        return signals.setdefault(session_id, anyio.Event())
 
-    def notify(self, session_id: str) -> None:
-        signal = self._signals.pop(session_id, None)
-        if signal is not None:
-            signal.set()
+    def notify(self, session_id: str, settled: bool = False) -> None:
+        for signals in (self._signals, self._settle_signals) if settled else (self._signals,):
+            signal = signals.pop(session_id, None)
+            if signal is not None:
+                signal.set()

@@ -141,7 +141,7 @@ class SessionRunner:
             self._ended.pop(session_id, anyio.Event()).set()
             # The run's end is news too: a waiter that saw the last idle while the run was still winding
             # down looks again (no event would wake it otherwise).
-            self._sessions.notifier.notify(session_id)
+            self._sessions.notifier.notify(session_id, settled=True)
 
     # One run ----------------------------------------------------------------------------------------------
 
