@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import docker
+import docker.errors
 import pytest
 from mcp import Client
 
@@ -39,6 +41,22 @@ def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A Docker engine that answers and holds the default sandbox image (else skip, or fail in CI)."""
+    from server.config import DEFAULT_IMAGE
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        client.images.get(DEFAULT_IMAGE)
+    except docker.errors.DockerException as exc:
+        missing_part("docker", f"{exc} (the image {DEFAULT_IMAGE!r} comes from 'managed-sessions image build')")
+        raise  # missing_part skips or fails; this line only tells type checkers so
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -174,8 +174,7 @@ class SessionRunner:
             new = await in_thread(self._store.read_events, session_id, after, LOG_LIMIT)
         else:
             new = []  # nothing was appended since the last read
-        log.extend(new)
-        self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(len(e.model_dump_json()) for e in new)
+        self._remember(session_id, new)
         return rebuild(log)
 
     async def _settle(
@@ -298,11 +297,13 @@ class SessionRunner:
         appended = await self._sessions.append(session_id, events) if events else []
         log = self._logs.get(session_id)
         if log is not None and appended and appended[0].seq == (log[-1].seq if log else 0) + 1:
-            log.extend(appended)  # what this run wrote need not be read back
-            self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(
-                len(e.model_dump_json()) for e in appended
-            )
+            self._remember(session_id, appended)  # what this run wrote need not be read back
         return appended
+
+    def _remember(self, session_id: str, events: Sequence[Event]) -> None:
+        """Adds events to the run's copy of the log, and their size to its running total."""
+        self._logs.setdefault(session_id, []).extend(events)
+        self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(len(e.model_dump_json()) for e in events)
 
     # After a restart --------------------------------------------------------------------------------------
 

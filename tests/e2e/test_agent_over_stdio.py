@@ -12,7 +12,6 @@ import anyio
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 from mcp import Client, StdioServerParameters, stdio_client
 from model_server import ModelServer, error, reply, tool_use
 from processes import python_path_env
@@ -31,11 +30,9 @@ def model() -> AsyncIterator[ModelServer]:
 
 
 @pytest.fixture
-def stdio(subprocess_env: dict[str, str], model: ModelServer, tmp_path: Path) -> Callable[..., Any]:
-    try:
-        docker.from_env().images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
+def stdio(
+    subprocess_env: dict[str, str], model: ModelServer, tmp_path: Path, docker_client: docker.DockerClient
+) -> Callable[..., Any]:
 
     @asynccontextmanager
     async def connect(**extra_env: str) -> AsyncIterator[Client]:

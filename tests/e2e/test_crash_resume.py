@@ -12,7 +12,6 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 from model_server import ModelServer, hang, reply, tool_use
 from processes import INITIALIZE, LineChild, python_path_env
 
@@ -70,11 +69,7 @@ class Server(LineChild):
 
 
 @pytest.fixture
-def env(data_dir: Path, subprocess_env: dict[str, str]) -> dict[str, str]:
-    try:
-        docker.from_env().images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
+def env(data_dir: Path, subprocess_env: dict[str, str], docker_client: docker.DockerClient) -> dict[str, str]:
     return python_path_env({**subprocess_env, "ANTHROPIC_API_KEY": "test-key", "MANAGED_SESSIONS_IMAGE": DEFAULT_IMAGE})
 
 

@@ -8,7 +8,6 @@ import anyio
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 
 from server.config import DEFAULT_IMAGE, ServerConfig
 from server.definitions import EnvironmentChanges
@@ -22,17 +21,6 @@ from server.session.manager import NewSession
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-@pytest.fixture
-def docker_client() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
-    return client
 
 
 @pytest.fixture

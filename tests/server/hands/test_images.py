@@ -19,7 +19,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 
 from server.config import DEFAULT_IMAGE
 from server.hands.images import HELPER_PATH, SANDBOX_UID, ImagePreparer, SandboxImageError
@@ -33,21 +32,6 @@ FAILED_BUILD_BUDGET_S = 180
 """A failing pip step takes seconds; this only proves the failure comes back instead of hanging."""
 MISSING_IMAGE = "localhost:1/managed-sessions-missing:never"
 """Pulling from a closed loopback port fails at once, and sends nothing off this machine."""
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> docker.DockerClient:
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
-        raise  # missing_part skips or fails; this line only tells type checkers so
-    try:
-        client.images.get(DEFAULT_IMAGE)
-    except docker.errors.ImageNotFound:
-        missing_part("docker", f"no {DEFAULT_IMAGE!r} on the engine; run 'managed-sessions image build'")
-    return client
 
 
 @pytest.fixture

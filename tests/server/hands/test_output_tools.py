@@ -9,7 +9,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 from mcp import Client, MCPError
 from mcp.types import BlobResourceContents, EmbeddedResource, ImageContent, TextContent
 from scenario import call_error, call_ok
@@ -26,13 +25,7 @@ PNG = base64.b64decode(
 
 
 @pytest.fixture
-def sandbox_config(data_dir: Path) -> ServerConfig:
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
+def sandbox_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
     return ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE)
 
 

@@ -10,7 +10,6 @@ import anyio
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 from processes import run_command
 
 from server.config import DEFAULT_IMAGE, ServerConfig
@@ -21,17 +20,6 @@ from server.runtime import Runtime, open_runtime
 from server.session.manager import NewSession
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
-
-
-@pytest.fixture
-def docker_client() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", f"{exc} (and the image {DEFAULT_IMAGE}: managed-sessions image build)")
-    return client
 
 
 @pytest.fixture

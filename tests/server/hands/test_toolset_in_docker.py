@@ -11,7 +11,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 
 from server.config import DEFAULT_IMAGE, ServerConfig
 from server.hands.sandbox import ToolResult
@@ -47,13 +46,7 @@ def page_server() -> Iterator[str]:
 
 
 @pytest.fixture
-async def tools(data_dir: Path) -> AsyncIterator[SandboxTools]:
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
+async def tools(data_dir: Path, docker_client: docker.DockerClient) -> AsyncIterator[SandboxTools]:
     config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, web_fetch_allow_private=True)
     async with open_runtime(config) as runtime:
         session = await runtime.sessions.create(NewSession())

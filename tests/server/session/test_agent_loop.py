@@ -11,7 +11,6 @@ import anyio
 import docker
 import docker.errors
 import pytest
-from conftest import missing_part
 from mcp import Client
 from model_server import ModelServer, error, hang, reply, tool_use
 from scenario import call_error, call_ok
@@ -33,13 +32,7 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
 
 
 @pytest.fixture
-def loop_config(data_dir: Path) -> ServerConfig:
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(DEFAULT_IMAGE)
-    except docker.errors.DockerException as exc:
-        missing_part("docker", str(exc))
+def loop_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
     return ServerConfig(
         data_dir=data_dir,
         image=DEFAULT_IMAGE,
