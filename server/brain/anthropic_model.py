@@ -9,6 +9,7 @@ from the cache. SDK errors are translated here, once, into `ModelError`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -74,34 +75,76 @@ class AnthropicModel:
             request["system"] = [{"type": "text", "text": system, "cache_control": _CACHE}]
         if tools:
             request["tools"] = [*tools[:-1], {**tools[-1], "cache_control": _CACHE}]
+        turn = _Turn()
         try:
-            async with client.messages.stream(**request) as stream:
-                if on_text is not None:
-                    async for text in stream.text_stream:
+            # The raw event stream, folded here: the SDK's `MessageStream` helper re-builds a typed snapshot
+            # of the whole message at every event, which cost a millisecond a turn for nothing we use.
+            stream = await client.messages.create(**request, stream=True)
+            async with stream:
+                async for event in stream:
+                    text = turn.add(event)
+                    if text and on_text is not None:
                         await on_text(text)
-                final = await stream.get_final_message()
         except anthropic.APIStatusError as exc:
             raise _status_error(exc, model) from exc
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:  # a dropped stream is the latter
             raise ModelError("model_request_failed_error", f"could not reach the model endpoint: {exc}") from exc
-        if final.stop_reason is None:  # the stream ended cleanly but early
+        except ValueError as exc:  # a tool_use block whose input is not JSON
+            raise ModelError("model_request_failed_error", f"the model's answer could not be read: {exc}") from exc
+        if turn.stop_reason is None:  # the stream ended cleanly but early
             raise ModelError("model_request_failed_error", "the model's answer ended before it was complete")
-        return ModelTurn(
-            content=[_block(b.model_dump(mode="json")) for b in final.content if b.type in ("text", "tool_use")],
-            stop_reason=final.stop_reason,
-            usage=TokenUsage(
-                input_tokens=final.usage.input_tokens or 0,
-                output_tokens=final.usage.output_tokens or 0,
-                cache_read_input_tokens=final.usage.cache_read_input_tokens or 0,
-                cache_creation_input_tokens=final.usage.cache_creation_input_tokens or 0,
-            ),
-        )
+        return ModelTurn(content=turn.blocks(), stop_reason=turn.stop_reason, usage=turn.usage())
 
 
-def _block(raw: dict[str, Any]) -> dict[str, JsonValue]:
-    if raw["type"] == "text":
-        return {"type": "text", "text": raw["text"]}
-    return {"type": "tool_use", "id": raw["id"], "name": raw["name"], "input": raw["input"]}
+class _Turn:
+    """Folds a message's stream events into its text and tool_use blocks, stop reason and usage."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._json: dict[int, list[str]] = {}  # a tool_use block's input, as it streams in
+        self.stop_reason: str | None = None
+        self._usage: dict[str, int] = {}
+
+    def add(self, event: Any) -> str:
+        """Takes one event; returns the text it added, if any."""
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta" and event.index in self._blocks:
+                self._blocks[event.index]["text"] += delta.text
+                return str(delta.text)
+            if delta.type == "input_json_delta" and event.index in self._json:
+                self._json[event.index].append(delta.partial_json)
+        elif kind == "content_block_start":
+            block = event.content_block
+            if block.type == "text":
+                self._blocks[event.index] = {"type": "text", "text": block.text}
+                return str(block.text)
+            if block.type == "tool_use":
+                self._blocks[event.index] = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+                self._json[event.index] = []
+        elif kind == "message_start":
+            self._count(event.message.usage)
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason
+            self._count(event.usage)
+        return ""
+
+    def _count(self, usage: Any) -> None:
+        """Later counts replace earlier ones: `message_delta` carries running totals."""
+        for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+            value = getattr(usage, name, None)
+            if value is not None:
+                self._usage[name] = int(value)
+
+    def blocks(self) -> list[dict[str, JsonValue]]:
+        for index, parts in self._json.items():
+            text = "".join(parts)
+            self._blocks[index]["input"] = json.loads(text) if text else {}
+        return [self._blocks[index] for index in sorted(self._blocks)]
+
+    def usage(self) -> TokenUsage:
+        return TokenUsage(**self._usage)
 
 
 def _cache_last(messages: Sequence[dict[str, JsonValue]]) -> list[dict[str, JsonValue]]:

@@ -32,7 +32,15 @@ from pydantic import JsonValue
 
 from server.models.events import Event
 
-__all__ = ["TRIMMED", "Conversation", "PendingToolUse", "estimated_tokens", "needs_action", "rebuild"]
+__all__ = [
+    "TRIMMED",
+    "Conversation",
+    "ConversationBuilder",
+    "PendingToolUse",
+    "estimated_tokens",
+    "needs_action",
+    "rebuild",
+]
 
 Message = dict[str, JsonValue]
 ToolUseKind = Literal["agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"]
@@ -65,96 +73,108 @@ class Conversation:
     result_seqs: dict[str, int] = field(default_factory=dict)
     """The seq of each tool result's event, by tool use id (where trimming can start)."""
 
-    def _add(self, role: Literal["user", "assistant"], blocks: list[JsonValue]) -> None:
-        if self.messages and self.messages[-1]["role"] == role:
-            previous = self.messages[-1]["content"]
-            assert isinstance(previous, list)
-            previous.extend(blocks)
-            # The API wants a user message's tool results before its other blocks (a message can arrive
-            # while a tool runs).
-            previous.sort(key=lambda b: not (isinstance(b, dict) and b.get("type") == "tool_result"))
-        else:
-            self.messages.append({"role": role, "content": list(blocks)})
-
 
 def rebuild(events: Iterable[Event]) -> Conversation:
     """The conversation so far, and the tool uses still waiting for a result."""
-    builder = _Builder()
-    for event in events:
-        builder.add(event)
-    return builder.finish()
+    builder = ConversationBuilder()
+    builder.extend(events)
+    return builder.conversation()
 
 
-class _Builder:
+class ConversationBuilder:
+    """Folds a log into the conversation one event at a time, so a running session reads each event once.
+
+    `conversation()` may be called after any event; it does not change what later events build."""
+
     def __init__(self) -> None:
-        self.conversation = Conversation()
-        self.open_uses: dict[str, PendingToolUse] = {}
-        self.new_response = True
-        self.in_flight = False
-        self.arrived_during_request: list[JsonValue] = []
-        self.trimmed_before_seq = 0
-        self.result_seqs: dict[str, int] = {}
+        self._messages: list[Message] = []
+        self._open_uses: dict[str, PendingToolUse] = {}
+        self._new_response = True
+        self._in_flight = False
+        self._arrived_during_request: list[JsonValue] = []
+        self._trimmed_before_seq = 0
+        self._result_seqs: dict[str, int] = {}
+        self.last_seq = 0
+        """The seq of the newest event added (0 before any)."""
+
+    def extend(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.add(event)
 
     def add(self, event: Event) -> None:
+        self.last_seq = event.seq
         payload = event.payload()
         if event.type == "span.model_request_start":
             self._flush_arrivals()  # a request that never ended (interrupted, crashed) ends here
-            self.new_response, self.in_flight = True, True
+            self._new_response, self._in_flight = True, True
         elif event.type == "span.model_request_end":
-            self.in_flight = False
+            self._in_flight = False
             self._flush_arrivals()
         elif event.type == "user.message":
-            if self.in_flight:  # sent while the model was answering: it comes after that answer
-                self.arrived_during_request.extend(_blocks(payload.get("content")))
+            if self._in_flight:  # sent while the model was answering: it comes after that answer
+                self._arrived_during_request.extend(_blocks(payload.get("content")))
             else:
-                self.conversation._add("user", _blocks(payload.get("content")))
+                _add(self._messages, "user", _blocks(payload.get("content")))
         elif event.type in _ASSISTANT_TYPES:
             self._assistant(event)
         elif event.type in _RESULT_TYPES:
             use_id = str(payload.get(_RESULT_TYPES[event.type], ""))
-            if self.open_uses.pop(use_id, None) is not None:
-                block = _result_block(use_id, payload)
-                self.result_seqs[use_id] = event.seq
-                self.conversation._add("user", [block])
+            if self._open_uses.pop(use_id, None) is not None:
+                self._result_seqs[use_id] = event.seq
+                _add(self._messages, "user", [_result_block(use_id, payload)])
         elif event.type == "user.tool_confirmation":
-            _confirm(self.open_uses, payload)
+            _confirm(self._open_uses, payload)
         elif event.type == "agent.thread_context_compacted":
             mark = payload.get("trimmed_before_seq")
-            self.trimmed_before_seq = max(self.trimmed_before_seq, mark if isinstance(mark, int) else 0)
+            if isinstance(mark, int) and mark > self._trimmed_before_seq:
+                self._trimmed_before_seq = mark
+                # Later results have later seqs than the mark, so trimming what is here now is enough.
+                _trim_results(self._messages, self._result_seqs, mark)
+
+    def conversation(self) -> Conversation:
+        """The conversation as of the newest event; the messages are the caller's to change."""
+        messages = [{**m, "content": list(m["content"])} for m in self._messages]  # type: ignore[arg-type]
+        if self._arrived_during_request:  # a request that never ended (the server stopped): the message counts
+            _add(messages, "user", list(self._arrived_during_request))
+        return Conversation(messages, list(self._open_uses.values()), dict(self._result_seqs))
 
     def _assistant(self, event: Event) -> None:
         block = _assistant_block(event)
-        messages = self.conversation.messages
-        if self.new_response or not messages or messages[-1]["role"] != "assistant":
+        messages = self._messages
+        if self._new_response or not messages or messages[-1]["role"] != "assistant":
             messages.append({"role": "assistant", "content": [block]})
-            self.new_response = False
+            self._new_response = False
         else:
             content = messages[-1]["content"]
             assert isinstance(content, list)
             content.append(block)
         if event.type != "agent.message":
-            self.open_uses[event.id] = _pending(event)
+            self._open_uses[event.id] = _pending(event)
 
     def _flush_arrivals(self) -> None:
-        if self.arrived_during_request:
-            self.conversation._add("user", self.arrived_during_request)
-            self.arrived_during_request = []
+        if self._arrived_during_request:
+            _add(self._messages, "user", self._arrived_during_request)
+            self._arrived_during_request = []
 
-    def finish(self) -> Conversation:
-        self._flush_arrivals()  # a request that never ended (the server stopped): the message still counts
-        self.conversation.pending = list(self.open_uses.values())
-        self.conversation.result_seqs = self.result_seqs
-        if self.trimmed_before_seq:
-            _trim_results(self.conversation, self.result_seqs, self.trimmed_before_seq)
-        return self.conversation
+
+def _add(messages: list[Message], role: Literal["user", "assistant"], blocks: list[JsonValue]) -> None:
+    if messages and messages[-1]["role"] == role:
+        previous = messages[-1]["content"]
+        assert isinstance(previous, list)
+        previous.extend(blocks)
+        # The API wants a user message's tool results before its other blocks (a message can arrive
+        # while a tool runs).
+        previous.sort(key=lambda b: not (isinstance(b, dict) and b.get("type") == "tool_result"))
+    else:
+        messages.append({"role": role, "content": list(blocks)})
 
 
 TRIMMED = "[trimmed to keep the conversation within the model's context; the full result is in the event log]"
 
 
-def _trim_results(conversation: Conversation, result_seqs: dict[str, int], before_seq: int) -> None:
+def _trim_results(messages: list[Message], result_seqs: dict[str, int], before_seq: int) -> None:
     """Replaces the content of tool results recorded before `before_seq` with a short marker."""
-    for message in conversation.messages:
+    for message in messages:
         content = message["content"]
         if message["role"] != "user" or not isinstance(content, list):
             continue

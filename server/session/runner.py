@@ -37,7 +37,13 @@ import anyio.abc
 from pydantic import JsonValue
 
 from server.blocking import in_thread
-from server.brain.conversation import Conversation, PendingToolUse, estimated_tokens, needs_action, rebuild
+from server.brain.conversation import (
+    Conversation,
+    ConversationBuilder,
+    PendingToolUse,
+    estimated_tokens,
+    needs_action,
+)
 from server.brain.model import ModelClient, ModelError, ModelTurn
 from server.brain.tools import OfferedTool, offered_tools
 from server.errors import ServerError
@@ -89,8 +95,8 @@ class SessionRunner:
         self._retry_delays_s = tuple(retry_delays_s)
         self._context_budget_tokens = context_budget_tokens
         self._runs: dict[str, _Run] = {}
-        self._logs: dict[str, list[Event]] = {}  # events read so far, per session with a run
-        self._log_chars: dict[str, int] = {}  # their size: the conversation is never bigger
+        self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
+        self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
         self._ended: dict[str, anyio.Event] = {}
 
     def active(self, session_id: str) -> bool:
@@ -136,7 +142,7 @@ class SessionRunner:
                 await self._fail(session_id)
         finally:
             self._runs.pop(session_id, None)
-            self._logs.pop(session_id, None)
+            self._builders.pop(session_id, None)
             self._log_chars.pop(session_id, None)
             self._ended.pop(session_id, anyio.Event()).set()
             # The run's end is news too: a waiter that saw the last idle while the run was still winding
@@ -167,15 +173,18 @@ class SessionRunner:
                 return
 
     async def _conversation(self, session_id: str) -> Conversation:
-        """Rebuilt from the log; the events already read are kept, so a step reads only what is new."""
-        log = self._logs.setdefault(session_id, [])
-        after = log[-1].seq if log else 0
-        if not log or self._sessions.latest_seq.get(session_id, after + 1) > after:
-            new = await in_thread(self._store.read_events, session_id, after, LOG_LIMIT)
+        """Built from the log; the run folds each event in once, so a step reads and folds only what is new."""
+        builder = self._builders.get(session_id)
+        if builder is None:
+            builder = self._builders[session_id] = ConversationBuilder()
+            self._log_chars[session_id] = 0
+            new = await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT)
+        elif self._sessions.latest_seq.get(session_id, builder.last_seq + 1) > builder.last_seq:
+            new = await in_thread(self._store.read_events, session_id, builder.last_seq, LOG_LIMIT)
         else:
             new = []  # nothing was appended since the last read
         self._remember(session_id, new)
-        return rebuild(log)
+        return builder.conversation()
 
     async def _settle(
         self, session: Session, pending: Sequence[PendingToolUse], waiting: Sequence[str]
@@ -295,14 +304,17 @@ class SessionRunner:
 
     async def _append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
         appended = await self._sessions.append(session_id, events) if events else []
-        log = self._logs.get(session_id)
-        if log is not None and appended and appended[0].seq == (log[-1].seq if log else 0) + 1:
+        builder = self._builders.get(session_id)
+        if builder is not None and appended and appended[0].seq == builder.last_seq + 1:
             self._remember(session_id, appended)  # what this run wrote need not be read back
         return appended
 
     def _remember(self, session_id: str, events: Sequence[Event]) -> None:
-        """Adds events to the run's copy of the log, and their size to its running total."""
-        self._logs.setdefault(session_id, []).extend(events)
+        """Folds events into the run's conversation, and adds their size to the log's running total."""
+        builder = self._builders.get(session_id)
+        if builder is None:
+            return
+        builder.extend(events)
         self._log_chars[session_id] = self._log_chars.get(session_id, 0) + sum(len(e.model_dump_json()) for e in events)
 
     # After a restart --------------------------------------------------------------------------------------

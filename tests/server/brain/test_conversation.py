@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from server.brain.conversation import TRIMMED, estimated_tokens, needs_action, rebuild
+from server.brain.conversation import TRIMMED, ConversationBuilder, estimated_tokens, needs_action, rebuild
 from server.models.events import Event
 
 _seq = itertools.count(1)
@@ -141,3 +141,45 @@ def test_a_message_sent_during_a_request_follows_its_answer_even_if_the_request_
     messages = rebuild(abandoned).messages
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"] == text("first") + text("later")
+
+
+def test_a_builder_fed_one_event_at_a_time_matches_a_rebuild_at_every_step() -> None:
+    """The running loop folds each event once and asks for the conversation between events: asking
+    must not change what the later events build, and what it hands out is the caller's to change."""
+    log = [
+        event("user.message", content=text("go")),
+        event("span.model_request_start"),
+        event("user.message", content=text("sent while it thinks")),
+        event("agent.tool_use", "sevt_A", name="bash", input={"command": "ls"}, evaluated_permission="allow"),
+        event("agent.tool_use", "sevt_B", name="write", input={}, evaluated_permission="ask"),
+        event("span.model_request_end"),
+        event("agent.tool_result", tool_use_id="sevt_A", content=text("A" * 500)),
+        event("user.tool_confirmation", tool_use_id="sevt_B", result="deny", deny_message="no"),
+        event("agent.tool_result", tool_use_id="sevt_B", content=text("no"), is_error=True),
+        event("span.model_request_start"),  # never ends: the message after it still counts
+        event("user.message", content=text("are you there?")),
+        event("span.model_request_start"),
+        event("agent.custom_tool_use", "sevt_C", name="lookup", input={"q": 1}),
+        event("span.model_request_end"),
+        event("user.custom_tool_result", custom_tool_use_id="sevt_C", content=text("C" * 500)),
+    ]
+    log.append(event("agent.thread_context_compacted", trimmed_before_seq=log[-1].seq))
+    log += [
+        event("span.model_request_start"),
+        event("agent.message", content=text("done")),
+        event("span.model_request_end"),
+    ]
+    builder = ConversationBuilder()
+    for index, item in enumerate(log, start=1):
+        builder.add(item)
+        step = builder.conversation()
+        assert step == rebuild(log[:index]), f"after event {index} ({item.type})"
+        assert builder.last_seq == item.seq
+        for message in step.messages:  # the snapshot is the caller's: changing it changes nothing
+            message["content"].clear()  # type: ignore[union-attr]
+        step.pending.clear()
+    final = builder.conversation()
+    assert final == rebuild(log)
+    results = [b for m in final.messages for b in m["content"] if b["type"] == "tool_result"]  # type: ignore[union-attr,index]
+    assert [r["content"] for r in results] == [text(TRIMMED), text(TRIMMED), text("C" * 500)]
+    assert [m["role"] for m in final.messages] == ["user", "assistant", "user", "assistant", "user", "assistant"]
