@@ -1,4 +1,4 @@
-"""The `managed-sessions` command: serve, doctor, image build, token.
+"""The `managed-sessions` command: serve, doctor, image build, token, vault.
 
 Output for people goes to stderr (and `doctor`/`token show` print to stdout,
 since they never run as a transport); on `serve` over stdio, stdout carries
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from server.config import DEFAULT_HTTP_PORT, ServerConfig
 from server.errors import ServerError
 from server.log import configure_logging
+from server.vault_cli import add_vault_parser, run_vault_command
 from server.version import __version__
 
 __all__ = ["main"]
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     token_commands = token.add_subparsers(dest="token_command", required=True)
     token_commands.add_parser("show", help="print the token kept in the keyring")
     token_commands.add_parser("rotate", help="replace the token kept in the keyring (clients need the new one)")
+
+    add_vault_parser(commands)
     return parser
 
 
@@ -83,6 +86,8 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig) -> int:
 
         build_default_image(config, tag=args.tag, source=args.source)
         return 0
+    if args.command == "vault":
+        return run_vault_command(args, config)
     from server.token import rotate_token, show_token
 
     if args.token_command == "show":  # noqa: S105 - a subcommand's name

@@ -41,6 +41,7 @@ class ServerConfig:
         web_fetch_allow_private: let web_fetch reach loopback and private addresses.
         model_retry_delays_s: the waits between retries of a failing model request (None: the default).
         context_budget_tokens: past this estimated size, old tool results are trimmed before a model request.
+        vault_allow_insecure_keyring: let the vault use a plaintext or null keyring backend (an explicit opt-in).
     """
 
     data_dir: Path
@@ -54,6 +55,7 @@ class ServerConfig:
     web_fetch_allow_private: bool = False
     model_retry_delays_s: tuple[float, ...] | None = None
     context_budget_tokens: int = 150_000
+    vault_allow_insecure_keyring: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -73,6 +75,7 @@ class ServerConfig:
             web_fetch_allow_private=env.get("MANAGED_SESSIONS_WEB_FETCH_ALLOW_PRIVATE") == "1",
             model_retry_delays_s=_delays(env.get("MANAGED_SESSIONS_MODEL_RETRY_DELAYS")),
             context_budget_tokens=_positive_int(env.get("MANAGED_SESSIONS_CONTEXT_TOKENS"), 150_000),
+            vault_allow_insecure_keyring=env.get("MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING") == "1",
         )
 
     def problems(self) -> list[str]:
@@ -97,6 +100,11 @@ class ServerConfig:
     def database_path(self) -> Path:
         """The SQLite store."""
         return self.data_dir / "store.db"
+
+    @property
+    def vault_index_path(self) -> Path:
+        """The vault's index of vaults and credentials (metadata only; the secrets are in the keyring)."""
+        return self.data_dir / "vault" / "index.json"
 
 
 def _delays(value: str | None) -> tuple[float, ...] | None:

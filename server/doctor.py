@@ -21,7 +21,7 @@ import docker.errors
 from server.config import ServerConfig
 from server.hands.pool import find_leftovers
 from server.session.store import Store
-from vault import KeyringStore, VaultError, describe_backend
+from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore, VaultError, Vaults, describe_backend
 
 __all__ = ["Check", "run_checks", "run_doctor"]
 
@@ -87,10 +87,11 @@ def check_leftovers(client: docker.DockerClient, config: ServerConfig) -> Check:
     return Check("sandbox leftovers", "warn", detail, "the server removes them when it next starts")
 
 
-def check_keyring() -> Check:
+def check_keyring(config: ServerConfig) -> Check:
+    """Whether the backend keeps secrets encrypted, and so whether the vault will use it."""
     try:
         backend = describe_backend()
-        KeyringStore("managed-sessions").get("doctor-probe")
+        KeyringStore(KEYRING_SERVICE).get("doctor-probe")
     except VaultError as exc:
         return Check(
             "keyring",
@@ -98,14 +99,46 @@ def check_keyring() -> Check:
             str(exc),
             "the HTTP token and vault credentials need it; or set MANAGED_SESSIONS_TOKEN for HTTP",
         )
-    if not backend.secure:
+    if backend.secure:
+        return Check("keyring", "ok", f"{backend.name} (secure; the vault uses it)")
+    if config.vault_allow_insecure_keyring:
         return Check(
             "keyring",
             "warn",
-            f"{backend.name} does not keep secrets encrypted",
-            "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet)",
+            f"{backend.name} does not keep secrets encrypted; the vault uses it anyway "
+            f"because {ALLOW_INSECURE_KEYRING_VARIABLE}=1",
+            "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet) and unset the variable",
         )
-    return Check("keyring", "ok", backend.name)
+    return Check(
+        "keyring",
+        "warn",
+        f"{backend.name} does not keep secrets encrypted; the vault refuses to store or read secrets with it",
+        "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet), "
+        f"or accept plain text explicitly with {ALLOW_INSECURE_KEYRING_VARIABLE}=1",
+    )
+
+
+def check_vault(config: ServerConfig) -> Check:
+    """Drift: credentials in the vault's index whose secret is gone from the keyring."""
+    if not config.vault_index_path.exists():
+        return Check("vault", "ok", "no vaults yet")
+    vaults = Vaults(config.vault_index_path, allow_insecure_keyring=config.vault_allow_insecure_keyring)
+    try:
+        count = sum(v.credential_count for v in vaults.list_vaults())
+        drifted = vaults.drift()
+    except VaultError as exc:
+        return Check("vault", "warn", f"cannot check the vault: {exc}", "fix the keyring (see above)")
+    if not drifted:
+        return Check("vault", "ok", f"{count} credential(s), every keyring secret present")
+    listed = ", ".join(f"{c.id} ({c.type} for {c.match})" for c in drifted)
+    first = drifted[0]
+    return Check(
+        "vault",
+        "warn",
+        f"{len(drifted)} credential(s) lost their secret from the keyring: {listed}",
+        f"re-add them with 'managed-sessions vault add', or remove them: "
+        f"'managed-sessions vault remove {first.vault_id} {first.id}' (and likewise for the others)",
+    )
 
 
 def check_data_dir(config: ServerConfig) -> Check:
@@ -141,7 +174,7 @@ def check_model(config: ServerConfig) -> Check:
 def run_checks(config: ServerConfig) -> list[Check]:
     steps: list[Callable[[], list[Check]]] = [
         lambda: check_docker(config),
-        lambda: [check_keyring()],
+        lambda: [check_keyring(config), check_vault(config)],
         lambda: [check_data_dir(config)],
         lambda: [check_model(config)],
     ]

@@ -1,12 +1,23 @@
 """Vault errors.
 
-VaultError                    anything the vault could not do
-└── KeyringUnavailableError   no usable keyring backend (none installed, locked, no D-Bus)
+VaultError                      anything the vault could not do; the message says what to do next
+├── KeyringUnavailableError     no usable keyring backend (none installed, locked, no D-Bus)
+├── InsecureKeyringError        the backend keeps secrets in plain text (or not at all) and nobody opted in
+├── VaultNotFoundError          no vault with that id or display name (also a LookupError)
+├── CredentialNotFoundError     no credential with that id in that vault (also a LookupError)
+└── CredentialConflictError     a vault already holds a credential for that type and match
 """
 
 from __future__ import annotations
 
-__all__ = ["KeyringUnavailableError", "VaultError"]
+__all__ = [
+    "CredentialConflictError",
+    "CredentialNotFoundError",
+    "InsecureKeyringError",
+    "KeyringUnavailableError",
+    "VaultError",
+    "VaultNotFoundError",
+]
 
 
 class VaultError(Exception):
@@ -15,3 +26,19 @@ class VaultError(Exception):
 
 class KeyringUnavailableError(VaultError):
     """The OS keyring cannot be used here."""
+
+
+class InsecureKeyringError(VaultError):
+    """The keyring backend would not keep a secret encrypted, and the user did not opt in to it anyway."""
+
+
+class VaultNotFoundError(VaultError, LookupError):
+    """No vault has that id or display name."""
+
+
+class CredentialNotFoundError(VaultError, LookupError):
+    """The vault holds no credential with that id."""
+
+
+class CredentialConflictError(VaultError):
+    """A vault may hold one credential per (type, match); the message names the one already there."""

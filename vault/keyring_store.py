@@ -16,7 +16,11 @@ from keyring.backend import KeyringBackend
 from vault.errors import KeyringUnavailableError, VaultError
 from vault.secret import Secret
 
-__all__ = ["KeyringBackendInfo", "KeyringStore", "describe_backend"]
+__all__ = ["KEYRING_SERVICE", "KeyringBackendInfo", "KeyringStore", "describe_backend"]
+
+KEYRING_SERVICE = "managed-sessions"
+"""The one keyring service everything of ours lives under (the HTTP token, each credential by its id).
+Stable on purpose: renaming it would orphan every stored secret."""
 
 _INSECURE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt.file.PlaintextKeyring")
 _UNAVAILABLE_HINT = (
@@ -32,10 +36,27 @@ class KeyringBackendInfo:
 
 
 def describe_backend() -> KeyringBackendInfo:
-    """Which backend keyring picked, and whether it keeps secrets encrypted by the OS."""
+    """Which backend keyring picked, and whether it keeps secrets encrypted by the OS.
+
+    keyring chains several backends when more than one is viable, and a chained write falls
+    through to the next backend when one fails; so a chain is only as secure as its weakest link.
+    """
     backend: KeyringBackend = keyring.get_keyring()
-    name = f"{type(backend).__module__}.{type(backend).__name__}"
-    return KeyringBackendInfo(name=name, secure=not any(name.startswith(p) for p in _INSECURE_BACKENDS))
+    name = _name_of(backend)
+    if name == "keyring.backends.chainer.ChainerBackend":
+        chained = [_name_of(b) for b in getattr(backend, "backends", [])]
+        return KeyringBackendInfo(
+            name=f"{name}({', '.join(chained)})", secure=bool(chained) and all(_is_secure(n) for n in chained)
+        )
+    return KeyringBackendInfo(name=name, secure=_is_secure(name))
+
+
+def _name_of(backend: KeyringBackend) -> str:
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def _is_secure(name: str) -> bool:
+    return not any(name.startswith(prefix) for prefix in _INSECURE_BACKENDS)
 
 
 class KeyringStore:

@@ -1,0 +1,42 @@
+"""What the vault tells its callers about vaults and credentials: metadata only, never a secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+__all__ = ["CredentialInfo", "CredentialSource", "CredentialType", "VaultInfo"]
+
+CredentialType = Literal["static_bearer", "github_token"]
+"""static_bearer: a bearer token for one MCP server URL; github_token: a token for one git host."""
+
+CredentialSource = Literal["keyring", "command"]
+"""keyring: the secret is stored in the OS keyring; command: a shell command prints it when needed."""
+
+
+@dataclass(frozen=True)
+class VaultInfo:
+    id: str
+    display_name: str
+    metadata: dict[str, str] = field(hash=False)
+    created_at: datetime
+    credential_count: int
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """`match` is normalized: an MCP server URL for static_bearer, `host[:port]` for github_token.
+
+    `command` is the shell command of a command-sourced credential: it says how to get the
+    secret, it is not the secret.
+    """
+
+    id: str
+    vault_id: str
+    type: CredentialType
+    match: str
+    source: CredentialSource
+    created_at: datetime
+    display_name: str | None = None
+    command: str | None = None
