@@ -26,6 +26,9 @@ server's own environment is inherited.
 from __future__ import annotations
 
 import logging
+import posixpath
+import tarfile
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +227,41 @@ class DockerSandbox:
                 env.setdefault(name, CA_BUNDLE_IN_CONTAINER)
         return env
 
+    async def put_directory(self, source: Path, target: str) -> bool:
+        """Copies the host tree `source` to `target` under /workspace, owned by the sandbox user.
+
+        Parents are created. Returns False and copies nothing when `target` exists and is not an empty
+        directory: on a resumed session the agent may have changed those files, so they are kept.
+        """
+        if not target.startswith(WORKSPACE + "/") or posixpath.normpath(target) != target:
+            raise ValueError(f"target {target!r} must be a normalized absolute path under {WORKSPACE}/")
+        async with self._lock:
+            container_id = await in_docker_thread(self._running_container)
+            try:
+                placed = await in_docker_thread(self._put_tree, container_id, source, target)
+            except docker.errors.DockerException as exc:
+                raise SandboxUnavailableError(f"could not copy files to {target!r} in the sandbox: {exc}") from exc
+        if not placed:
+            logger.info("session %s: %s already holds files; left as it is", self.session_id, target)
+        return placed
+
+    def _put_tree(self, container_id: str, source: Path, target: str) -> bool:
+        container = self._client.containers.get(container_id)
+        # As the sandbox user, so parents it makes are its own; "occupied" means: do not touch.
+        probe = container.exec_run(
+            ["sh", "-c", _PREPARE_TARGET, "sh", target], user=f"{SANDBOX_UID}:{SANDBOX_UID}", environment={}
+        )
+        if probe.exit_code != 0:
+            raise SandboxUnavailableError(f"could not prepare {target!r} in the sandbox: {probe.output!r}")
+        if b"occupied" in probe.output:
+            return False
+        with tempfile.TemporaryFile() as archive:  # spooled to disk: a repository can be large
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                tar.add(source, arcname=posixpath.basename(target), filter=_owned_by_sandbox_user)
+            archive.seek(0)
+            container.put_archive(posixpath.dirname(target), archive)
+        return True
+
     def _ensure_volume(self, name: str) -> None:
         try:
             self._client.volumes.get(name)
@@ -265,6 +303,19 @@ class DockerSandbox:
     def _remove_volumes(self) -> None:
         for kind in ("workspace", "outputs"):
             remove_volume(self._client, self._volume_name(kind))
+
+
+_PREPARE_TARGET = (
+    't="$1"; if [ -e "$t" ] && { [ ! -d "$t" ] || [ -n "$(ls -A "$t")" ]; }; then echo occupied; exit 0; fi; '
+    'mkdir -p "$(dirname "$t")"'
+)
+
+
+def _owned_by_sandbox_user(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = SANDBOX_UID
+    info.uname = info.gname = ""
+    info.mode &= 0o777  # no setuid/setgid/sticky bits from the host
+    return info
 
 
 def remove_volume(client: docker.DockerClient, name: str) -> None:
