@@ -8,6 +8,9 @@ exactly where it was after a restart. The rules:
 - The content events of one model response (`agent.message`, `agent.tool_use`,
   `agent.custom_tool_use`, `agent.mcp_tool_use`) form one assistant message; a
   `span.model_request_start` begins the next one.
+- An `agent.mcp_tool_use` records the tool's bare name and its `mcp_server_name`; its
+  tool_use block carries the model-facing name (`mcp_tool_name`), so a rebuilt request
+  names the tool exactly as the model called it.
 - Tool uses are identified by their event ids (`sevt_...`), which are valid
   tool_use ids for the API and stable across restarts; results
   (`agent.tool_result`, `agent.mcp_tool_result`, `user.custom_tool_result`)
@@ -30,6 +33,7 @@ from typing import Literal
 
 from pydantic import JsonValue
 
+from server.brain.tools import mcp_tool_name
 from server.models.events import Event
 
 __all__ = [
@@ -64,6 +68,8 @@ class PendingToolUse:
     evaluated_permission: str | None
     confirmation: Literal["allow", "deny"] | None = None
     deny_message: str | None = None
+    server_name: str | None = None
+    """`agent.mcp_tool_use`: the remote server; `name` is then the tool's bare name."""
 
 
 @dataclass
@@ -203,7 +209,10 @@ def _assistant_block(event: Event) -> JsonValue:
     if event.type == "agent.message":
         texts = [b.get("text", "") for b in _blocks(payload.get("content")) if isinstance(b, dict)]
         return {"type": "text", "text": "".join(str(t) for t in texts)}
-    return {"type": "tool_use", "id": event.id, "name": payload.get("name", ""), "input": payload.get("input", {})}
+    name = str(payload.get("name", ""))
+    if event.type == "agent.mcp_tool_use":
+        name = mcp_tool_name(str(payload.get("mcp_server_name", "")), name)
+    return {"type": "tool_use", "id": event.id, "name": name, "input": payload.get("input", {})}
 
 
 def _result_block(use_id: str, payload: dict[str, JsonValue]) -> JsonValue:
@@ -217,12 +226,14 @@ def _pending(event: Event) -> PendingToolUse:
     payload = event.payload()
     tool_input = payload.get("input")
     permission = payload.get("evaluated_permission")
+    server = payload.get("mcp_server_name")
     return PendingToolUse(
         event_id=event.id,
         kind=event.type,  # type: ignore[arg-type]  # one of _ASSISTANT_TYPES minus agent.message
         name=str(payload.get("name", "")),
         input=tool_input if isinstance(tool_input, dict) else {},
         evaluated_permission=str(permission) if permission is not None else None,
+        server_name=str(server) if event.type == "agent.mcp_tool_use" and server is not None else None,
     )
 
 

@@ -84,7 +84,7 @@ class Inbox:
 
     async def confirm(self, session_id: str, tool_use_id: str, allow: bool, deny_message: str | None) -> Session:
         session, use = await self._waiting_use(session_id, tool_use_id)
-        if use.kind != "agent.tool_use" or use.evaluated_permission != "ask":
+        if use.kind not in ("agent.tool_use", "agent.mcp_tool_use") or use.evaluated_permission != "ask":
             raise InvalidRequestError(
                 f"event {tool_use_id!r} is a {use.kind} that does not wait for a confirmation"
                 + ("; answer it with submit_tool_result" if use.kind == "agent.custom_tool_use" else "")
