@@ -14,6 +14,7 @@ from server.tools.environments import register_environment_tools
 from server.tools.messages import register_message_tools
 from server.tools.outputs import register_output_tools
 from server.tools.sessions import register_session_tools
+from server.tools.vaults import register_vault_tools
 from server.version import __version__
 
 __all__ = ["build_server"]
@@ -45,4 +46,5 @@ def build_server(config: ServerConfig) -> MCPServer[Runtime]:
     register_session_tools(mcp)
     register_output_tools(mcp)
     register_message_tools(mcp)
+    register_vault_tools(mcp)
     return mcp

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from vault.errors import CredentialConflictError, CredentialNotFoundError, VaultError, VaultNotFoundError
+
 __all__ = [
     "ConfigError",
     "ConflictError",
@@ -26,6 +28,7 @@ __all__ = [
     "NotFoundError",
     "ServerError",
     "SessionBusyError",
+    "from_vault_error",
 ]
 
 
@@ -55,3 +58,12 @@ class DataDirInUseError(ServerError):
 
 class ConfigError(ServerError):
     """A configuration variable has an unusable value."""
+
+
+def from_vault_error(exc: VaultError) -> ServerError:
+    """The tool error a vault failure is reported as (its message already says what to do)."""
+    if isinstance(exc, VaultNotFoundError | CredentialNotFoundError):
+        return NotFoundError(str(exc))
+    if isinstance(exc, CredentialConflictError):
+        return ConflictError(str(exc))
+    return InvalidRequestError(str(exc))

@@ -16,7 +16,7 @@ from typing import Literal
 
 __all__ = ["IdPrefix", "is_id", "new_id"]
 
-IdPrefix = Literal["agent", "env", "sesn", "sevt", "vlt", "vcrd"]
+IdPrefix = Literal["agent", "env", "sesn", "sevt", "sesrsc"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80

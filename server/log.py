@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 
+from server.redaction import REDACTOR
+from vault.redactor import RedactingFilter
+
 __all__ = ["configure_logging"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Installs one stderr handler on the root logger (idempotent).
+    """Installs one stderr handler on the root logger (idempotent), redacting secrets.
 
     The MCP SDK calls `logging.basicConfig` when a server is built; because a
     handler is already installed by then, its call changes nothing.
@@ -21,6 +24,7 @@ def configure_logging(level: str = "INFO") -> None:
     if not any(getattr(h, "_managed_sessions", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(RedactingFilter(REDACTOR))  # a secret the server used never reaches a log line
         handler._managed_sessions = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     # Per-request access lines drown the lifecycle messages that matter.

@@ -18,10 +18,15 @@ from server.hands.docker_sandbox import SandboxSettings
 from server.hands.pool import SandboxPool
 from server.hands.sandbox import SandboxUnavailableError
 from server.hands.web_fetch import FetchPolicy
+from server.models.sessions import Session
+from server.redaction import REDACTOR
 from server.session.inbox import Inbox
 from server.session.manager import SessionManager
-from server.session.runner import RETRY_DELAYS_S, SessionRunner
+from server.session.resources import SessionRepositories
+from server.session.runner import RETRY_DELAYS_S, McpBearerLookup, SessionRunner
 from server.session.store import Store
+from vault.secret import Secret
+from vault.vaults import Vaults
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -37,17 +42,22 @@ class Runtime:
     sandboxes: SandboxPool
     runner: SessionRunner
     inbox: Inbox
+    vaults: Vaults
 
 
 @asynccontextmanager
 async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
     """Opens the store (running migrations), builds the services on it, and reaps stray sandboxes."""
     store = await in_thread(Store.open, config.database_path)
+    vaults = Vaults(
+        config.vault_index_path, allow_insecure_keyring=config.vault_allow_insecure_keyring, redactor=REDACTOR
+    )
     try:
         async with anyio.create_task_group() as task_group:
             settings = SandboxSettings(store_id=store.store_id, extra_ca_bundle=config.extra_ca_bundle)
             fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
             sandboxes = SandboxPool(settings, config.image, fetch_policy, task_group)
+            repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
             sessions = SessionManager(
                 store,
                 config.data_dir,
@@ -55,6 +65,8 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
                 default_image=config.image,
                 sandboxes=sandboxes,
                 extra_ca_bundle=config.extra_ca_bundle is not None,
+                vaults=vaults,
+                repositories=repositories,
             )
             model = AnthropicModel(api_key_present=config.model_key_present)
             runner = SessionRunner(
@@ -65,14 +77,18 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
                 task_group,
                 retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
                 context_budget_tokens=config.context_budget_tokens,
+                mcp_bearer_for=_bearer_lookup(vaults),
             )
             definitions = Definitions(store, default_model=config.model)
-            runtime = Runtime(config, store, definitions, sessions, sandboxes, runner, Inbox(store, sessions, runner))
+            inbox = Inbox(store, sessions, runner)
+            runtime = Runtime(config, store, definitions, sessions, sandboxes, runner, inbox, vaults)
             task_group.start_soon(_reap_at_start, store, sandboxes)
             task_group.start_soon(_resume_running, store, runner)
             try:
                 yield runtime
             finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await runner.aclose_mcp()  # remote MCP sessions are ended politely, when they answer
                 task_group.cancel_scope.cancel()  # runs and channel readers end with the server
                 with anyio.CancelScope(shield=True):
                     await model.aclose()
@@ -93,3 +109,14 @@ async def _reap_at_start(store: Store, sandboxes: SandboxPool) -> None:
         await sandboxes.reap(await in_thread(store.session_ids))
     except (SandboxUnavailableError, docker.errors.DockerException) as exc:
         logger.info("skipped reaping sandboxes: Docker is not reachable (%s)", exc)
+
+
+def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
+    """A session's MCP server credential: the first of its vaults with a static_bearer for the URL."""
+
+    async def bearer_for(session: Session, url: str) -> Secret | None:
+        if not session.vault_ids:
+            return None
+        return await in_thread(vaults.bearer_for, session.vault_ids, url)
+
+    return bearer_for

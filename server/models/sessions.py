@@ -10,7 +10,7 @@ from server.models.agents import AgentSnapshot
 from server.models.environments import EnvironmentSpec
 from server.models.events import Event, StopReason, Usage
 
-__all__ = ["SandboxPosture", "Session", "SessionStats", "SessionStatus"]
+__all__ = ["RepositoryCheckout", "SandboxPosture", "Session", "SessionResource", "SessionStats", "SessionStatus"]
 
 SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
 
@@ -18,6 +18,24 @@ SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
 class SessionStats(BaseModel):
     event_count: int = Field(description="How many events the session's log holds.")
     last_event_at: str | None = None
+
+
+class RepositoryCheckout(BaseModel):
+    type: Literal["branch", "commit"]
+    name: str | None = Field(default=None, description="The branch (type branch).")
+    sha: str | None = Field(default=None, description="The commit (type commit).")
+
+
+class SessionResource(BaseModel):
+    """A git repository cloned into the session's /workspace before its first turn. Its token is never shown."""
+
+    id: str = Field(description="sesrsc_ id.")
+    type: Literal["github_repository"] = "github_repository"
+    url: str
+    mount_path: str = Field(description="Where the working tree is in the sandbox.")
+    checkout: RepositoryCheckout | None = Field(default=None, description="Branch or commit; null: default branch.")
+    created_at: str
+    updated_at: str
 
 
 class SandboxPosture(BaseModel):
@@ -48,8 +66,10 @@ class Session(BaseModel):
     environment_id: str | None = Field(description="The environment it was created from; null for the default.")
     environment: EnvironmentSpec = Field(description="The environment snapshot the sandbox is built from.")
     sandbox: SandboxPosture | None = Field(default=None, description="How the session's sandbox is confined.")
-    resources: list[dict[str, str]] = Field(default_factory=list)
-    vault_ids: list[str] = Field(default_factory=list)
+    resources: list[SessionResource] = Field(default_factory=list)
+    vault_ids: list[str] = Field(
+        default_factory=list, description="Vaults whose credentials the host uses for this session, in order."
+    )
     metadata: dict[str, str] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     stats: SessionStats

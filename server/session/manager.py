@@ -11,16 +11,17 @@ import base64
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
 
 from server.blocking import in_thread
-from server.errors import ConflictError, InvalidRequestError, SessionBusyError
+from server.errors import ConflictError, InvalidRequestError, SessionBusyError, from_vault_error
 from server.hands.channel import HelperError
 from server.hands.docker_sandbox import SandboxLostError, posture_of
 from server.hands.pool import SandboxPool
+from server.hands.repositories import GitHubRepositoryResource
 from server.hands.sandbox import SandboxUnavailableError
 from server.ids import is_id, new_id
 from server.models.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
@@ -29,9 +30,14 @@ from server.models.environments import EnvironmentSpec
 from server.models.events import Event
 from server.models.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.pagination import check_cursor, page_cursor
+from server.redaction import REDACTOR
 from server.session.appender import Appender
 from server.session.notifier import EventNotifier
+from server.session.resources import SessionRepositories
 from server.session.store import NewEvent, SessionFilter, Store
+from vault.errors import VaultError
+from vault.redactor import JsonLike
+from vault.vaults import Vaults
 
 __all__ = ["MAX_EVENT_FIELD_CHARS", "NewSession", "SessionManager", "SessionPage"]
 
@@ -61,6 +67,8 @@ class NewSession(BaseModel):
     environment_id: str | None = None
     title: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    resources: list[GitHubRepositoryResource] = Field(default_factory=list)
+    vault_ids: list[str] = Field(default_factory=list)
 
 
 class SessionManager:
@@ -74,6 +82,8 @@ class SessionManager:
         default_image: str,
         sandboxes: SandboxPool | None = None,
         extra_ca_bundle: bool = False,
+        vaults: Vaults | None = None,
+        repositories: SessionRepositories | None = None,
     ) -> None:
         self._store = store
         self._data_dir = data_dir
@@ -81,6 +91,8 @@ class SessionManager:
         self._default_image = default_image
         self._sandboxes = sandboxes
         self._extra_ca_bundle = extra_ca_bundle
+        self._vaults = vaults
+        self.repositories = repositories
         self.notifier = EventNotifier()
         self._appender = Appender(store)
         self.latest_seq: dict[str, int] = {}
@@ -93,6 +105,12 @@ class SessionManager:
     async def create(self, request: NewSession) -> Session:
         agent = await self._agent_snapshot(request)
         environment = await self._environment_snapshot(request.environment_id)
+        await self._check_vault_ids(request.vault_ids)
+        resources = []
+        if request.resources:
+            if self.repositories is None:
+                raise InvalidRequestError("this server cannot clone repositories; create the session without resources")
+            resources = await self.repositories.record(request.resources)
         now = now_rfc3339()
         session = Session(
             id=new_id("sesn"),
@@ -102,12 +120,26 @@ class SessionManager:
             environment_id=request.environment_id,
             environment=environment,
             metadata=request.metadata,
+            resources=resources,
+            vault_ids=request.vault_ids,
             stats=SessionStats(event_count=0),
             created_at=now,
             updated_at=now,
         )
         await in_thread(self._store.insert_session, session)
         return self._shown(session)
+
+    async def _check_vault_ids(self, vault_ids: Sequence[str]) -> None:
+        if not vault_ids:
+            return
+        if len(set(vault_ids)) != len(vault_ids):
+            raise InvalidRequestError(f"vault_ids names a vault twice ({list(vault_ids)}); name each once")
+        if self._vaults is None:
+            raise InvalidRequestError("this server has no vault; create the session without vault_ids")
+        try:
+            await in_thread(self._vaults.check_vault_ids, vault_ids)
+        except VaultError as exc:
+            raise from_vault_error(exc) from exc
 
     async def _agent_snapshot(self, request: NewSession) -> AgentSnapshot:
         if request.agent_id is None:
@@ -173,6 +205,8 @@ class SessionManager:
         session = await self.get(session_id)
         _refuse_while_running(session, "delete")
         await in_thread(self._store.delete_session, session_id)
+        if self.repositories is not None:
+            await self.repositories.forget(session)
         if self._sandboxes is not None:
             await self._sandboxes.destroy(session_id, session.environment)
         await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
@@ -214,6 +248,9 @@ class SessionManager:
                 await self._sandboxes.stop(session.id, session.environment)
 
     async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+        """Appends events (redacted: no secret the server used is ever stored) and wakes their waiters."""
+        if REDACTOR:
+            events = [NewEvent(e.type, _redacted(e.payload)) for e in events]
         appended = await self._appender.append(session_id, events)
         if appended:
             self.latest_seq[session_id] = max(self.latest_seq.get(session_id, 0), appended[-1].seq)
@@ -326,3 +363,7 @@ def _cut(value: JsonValue) -> JsonValue:
     if isinstance(value, dict):
         return {key: _cut(item) for key, item in value.items()}
     return value
+
+
+def _redacted(payload: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    return cast(dict[str, JsonValue], REDACTOR.redact_json(cast(JsonLike, payload)))

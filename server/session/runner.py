@@ -20,6 +20,13 @@ with backoff, each retry a `session.error` with `retry_status: retrying`; when
 the retries run out, or the failure cannot pass (bad key, unknown model), the
 session idles with `retries_exhausted` and an error that says what to fix.
 
+Remote MCP servers (the agent's `mcp_servers`) are connected at the start of each run that
+needs them, once per session: the connections are kept per session id and reused by later
+runs, until `close_mcp` (archive, delete) or `aclose_mcp` (shutdown). A server that cannot be
+reached, or refuses the credential, is a `session.error` (`mcp_connection_failed_error`,
+`mcp_authentication_failed_error`, `retry_status: exhausted`) and the run goes on without
+that server's tools; the next run tries it again.
+
 After a crash, `resume` answers every tool use that was allowed to run but has
 no result with an error saying it was interrupted (tools are not re-run
 blindly), then runs the session on. A model request in flight is simply asked
@@ -29,7 +36,7 @@ again: requests are rebuilt from the log, so nothing is duplicated.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -45,6 +52,7 @@ from server.brain.conversation import (
     needs_action,
 )
 from server.brain.model import ModelClient, ModelError, ModelTurn
+from server.brain.remote_mcp import BearerToken, RemoteMcpError, RemoteMcpServers, RemoteTool
 from server.brain.tools import OfferedTool, offered_tools
 from server.errors import ServerError
 from server.hands.pool import SandboxPool
@@ -55,7 +63,7 @@ from server.models.sessions import Session
 from server.session.manager import SessionManager
 from server.session.store import NewEvent, Store
 
-__all__ = ["RETRY_DELAYS_S", "SessionRunner"]
+__all__ = ["RETRY_DELAYS_S", "McpBearerLookup", "SessionRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,9 @@ KEEP_RECENT_RESULTS = 3
 """Trimming spares the newest tool results: the model is usually working with them."""
 INTERRUPTED_BY_RESTART = "interrupted: the server stopped while this tool was running; it was not run again"
 INTERRUPTED_BY_USER = "interrupted by the user before this tool finished"
+
+McpBearerLookup = Callable[[Session, str], Awaitable[BearerToken | None]]
+"""The bearer token (a `vault.Secret`) for a session's MCP server URL, or None to connect without one."""
 
 
 @dataclass
@@ -86,6 +97,7 @@ class SessionRunner:
         task_group: anyio.abc.TaskGroup,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         context_budget_tokens: int = 150_000,
+        mcp_bearer_for: McpBearerLookup | None = None,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -98,6 +110,8 @@ class SessionRunner:
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
         self._ended: dict[str, anyio.Event] = {}
+        self._mcp_bearer_for = mcp_bearer_for
+        self._mcp: dict[str, RemoteMcpServers] = {}  # a session's open MCP connections, across its runs
 
     def active(self, session_id: str) -> bool:
         """Whether a run is going (or about to go) for the session."""
@@ -157,7 +171,10 @@ class SessionRunner:
             return
         if session.status != "running":  # a message may have marked it running already
             await self._append(session_id, [NewEvent("session.status_running", {})])
-        offered = {tool.name: tool for tool in offered_tools(session.agent.tools, BUILTIN_TOOL_SPECS)}
+        if not await self._deliver_resources(session):
+            return
+        remote_tools = await self._open_mcp(session)
+        offered = {tool.name: tool for tool in offered_tools(session.agent.tools, BUILTIN_TOOL_SPECS, remote_tools)}
         while True:
             conversation = await self._conversation(session_id)
             waiting = needs_action(conversation.pending)
@@ -201,12 +218,12 @@ class SessionRunner:
         return results
 
     async def _answer(self, session: Session, use: PendingToolUse) -> ToolResult:
-        if use.kind == "agent.mcp_tool_use":
-            return ToolResult.text(f"{use.name}: MCP tools are not available on this server yet", is_error=True)
         if use.evaluated_permission == "deny":
             return ToolResult.text(f"{use.name}: this tool is not enabled for this agent", is_error=True)
         if use.confirmation == "deny":
             return ToolResult.text(use.deny_message or f"Permission to use {use.name} has been denied.", True)
+        if use.kind == "agent.mcp_tool_use":
+            return await self._call_mcp(session, use)
         tools = self._sandboxes.tools(session.id, session.environment)
         try:
             return await tools.execute(use.name, use.input)
@@ -216,6 +233,60 @@ class SessionRunner:
         except Exception:  # a tool that crashes gives the model an error result, not a dead session
             logger.exception("session %s: tool %s crashed", session.id, use.name)
             return ToolResult.text(f"{use.name}: the tool failed unexpectedly; see the server log", is_error=True)
+
+    async def _deliver_resources(self, session: Session) -> bool:
+        """Clones the session's repositories into its sandbox before the first turn; False if one failed.
+
+        A failure is a `session.error` (`repository_*_error`, saying what to fix) and the run stops there:
+        the agent would work without the code it was given. The session's next message tries again."""
+        repositories = self._sessions.repositories
+        if not session.resources or repositories is None:
+            return True
+        failures = await repositories.deliver(session)
+        if failures:
+            await self._append(session.id, failures)
+            await self._idle(session.id, {"type": "retries_exhausted"})
+            return False
+        return True
+
+    # Remote MCP servers ----------------------------------------------------------------------------------
+
+    async def _open_mcp(self, session: Session) -> list[RemoteTool]:
+        """Connects the agent's MCP servers not connected yet; each failure is a session.error, not the run's end."""
+        if not session.agent.mcp_servers:
+            return []
+        remote = self._mcp.get(session.id)
+        if remote is None:
+            remote = self._mcp[session.id] = RemoteMcpServers(self._task_group)
+        lookup = self._mcp_bearer_for
+
+        async def bearer_for(url: str) -> BearerToken | None:
+            return await lookup(session, url) if lookup is not None else None
+
+        failures = await remote.open(session.agent.mcp_servers, bearer_for)
+        await self._append(session.id, [_mcp_error_event(failure) for failure in failures])
+        return remote.tools()
+
+    async def _call_mcp(self, session: Session, use: PendingToolUse) -> ToolResult:
+        remote = self._mcp.get(session.id)
+        if remote is None or use.server_name is None:  # the run opens them first; a stale use after archive
+            return ToolResult.text(f"{use.name}: the MCP server is not connected", is_error=True)
+        try:
+            return await remote.call(use.server_name, use.name, use.input)
+        except RemoteMcpError as exc:
+            await self._append(session.id, [_mcp_error_event(exc)])
+            return ToolResult.text(f"{use.name}: {exc}", is_error=True)
+
+    async def close_mcp(self, session_id: str) -> None:
+        """Closes the session's MCP connections (call on archive and delete); a later run opens them again."""
+        remote = self._mcp.pop(session_id, None)
+        if remote is not None:
+            await remote.aclose()
+
+    async def aclose_mcp(self) -> None:
+        """Closes every session's MCP connections (server shutdown)."""
+        for session_id in list(self._mcp):
+            await self.close_mcp(session_id)
 
     async def _within_budget(self, session_id: str, conversation: Conversation) -> Conversation:
         """Trims old tool results (keeping the newest few) when the conversation outgrows the budget."""
@@ -286,7 +357,7 @@ class SessionRunner:
     async def _after_interrupt(self, session_id: str) -> None:
         conversation = await self._conversation(session_id)
         running = [use for use in conversation.pending if use.event_id not in needs_action(conversation.pending)]
-        if running:
+        if any(use.kind == "agent.tool_use" for use in running):
             session = await self._sessions.get(session_id)
             await self._sandboxes.stop(session_id, session.environment)  # stops the tool: files stay
         interrupted = ToolResult.text(INTERRUPTED_BY_USER, is_error=True)
@@ -351,11 +422,19 @@ def _tool_use_event(block: dict[str, JsonValue], tool: OfferedTool | None) -> Ne
     payload: dict[str, JsonValue] = {"name": name, "input": tool_input, "evaluated_permission": permission}
     if tool is not None:
         payload["evaluation"] = {"type": "always_ask" if permission == "ask" else "always_allow"}
+    if tool is not None and tool.kind == "mcp":  # recorded by its bare name; the conversation renames it back
+        rest = {key: value for key, value in payload.items() if key != "name"}
+        payload = {"name": tool.tool_name, "mcp_server_name": tool.server_name, **rest}
+        return NewEvent("agent.mcp_tool_use", payload)
     return NewEvent("agent.tool_use", payload)
 
 
 def _tool_result_event(use: PendingToolUse, result: ToolResult) -> NewEvent:
     content: list[JsonValue] = list(result.content)
+    if use.kind == "agent.mcp_tool_use":
+        return NewEvent(
+            "agent.mcp_tool_result", {"mcp_tool_use_id": use.event_id, "content": content, "is_error": result.is_error}
+        )
     return NewEvent("agent.tool_result", {"tool_use_id": use.event_id, "content": content, "is_error": result.is_error})
 
 
@@ -370,6 +449,16 @@ def _span_end(start: Event, turn: ModelTurn | None) -> NewEvent:
             "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         }
     return NewEvent("span.model_request_end", payload)
+
+
+def _mcp_error_event(failure: RemoteMcpError) -> NewEvent:
+    error: dict[str, JsonValue] = {
+        "type": failure.kind,
+        "message": str(failure),
+        "retry_status": {"type": "exhausted"},
+        "mcp_server_name": failure.server_name,
+    }
+    return NewEvent("session.error", {"error": error})
 
 
 def _error_event(kind: str, message: str, retry_status: str) -> NewEvent:

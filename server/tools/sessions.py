@@ -11,6 +11,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from server.errors import NotFoundError
+from server.hands.repositories import GitHubRepositoryResource
 from server.models.agents import ModelId
 from server.models.common import Metadata
 from server.models.events import EventType, StopReason
@@ -32,6 +33,7 @@ from server.tools.common import (
 
 __all__ = ["register_session_tools"]
 
+VaultId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^vlt_[0-9a-z]+$")]
 SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 MAX_WAIT_S = 55
 
@@ -88,6 +90,26 @@ def register_session_tools(mcp: MCPServer) -> None:
                 default=None, min_length=1, max_length=500_000, description="A first message: the turn starts at once."
             ),
         ] = None,
+        resources: Annotated[
+            list[GitHubRepositoryResource] | None,
+            Field(
+                default=None,
+                max_length=16,
+                description=(
+                    "Git repositories to clone into /workspace before the first turn: {type:'github_repository', url, "
+                    "mount_path?, checkout?:{type:'branch',name}|{type:'commit',sha}, authorization_token?}. The token "
+                    "(or a vault's github_token for the host) is used on the host only and never shown again."
+                ),
+            ),
+        ] = None,
+        vault_ids: Annotated[
+            list[VaultId] | None,
+            Field(
+                default=None,
+                max_length=16,
+                description="Vaults (vlt_...) the host takes credentials from for this session (MCP servers, git).",
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, Session]:
         """Create an agent session: a long-lived conversation whose tools run in its own sandbox.
 
@@ -101,6 +123,8 @@ def register_session_tools(mcp: MCPServer) -> None:
             environment_id=environment_id,
             title=title,
             metadata=metadata or {},
+            resources=resources or [],
+            vault_ids=vault_ids or [],
         )
         session = await runtime(ctx).sessions.create(request)
         if message is not None:
@@ -134,12 +158,14 @@ def register_session_tools(mcp: MCPServer) -> None:
     async def archive_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, Session]:
         """Archive a session: it becomes terminated and read-only; its log stays. Refused while running."""
         session = await runtime(ctx).sessions.archive(session_id)
+        await runtime(ctx).runner.close_mcp(session_id)  # its remote MCP connections end with it
         return reply(session, _summary(session))
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def delete_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, SessionDeleted]:
         """Delete a session with its events, output files and sandbox. Refused while running."""
         deleted = await runtime(ctx).sessions.delete(session_id)
+        await runtime(ctx).runner.close_mcp(session_id)
         return reply(deleted, f"Deleted session {session_id}.")
 
     @mcp.tool(annotations=READ_ONLY)

@@ -51,11 +51,15 @@ async def world(client: Client) -> World:
 
 
 def store_dump(config: ServerConfig) -> list[str]:
+    """The store's rows, and the vault's index (nothing a refused call may change)."""
     with sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True) as db:
-        return list(db.iterdump())
+        rows = list(db.iterdump())
+    index = config.vault_index_path
+    return [*rows, index.read_text() if index.exists() else "<no vault index>"]
 
 
 Case = tuple[str, Callable[[World], dict[str, Any]], str]
+REPO = {"type": "github_repository", "url": "https://git.example.com/team/app.git"}
 
 CASES: list[Case] = [
     # Unknown ids.
@@ -114,6 +118,21 @@ CASES: list[Case] = [
     ("create_session", lambda w: {"environment_id": w.archived_environment}, "is archived"),
     ("create_environment", lambda w: {"name": "e"}, "exists already"),
     ("update_agent", lambda w: {"agent_id": w.agent, "version": 5, "name": "z"}, "at version 1, not 5"),
+    # Vaults and repositories.
+    ("get_vault", lambda w: {"vault_id": "vlt_000000000000000000000000"}, "no vault"),
+    ("delete_vault", lambda w: {"vault_id": "nope"}, "no vault"),
+    ("list_credentials", lambda w: {"vault_id": "nope"}, "no vault"),
+    ("delete_credential", lambda w: {"vault_id": "nope", "credential_id": "cred_x"}, "no vault"),
+    ("create_vault", lambda w: {"display_name": ""}, "at least 1 character"),
+    ("create_session", lambda w: {"vault_ids": ["vlt_000000000000000000000000"]}, "vlt_000000000000000000000000"),
+    ("create_session", lambda w: {"vault_ids": ["not a vault"]}, "should match pattern"),
+    ("create_session", lambda w: {"resources": [{"type": "file", "file_id": "f"}]}, "github_repository"),
+    ("create_session", lambda w: {"resources": [{**REPO, "url": "https://me:tok@example.com/a/b"}]}, "vault"),
+    ("create_session", lambda w: {"resources": [{**REPO, "url": "ftp://example.com/a/b"}]}, "https"),
+    ("create_session", lambda w: {"resources": [{**REPO, "mount_path": "/etc/x"}]}, "/workspace"),
+    ("create_session", lambda w: {"resources": [{**REPO, "checkout": {"type": "commit", "sha": "xyz"}}]}, "sha"),
+    ("create_session", lambda w: {"resources": [REPO, REPO]}, "same mount_path"),
+    ("create_session", lambda w: {"resources": [REPO] * 17}, "at most 16"),
 ]
 
 
@@ -160,6 +179,9 @@ async def valid_arguments(world: World, schema: dict[str, Any]) -> dict[str, Any
         "tool_use_id": "sevt_01M7YRRKASBN4YT0QKCZ9ZRK6T",
         "allow": True,
         "content": "result",
+        "display_name": "a vault",
+        "vault_id": "vlt_000000000000000000000000",
+        "credential_id": "cred_000000000000000000000000",
     }
     return {name: known[name] for name in schema.get("required", [])}
 
