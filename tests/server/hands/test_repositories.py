@@ -17,6 +17,7 @@ import anyio
 import docker
 import pytest
 from git_server import GitServer, Recorded, Repository, git, git_server, make_repository
+from secrets_audit import container_holds
 from pydantic import ValidationError
 
 from server.config import DEFAULT_IMAGE, ServerConfig
@@ -322,21 +323,6 @@ def test_normalized_urls() -> None:
 # --- delivery into a session container ----------------------------------------------------------
 
 
-def export_holds(client: docker.DockerClient, container_id: str, needles: list[bytes]) -> list[bytes]:
-    """The needles found in the container's whole filesystem: its export plus its two volumes."""
-    streams = [client.api.export(container_id)]
-    container = client.containers.get(container_id)
-    streams += [container.get_archive(path)[0] for path in ("/workspace", "/mnt/session/outputs")]
-    found, keep = set(), max(len(n) for n in needles)
-    for stream in streams:
-        tail = b""
-        for chunk in stream:
-            window = tail + chunk
-            found |= {n for n in needles if n in window}
-            tail = window[-keep:]
-    return sorted(found)
-
-
 @pytest.mark.docker
 async def test_a_checkout_lands_in_the_workspace_owned_by_the_sandbox_user_and_no_token_enters(
     data_dir: Path,
@@ -372,7 +358,7 @@ async def test_a_checkout_lands_in_the_workspace_owned_by_the_sandbox_user_and_n
             read = await tools.execute("read", {"file_path": "/workspace/proj/README.md"})
             assert "# proj" in read.as_text()
             assert sandbox.container_id is not None
-            assert export_holds(docker_client, sandbox.container_id, token_forms(token)) == []
+            assert container_holds(docker_client, sandbox.container_id, token_forms(token)) == set()
             inspected = subprocess.run(
                 ["docker", "inspect", sandbox.container_id], capture_output=True, check=True
             ).stdout
