@@ -214,7 +214,14 @@ class RemoteMcpServers:
         old = self._connections.pop(server.name, None)
         if old is not None:
             old.stop.set()
-        token = await self._bearer_for(str(server.url)) if self._bearer_for is not None else None
+        try:
+            token = await self._bearer_for(str(server.url)) if self._bearer_for is not None else None
+        except Exception as exc:  # noqa: BLE001 - a vault that cannot answer (drift, a failing command, no keyring)
+            raise RemoteMcpError(
+                "mcp_authentication_failed_error",
+                server.name,
+                f"the credential for MCP server {server.name!r} could not be read: {exc}",
+            ) from None
         connection = _Connection(server)
         try:
             await self._task_group.start(self._serve, connection, token)

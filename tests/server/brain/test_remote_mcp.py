@@ -16,7 +16,7 @@ from remote_mcp_server import PIXEL_PNG, RemoteMcpServer
 from server.brain.remote_mcp import BearerLookup, BearerToken, RemoteMcpServers, RemoteTool
 from server.brain.tools import mcp_tool_name, offered_tools
 from server.models.agents import AgentTool, McpServer, McpToolset
-from vault import Secret
+from vault import Secret, VaultError
 
 pytestmark = pytest.mark.anyio
 
@@ -125,6 +125,19 @@ async def test_a_wrong_token_is_an_authentication_failure_that_never_shows_the_t
     assert wrong not in str(failure)
     assert wrong not in repr(failure)
     assert wrong not in caplog.text
+
+
+async def test_a_credential_the_vault_cannot_read_is_an_authentication_failure_not_a_crash(
+    remote: RemoteMcpServer, task_group: anyio.abc.TaskGroup
+) -> None:
+    async def drifted(url: str) -> BearerToken | None:
+        raise VaultError("credential cred_x's secret is gone from the keyring; add it again")
+
+    servers = RemoteMcpServers(task_group)
+    [failure] = await servers.open([server(remote)], drifted)
+    assert failure.kind == "mcp_authentication_failed_error"
+    assert "secret is gone from the keyring; add it again" in str(failure)
+    assert remote.seen == []  # nothing was sent without the credential the session asked for
 
 
 async def test_no_credential_means_an_unauthenticated_attempt(
