@@ -20,7 +20,6 @@ from mcp import Client, StdioServerParameters, stdio_client
 from model_server import ModelServer, reply, tool_use
 from processes import SERVER, python_path_env
 from remote_mcp_server import RemoteMcpServer
-from scenario import call_ok
 from secrets_audit import container_holds, forms_of, stream_holds, tree_holds
 
 from server.config import DEFAULT_IMAGE
@@ -106,6 +105,17 @@ def make_vault(env: dict[str, str], name: str, git_host: str, git_token: str, mc
     return vault_id
 
 
+def keyring_holds(env: dict[str, str], name: str) -> bool:
+    """Whether the server's keyring service holds an entry by that name (asked from another process)."""
+    probe = (
+        "import sys, keyring, keyring.backends.SecretService as s; keyring.set_keyring(s.Keyring()); "
+        "sys.exit(0 if keyring.get_password('managed-sessions', sys.argv[1]) is not None else 3)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, name], env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode in (0, 3), done.stderr
+    return done.returncode == 0
+
+
 @pytest.fixture
 def git(tmp_path: Path) -> AsyncIterator[GitServer]:
     make_repository(tmp_path / "served", "proj", files=20)
@@ -168,6 +178,8 @@ async def test_private_repository_and_remote_mcp_through_the_vault_leave_no_secr
         reply(tool_use("mcp__tools__echo_token", {})),
         lambda request: reply(f"The server said: {request.tool_results()}"),
         reply("I have no tools from that server."),
+        reply(tool_use("read", {"file_path": "/workspace/own/README.md"})),
+        lambda request: reply(f"Mine: {request.tool_results()}"),
     )
     async with stdio() as mcp:
         # A private repository, cloned with the vault's github_token before the first turn.
@@ -210,8 +222,18 @@ async def test_private_repository_and_remote_mcp_through_the_vault_leave_no_secr
         assert [e["type"] for e in errors] == ["mcp_authentication_failed_error"]
         assert "mcp__tools__echo_token" not in model.requests[-1].tool_names
 
+        # A repository with its own write-only token, no vault: kept in the keyring, never shown.
+        resource = {**repo, "mount_path": "/workspace/own", "authorization_token": GIT_TOKEN}
+        own = await mcp.call("create_session", {"resources": [resource], "message": "read yours"})
+        assert set(own["resources"][0]) == {"id", "type", "url", "mount_path", "checkout", "created_at", "updated_at"}
+        assert (await settle(mcp, own["id"]))["stop_reason"]["type"] == "end_turn"
+        final = [e for e in await all_events(mcp, own["id"]) if e["type"] == "agent.message"][-1]
+        assert "# proj" in final["content"][0]["text"]
+        resource_id = own["resources"][0]["id"]
+        assert keyring_holds(env, resource_id)
+
         # The audit. Every event and every tool return so far, as the client saw them:
-        sessions = [cloned["id"], refused["id"], asked["id"], stale["id"]]
+        sessions = [cloned["id"], refused["id"], asked["id"], stale["id"], own["id"]]
         for session_id in sessions:
             await all_events(mcp, session_id)
         assert not stream_holds([r.encode() for r in mcp.returns], NEEDLES)
@@ -228,6 +250,7 @@ async def test_private_repository_and_remote_mcp_through_the_vault_leave_no_secr
             }
         for session_id in sessions:
             await mcp.call("delete_session", {"session_id": session_id})
+        assert not keyring_holds(env, resource_id)  # the resource's token went with its session
     # the database (with its WAL), the vault's index, the repository cache, everything under the data dir:
     assert tree_holds(data_dir, [*NEEDLES, team.encode()]).keys() >= {str(data_dir / "vault" / "index.json")}
     assert tree_holds(data_dir, NEEDLES) == {}
