@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from model_server import ModelServer, Usage, error, reply, tool_use
 
@@ -14,14 +12,6 @@ pytestmark = pytest.mark.anyio
 
 USER = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 BASH = {"name": "bash", "description": "Run a command.", "input_schema": {"type": "object", "properties": {}}}
-
-
-@pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with ModelServer() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        yield server
 
 
 async def turn(client: AnthropicModel) -> object:

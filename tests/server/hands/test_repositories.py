@@ -17,8 +17,8 @@ import anyio
 import docker
 import pytest
 from git_server import GitServer, Recorded, Repository, git, git_server, make_repository
-from secrets_audit import container_holds
 from pydantic import ValidationError
+from secrets_audit import container_holds
 
 from server.config import DEFAULT_IMAGE, ServerConfig
 from server.hands.repositories import (

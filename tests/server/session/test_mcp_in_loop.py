@@ -30,15 +30,6 @@ TOKEN = "remote-token-3a9f77d2"
 
 
 @pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with ModelServer() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        yield server
-        assert server.violations == []
-
-
-@pytest.fixture
 def remote() -> Iterator[RemoteMcpServer]:
     with RemoteMcpServer(token=TOKEN) as server:
         yield server
