@@ -32,13 +32,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.config import ServerConfig
 from server.errors import ServerError
 from server.runtime import Runtime
-from vault import KeyringStore, Secret, VaultError
+from vault import KEYRING_SERVICE, KeyringStore, Secret, VaultError  # the token sits beside the vault's secrets
 
 __all__ = ["BearerAuth", "HttpSetupError", "http_app", "resolve_token", "serve_http"]
 
 logger = logging.getLogger(__name__)
 
-KEYRING_SERVICE = "managed-sessions"
 TOKEN_NAME = "http-token"  # noqa: S105 - the keyring entry's name, not a secret
 TOKEN_BYTES = 32
 

@@ -6,8 +6,8 @@ import secrets
 import sys
 
 from server.config import ServerConfig
-from server.http_transport import KEYRING_SERVICE, TOKEN_BYTES, TOKEN_NAME, HttpSetupError
-from vault import KeyringStore, Secret, VaultError
+from server.http_transport import TOKEN_BYTES, TOKEN_NAME, HttpSetupError
+from vault import KEYRING_SERVICE, KeyringStore, Secret, VaultError
 
 __all__ = ["rotate_token", "show_token"]
 

@@ -24,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
+_GIT_EXEC_PATH = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip()
+HTTP_BACKEND = str(Path(_GIT_EXEC_PATH) / "git-http-backend")
+"""git's own smart-HTTP CGI, wherever this git keeps its helpers."""
 AUTHOR = ["-c", "user.name=Test Author", "-c", "user.email=author@example.invalid", "-c", "commit.gpgsign=false"]
 
 

@@ -29,9 +29,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vault.errors import VaultError
-from vault.models import CredentialSource, CredentialType
+from vault.models import CredentialInfo
 
-__all__ = ["CredentialRecord", "IndexData", "VaultIndex", "VaultRecord"]
+__all__ = ["IndexData", "VaultIndex", "VaultRecord"]
 
 
 class VaultRecord(BaseModel):
@@ -43,19 +43,6 @@ class VaultRecord(BaseModel):
     created_at: datetime
 
 
-class CredentialRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    vault_id: str
-    type: CredentialType
-    match: str
-    source: CredentialSource
-    created_at: datetime
-    display_name: str | None = None
-    command: str | None = None
-
-
 class IndexData(BaseModel):
     """The whole file. Lists keep creation order, which is the order `list_*` report."""
 
@@ -63,7 +50,7 @@ class IndexData(BaseModel):
 
     version: Literal[1] = 1
     vaults: list[VaultRecord] = []
-    credentials: list[CredentialRecord] = []
+    credentials: list[CredentialInfo] = []  # the published shape is the stored one
 
 
 _StatKey = tuple[int, int, int]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from pydantic import ConfigDict
+
 __all__ = ["CredentialInfo", "CredentialSource", "CredentialType", "VaultInfo"]
 
 CredentialType = Literal["static_bearer", "github_token"]
@@ -29,8 +31,10 @@ class CredentialInfo:
     """`match` is normalized: an MCP server URL for static_bearer, `host[:port]` for github_token.
 
     `command` is the shell command of a command-sourced credential: it says how to get the
-    secret, it is not the secret.
+    secret, it is not the secret. The index stores credentials in this very shape.
     """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a stray field in the index file is an error
 
     id: str
     vault_id: str

@@ -35,7 +35,7 @@ from vault.errors import (
     VaultError,
     VaultNotFoundError,
 )
-from vault.index import CredentialRecord, IndexData, VaultIndex, VaultRecord
+from vault.index import IndexData, VaultIndex, VaultRecord
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore, describe_backend
 from vault.matching import normalize_git_host, normalize_mcp_url
 from vault.models import CredentialInfo, CredentialType, VaultInfo
@@ -56,7 +56,7 @@ _METADATA_KEYS, _METADATA_KEY_LEN, _METADATA_VALUE_LEN = 16, 64, 512
 @dataclass
 class _Cached:
     secret: Secret
-    record: CredentialRecord
+    record: CredentialInfo
     fetched_at: float
 
 
@@ -170,7 +170,7 @@ class Vaults:
             self.require_secure_keyring()
         with self._rollback_on_error() as stored, self._index.update() as data:
             vault_id = self._check_room(data, vault_ref, type, normalized)
-            record = CredentialRecord(
+            record = CredentialInfo(
                 id=_new_id("cred_"),
                 vault_id=vault_id,
                 type=type,
@@ -185,7 +185,7 @@ class Vaults:
                 stored.append(record.id)
             data.credentials.append(record)
         self._remember(record, Secret(record.id, value))
-        return _credential_info(record)
+        return record
 
     def remove_credential(self, vault_ref: str, credential_id: str) -> None:
         """Removes the credential's index entry and its keyring entry."""
@@ -205,14 +205,14 @@ class Vaults:
         """Metadata only; never touches the keyring."""
         data = self._index.read()
         vault = _find_vault(data, vault_ref)
-        return [_credential_info(c) for c in data.credentials if c.vault_id == vault.id]
+        return [c for c in data.credentials if c.vault_id == vault.id]
 
     def drift(self) -> list[CredentialInfo]:
         """Keyring-sourced credentials whose secret is no longer in the keyring."""
         held = [c for c in self._index.read().credentials if c.source == "keyring"]
         if held:
             self.require_secure_keyring()
-        return [_credential_info(c) for c in held if self._read_keyring(c.id) is None]
+        return [c for c in held if self._read_keyring(c.id) is None]
 
     # -- resolving, the hot path -------------------------------------------------------------
 
@@ -234,7 +234,7 @@ class Vaults:
                     return self._secret_of(credential)
         return None
 
-    def _secret_of(self, credential: CredentialRecord) -> Secret:
+    def _secret_of(self, credential: CredentialInfo) -> Secret:
         """The cached value while it is valid, else a keyring read or a command run (one at a time per credential)."""
         with self._lock_for(credential.id):
             cached = self._cache.get(credential.id)
@@ -282,7 +282,7 @@ class Vaults:
             self.keyring_reads += 1
         return self._store.get(credential_id)
 
-    def _delete_secret(self, credential: CredentialRecord) -> None:
+    def _delete_secret(self, credential: CredentialInfo) -> None:
         if credential.source == "keyring":
             self.require_secure_keyring()
             self._store.delete(credential.id)
@@ -303,7 +303,7 @@ class Vaults:
             return True
         return time.monotonic() - cached.fetched_at < self._command_ttl_s
 
-    def _remember(self, credential: CredentialRecord, secret: Secret) -> None:
+    def _remember(self, credential: CredentialInfo, secret: Secret) -> None:
         self.redactor.add(secret)
         with self._cache_guard:
             self._cache[credential.id] = _Cached(secret, credential, time.monotonic())
@@ -382,7 +382,7 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return dict(metadata)
 
 
-def _drift_message(credential: CredentialRecord) -> str:
+def _drift_message(credential: CredentialInfo) -> str:
     return (
         f"credential {credential.id!r} ({credential.type} for {credential.match!r}) has no secret in the keyring "
         f"any more; re-add it with 'managed-sessions vault add', or remove it with "
@@ -405,17 +405,4 @@ def _vault_info(record: VaultRecord, credential_count: int) -> VaultInfo:
         metadata=dict(record.metadata),
         created_at=record.created_at,
         credential_count=credential_count,
-    )
-
-
-def _credential_info(record: CredentialRecord) -> CredentialInfo:
-    return CredentialInfo(
-        id=record.id,
-        vault_id=record.vault_id,
-        type=record.type,
-        match=record.match,
-        source=record.source,
-        created_at=record.created_at,
-        display_name=record.display_name,
-        command=record.command,
     )

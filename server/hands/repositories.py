@@ -36,7 +36,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -44,6 +44,7 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from server.errors import ServerError
+from server.models.sessions import BranchCheckout, Checkout, CommitCheckout
 from vault import Secret
 
 __all__ = [
@@ -90,27 +91,6 @@ class RepositoryError(ServerError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class BranchCheckout(_Model):
-    type: Literal["branch"]
-    name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")]
-
-    @field_validator("name")
-    @classmethod
-    def _ref_name(cls, name: str) -> str:
-        # git's own rules, the ones that would otherwise read as an option or a range
-        if name.startswith(("-", "/")) or ".." in name or name.endswith((".lock", "/", ".")) or "@{" in name:
-            raise ValueError(f"{name!r} is not a valid branch name")
-        return name
-
-
-class CommitCheckout(_Model):
-    type: Literal["commit"]
-    sha: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{7,40}$")]
-
-
-Checkout = Annotated[BranchCheckout | CommitCheckout, Field(discriminator="type")]
 
 
 class GitHubRepositoryResource(_Model):

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from server.models.agents import AgentSnapshot
 from server.models.environments import EnvironmentSpec
 from server.models.events import Event, StopReason, Usage
 
-__all__ = ["RepositoryCheckout", "SandboxPosture", "Session", "SessionResource", "SessionStats", "SessionStatus"]
+__all__ = [
+    "BranchCheckout",
+    "Checkout",
+    "CommitCheckout",
+    "SandboxPosture",
+    "Session",
+    "SessionResource",
+    "SessionStats",
+    "SessionStatus",
+]
 
 SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
 
@@ -20,10 +29,29 @@ class SessionStats(BaseModel):
     last_event_at: str | None = None
 
 
-class RepositoryCheckout(BaseModel):
-    type: Literal["branch", "commit"]
-    name: str | None = Field(default=None, description="The branch (type branch).")
-    sha: str | None = Field(default=None, description="The commit (type commit).")
+class _Checkout(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BranchCheckout(_Checkout):
+    type: Literal["branch"]
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")]
+
+    @field_validator("name")
+    @classmethod
+    def _ref_name(cls, name: str) -> str:
+        # git's own rules, the ones that would otherwise read as an option or a range
+        if name.startswith(("-", "/")) or ".." in name or name.endswith((".lock", "/", ".")) or "@{" in name:
+            raise ValueError(f"{name!r} is not a valid branch name")
+        return name
+
+
+class CommitCheckout(_Checkout):
+    type: Literal["commit"]
+    sha: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{7,40}$")]
+
+
+Checkout = Annotated[BranchCheckout | CommitCheckout, Field(discriminator="type")]
 
 
 class SessionResource(BaseModel):
@@ -33,7 +61,7 @@ class SessionResource(BaseModel):
     type: Literal["github_repository"] = "github_repository"
     url: str
     mount_path: str = Field(description="Where the working tree is in the sandbox.")
-    checkout: RepositoryCheckout | None = Field(default=None, description="Branch or commit; null: default branch.")
+    checkout: Checkout | None = Field(default=None, description="Branch or commit; null: default branch.")
     created_at: str
     updated_at: str
 

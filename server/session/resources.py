@@ -10,27 +10,25 @@ failed one is tried again on the session's next run (after the user fixed the to
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import TypeAdapter
+import anyio
 
 from server.blocking import in_thread
 from server.errors import InvalidRequestError
 from server.hands.pool import SandboxPool
 from server.hands.repositories import (
     TOKEN_USER,
-    BranchCheckout,
-    Checkout,
-    CommitCheckout,
     GitHubRepositoryResource,
     RepositoryCache,
     RepositoryError,
 )
 from server.ids import new_id
 from server.models.common import now_rfc3339
-from server.models.sessions import RepositoryCheckout, Session, SessionResource
+from server.models.sessions import Session, SessionResource
 from server.session.store import NewEvent
 from vault.errors import VaultError
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
@@ -57,7 +55,7 @@ class SessionRepositories:
         keyring: KeyringStore | None = None,
     ) -> None:
         self._data_dir = data_dir
-        self._cache = RepositoryCache(data_dir / "repositories")
+        self._cache: RepositoryCache | None = None  # made on first use: a server start does no repository work
         self._vaults = vaults
         self._sandboxes = sandboxes
         self._redactor = redactor
@@ -81,13 +79,12 @@ class SessionRepositories:
                 )
             if token is not None:
                 await self._keep_token(resource_id, token)
-            checkout = resource.checkout.model_dump() if resource.checkout else None
             recorded.append(
                 SessionResource(
                     id=resource_id,
                     url=resource.url,
                     mount_path=resource.target,
-                    checkout=RepositoryCheckout.model_validate(checkout) if checkout else None,
+                    checkout=resource.checkout,
                     created_at=now,
                     updated_at=now,
                 )
@@ -132,14 +129,17 @@ class SessionRepositories:
 
     async def _deliver_one(self, session: Session, resource: SessionResource) -> None:
         token = await self._token(session, resource)
-        scratch = self._data_dir / "tmp"
-        await in_thread(lambda: scratch.mkdir(parents=True, exist_ok=True))
-        with tempfile.TemporaryDirectory(dir=scratch, prefix="checkout-") as temporary:
-            tree = Path(temporary) / "tree"
-            checkout = _checkout_of(resource)
-            await self._cache.checkout(resource.url, checkout, token, tree)
+        if self._cache is None:
+            self._cache = await in_thread(RepositoryCache, self._data_dir / "repositories")
+        scratch = await in_thread(_scratch_dir, self._data_dir / "tmp")
+        try:  # the tree is made and removed off the event loop: a big one takes a while either way
+            tree = scratch / "tree"
+            await self._cache.checkout(resource.url, resource.checkout, token, tree)
             sandbox = self._sandboxes.sandbox(session.id, session.environment)
             await sandbox.put_directory(tree, resource.mount_path)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await in_thread(shutil.rmtree, scratch, True)
         logger.info("session %s: %s is at %s", session.id, resource.url, resource.mount_path)
 
     async def _token(self, session: Session, resource: SessionResource) -> Secret | None:
@@ -156,15 +156,6 @@ class SessionRepositories:
         return token
 
 
-def _checkout_of(resource: SessionResource) -> BranchCheckout | CommitCheckout | None:
-    if resource.checkout is None:
-        return None
-    return _CHECKOUT.validate_python(resource.checkout.model_dump(exclude_none=True))
-
-
-_CHECKOUT: TypeAdapter[BranchCheckout | CommitCheckout] = TypeAdapter(Checkout)
-
-
 def _repository_error(kind: str, message: str) -> NewEvent:
     return NewEvent(
         "session.error", {"error": {"type": kind, "message": message, "retry_status": {"type": "exhausted"}}}
@@ -174,3 +165,8 @@ def _repository_error(kind: str, message: str) -> NewEvent:
 def _touch(marker: Path) -> None:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
+
+
+def _scratch_dir(parent: Path) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=parent, prefix="checkout-"))

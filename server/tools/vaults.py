@@ -18,7 +18,7 @@ from server.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, reply, runti
 from vault.errors import VaultError
 from vault.vaults import Vaults
 
-__all__ = ["register_vault_tools", "vault_call"]
+__all__ = ["register_vault_tools"]
 
 VaultRef = Annotated[str, Field(min_length=1, max_length=255, description="A vault id (vlt_...) or its display_name.")]
 CredentialId = Annotated[str, Field(min_length=1, max_length=64, description="A credential id (cred_...).")]
