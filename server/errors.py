@@ -6,6 +6,8 @@
     ├── ConflictError            the object is in the wrong state for this call
     │   └── SessionBusyError     the session is running
     ├── DataDirInUseError        another server owns the data dir (start-up only)
+    ├── DataDirUnwritableError   the store cannot write: its disk is full, read-only or failing
+    ├── UnexpectedError          anything else a tool raised (the top-level guard's message)
     └── ConfigError              a configuration variable has an unusable value (start-up only)
 
 `ServerError` is an MCP `ToolError`, so raising one anywhere below a tool gives
@@ -24,10 +26,12 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DataDirInUseError",
+    "DataDirUnwritableError",
     "InvalidRequestError",
     "NotFoundError",
     "ServerError",
     "SessionBusyError",
+    "UnexpectedError",
     "from_vault_error",
 ]
 
@@ -54,6 +58,16 @@ class SessionBusyError(ConflictError):
 
 class DataDirInUseError(ServerError):
     """Another server process holds the data dir."""
+
+
+class DataDirUnwritableError(ServerError):
+    """A store write failed for lack of space, a read-only file system or an I/O error.
+
+    The write was rolled back whole, so nothing is half-recorded; the message names the data dir and the fix."""
+
+
+class UnexpectedError(ServerError):
+    """A failure nobody anticipated; its traceback is in the server's log, the message says so."""
 
 
 class ConfigError(ServerError):

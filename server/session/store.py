@@ -20,11 +20,18 @@ Design:
 
 All methods are synchronous and thread-safe (one connection behind a lock);
 async callers run them in a worker thread.
+
+A write that fails for lack of space, a read-only file system or an I/O error
+is rolled back whole and raised as `DataDirUnwritableError`, which names the
+data dir and the fix: the log never holds half a batch, and the connection
+stays usable for the writes that follow once the cause is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -36,7 +43,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from server.errors import ConflictError, NotFoundError
+from server.errors import ConflictError, DataDirUnwritableError, NotFoundError
 from server.ids import new_id
 from server.models.agents import Agent
 from server.models.common import now_rfc3339
@@ -47,6 +54,8 @@ from server.session.migrations import apply_migrations
 from server.session.state import SessionState, fold
 
 __all__ = ["NewEvent", "SessionFilter", "Store"]
+
+logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_AUTOCHECKPOINT_PAGES = 4_000
@@ -70,8 +79,9 @@ class SessionFilter:
 class Store:
     """Typed access to `store.db`. Open with `Store.open(path)`; close with `close()`."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
         self._lock = threading.RLock()
 
     @classmethod
@@ -87,7 +97,7 @@ class Store:
         db.execute("pragma foreign_keys = on")
         db.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
         apply_migrations(db)
-        return cls(db)
+        return cls(db, path)
 
     @property
     def store_id(self) -> str:
@@ -113,15 +123,36 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; `BEGIN IMMEDIATE` takes the write lock up front."""
-        with self._lock:
+        """One write transaction; `BEGIN IMMEDIATE` takes the write lock up front.
+
+        A failed statement or commit rolls the whole transaction back. SQLite may already have rolled it
+        back itself (it does on SQLITE_FULL and some I/O errors), so the rollback runs only if one is open."""
+        with self._lock, self._unwritable_as_error():
             self._db.execute("begin immediate")
             try:
                 yield self._db
+                self._db.execute("commit")
             except BaseException:
-                self._db.execute("rollback")
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the original failure is the one to report
+                        self._db.execute("rollback")
                 raise
-            self._db.execute("commit")
+
+    @contextmanager
+    def _unwritable_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            unwritable = _unwritable_reason(exc)
+            if unwritable is None:
+                raise
+            reason, fix = unwritable
+            logger.error("store %s: a write failed: %s (%s)", self._path, exc, getattr(exc, "sqlite_errorname", ""))
+            raise DataDirUnwritableError(
+                f"the data dir {str(self._path.parent)!r} cannot take writes: {reason}. {fix}, then retry; "
+                "everything recorded before is intact, and a session whose turn was cut short goes on with its "
+                "next message"
+            ) from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -423,6 +454,20 @@ def _enable_wal(db: sqlite3.Connection) -> None:
         if time.monotonic() >= deadline:
             raise sqlite3.OperationalError("could not switch store.db to WAL mode: database is locked")
         time.sleep(0.01)
+
+
+def _unwritable_reason(exc: sqlite3.Error) -> tuple[str, str] | None:
+    """What keeps the data dir from taking writes and its fix, if that is what `exc` means (else None: a bug)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL":
+        return "its disk is full", "Free space on that disk"
+    if name.startswith("SQLITE_READONLY"):
+        return "it is read-only", "Make it writable again (remount the file system, or fix its permissions)"
+    if name.startswith("SQLITE_IOERR"):
+        return f"the disk reported an I/O error ({name})", "Check the disk (dmesg, free space)"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return "a file of the store cannot be opened", "Check that the data dir exists and is writable"
+    return None
 
 
 _SESSION_COLUMNS = "select body, updated_at, archived_at, state from sessions"

@@ -32,7 +32,7 @@ class CountingStore(Store):
 
 def open_store(path: Path) -> CountingStore:
     plain = Store.open(path)
-    store = CountingStore(plain._db)  # same connection, counting subclass
+    store = CountingStore(plain._db, path)  # same connection, counting subclass
     store.batches = []
     return store
 

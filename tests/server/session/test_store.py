@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from processes import LineChild
 
-from server.errors import NotFoundError
+from server.errors import DataDirUnwritableError, NotFoundError
 from server.ids import new_id
-from server.models.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
+from server.models.agents import FULL_TOOLSET, Agent, AgentSnapshot, ModelConfig
 from server.models.common import now_rfc3339
 from server.models.environments import EnvironmentSpec
 from server.models.events import EventType, StopReason, Usage
@@ -552,3 +552,40 @@ def test_a_page_cursor_names_an_event_only_in_its_own_session(store: Store) -> N
         store.read_page(session_id, theirs[0].id, limit=10)
     with pytest.raises(NotFoundError):
         store.read_page(session_id, new_id("sevt"), limit=10)
+
+
+def test_a_write_the_full_disk_refuses_is_rolled_back_whole_and_says_what_to_do(store: Store, db_path: Path) -> None:
+    """SQLite's page limit gives the real SQLITE_FULL that a full disk gives (the tmpfs version is in tests/faults)."""
+    session_id = insert_session(store)
+    store.append_events(session_id, [message("kept")])
+    pages = store._db.execute("pragma page_count").fetchone()[0]
+    store._db.execute(f"pragma max_page_count = {pages}")
+
+    big = [message("x" * 20_000) for _ in range(5)]
+    with pytest.raises(DataDirUnwritableError) as refused:
+        store.append_events(session_id, [message("first of a batch"), *big])
+    assert str(db_path.parent) in str(refused.value)
+    assert "disk is full" in str(refused.value)
+    assert "Free space on that disk" in str(refused.value)
+    with pytest.raises(DataDirUnwritableError):
+        store.insert_agent(agent_for_test())
+
+    assert [e.payload()["content"] for e in store.read_events(session_id, 0, ALL_EVENTS)] == [
+        [{"type": "text", "text": "kept"}]
+    ]  # none of the refused batch, not even its small first event
+    store._db.execute("pragma max_page_count = 1073741823")
+    store.append_events(session_id, [message("after")])
+    assert assert_log_is_whole(store, session_id) == [1, 2]
+
+
+def agent_for_test() -> Agent:
+    now = now_rfc3339()
+    return Agent(
+        id=new_id("agent"),
+        version=1,
+        name="a" * 50_000,
+        model=ModelConfig(id="claude-test-model"),
+        tools=FULL_TOOLSET,
+        created_at=now,
+        updated_at=now,
+    )
