@@ -14,6 +14,9 @@ Lifecycle:
   when the container died is not re-run: it reports the loss.
 - `stop` (archive) removes the container and keeps the volumes; `destroy`
   (delete) removes both.
+- A Docker engine that does not answer raises `EngineUnreachableError`, and
+  only where the call never reached the helper (opening the channel), so a
+  caller that waits for the engine and tries again never runs a tool twice.
 
 Confinement (the posture `get_session` shows): uid 1000, all capabilities
 dropped, `no-new-privileges`, memory/CPU/pids limits, network `none` unless
@@ -41,10 +44,16 @@ import docker.errors
 from docker.types import LogConfig
 from pydantic import JsonValue
 
-from server.blocking import in_docker_thread
 from server.hands.channel import ChannelClosedError, HelperChannel
+from server.hands.engine import in_engine, is_unreachable, unreachable_error
 from server.hands.images import HELPER_PATH, SANDBOX_UID, ImagePreparer
-from server.hands.sandbox import DEFAULT_CPUS, DEFAULT_MEMORY_MB, DEFAULT_PIDS_LIMIT, SandboxUnavailableError
+from server.hands.sandbox import (
+    DEFAULT_CPUS,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_PIDS_LIMIT,
+    EngineUnreachableError,
+    SandboxUnavailableError,
+)
 from server.models.environments import EnvironmentSpec
 from server.models.sessions import SandboxPosture
 
@@ -132,25 +141,43 @@ class DockerSandbox:
             return await channel.request(op, args, timeout_s)
         except ChannelClosedError as exc:
             await self._drop_channel()  # the next call opens a new one (on a new container if this one died)
-            raise SandboxLostError(
-                "the sandbox container stopped during this call; the next call starts a new one "
-                "(files in /workspace and /mnt/session/outputs are kept)"
-            ) from exc
+            raise SandboxLostError(await self._why_lost()) from exc
         except TimeoutError:
             logger.warning("session %s: sandbox call %s timed out; killing its container", self.session_id, op)
-            await self._kill()
+            try:
+                await self._kill()
+            except SandboxUnavailableError as exc:  # the timeout is what the caller must hear about
+                logger.warning("session %s: could not remove its container: %s", self.session_id, exc)
             raise
+
+    async def _why_lost(self) -> str:
+        """What to tell the model about a call whose channel broke: the container died, or the engine went away."""
+        try:
+            await in_engine(self._client.ping)
+        except EngineUnreachableError:
+            return (
+                "the connection to the Docker engine was lost during this call, so its outcome is unknown; "
+                "files in /workspace and /mnt/session/outputs are kept"
+            )
+        except docker.errors.DockerException:
+            pass
+        return (
+            "the sandbox container stopped during this call; the next call starts a new one "
+            "(files in /workspace and /mnt/session/outputs are kept)"
+        )
 
     async def _open_channel(self) -> HelperChannel:
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
-            container_id = await in_docker_thread(self._running_container)
+            container_id = await in_engine(self._running_container)
             try:
                 channel = await HelperChannel.open(
                     self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
                 )
             except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
+                if is_unreachable(exc):
+                    raise unreachable_error(exc) from exc
                 raise SandboxUnavailableError(f"could not reach the sandbox of {self.session_id!r}: {exc}") from exc
             self._task_group.start_soon(channel.run_reader, name=f"sandbox channel {self.session_id}")
             try:
@@ -236,9 +263,9 @@ class DockerSandbox:
         if not target.startswith(WORKSPACE + "/") or posixpath.normpath(target) != target:
             raise ValueError(f"target {target!r} must be a normalized absolute path under {WORKSPACE}/")
         async with self._lock:
-            container_id = await in_docker_thread(self._running_container)
+            container_id = await in_engine(self._running_container)
             try:
-                placed = await in_docker_thread(self._put_tree, container_id, source, target)
+                placed = await in_engine(self._put_tree, container_id, source, target)
             except docker.errors.DockerException as exc:
                 raise SandboxUnavailableError(f"could not copy files to {target!r} in the sandbox: {exc}") from exc
         if not placed:
@@ -270,7 +297,7 @@ class DockerSandbox:
 
     async def _kill(self) -> None:
         await self._drop_channel()
-        await in_docker_thread(self._remove_containers)
+        await in_engine(self._remove_containers)
 
     async def _drop_channel(self) -> None:
         channel, self._channel = self._channel, None
@@ -286,19 +313,19 @@ class DockerSandbox:
                 container.remove(force=True)
         except docker.errors.NotFound:
             pass
-        except docker.errors.DockerException as exc:
-            logger.warning("session %s: could not remove its container: %s", self.session_id, exc)
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailableError(f"the Docker engine refused to remove the container: {exc}") from exc
 
     async def stop(self) -> None:
-        """Removes the container; the volumes (and so the files) stay."""
+        """Removes the container; the volumes (and so the files) stay. Raises `SandboxUnavailableError`."""
         async with self._lock:
             await self._kill()
 
     async def destroy(self) -> None:
-        """Removes the container and the volumes."""
+        """Removes the container and the volumes. Raises `SandboxUnavailableError`."""
         async with self._lock:
             await self._kill()
-            await in_docker_thread(self._remove_volumes)
+            await in_engine(self._remove_volumes)
 
     def _remove_volumes(self) -> None:
         for kind in ("workspace", "outputs"):
@@ -319,11 +346,12 @@ def _owned_by_sandbox_user(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def remove_volume(client: docker.DockerClient, name: str) -> None:
+    """Removes a volume (blocking); a missing one is fine, a refusal is logged (an engine that is down raises)."""
     try:
         client.volumes.get(name).remove(force=True)
     except docker.errors.NotFound:
         pass
-    except docker.errors.DockerException as exc:
+    except docker.errors.APIError as exc:
         logger.warning("could not remove volume %s: %s", name, exc)
 
 

@@ -49,7 +49,8 @@ import urllib3.exceptions
 from docker.models.images import Image
 
 from server.config import DEFAULT_IMAGE
-from server.errors import ServerError
+from server.hands.engine import is_unreachable
+from server.hands.sandbox import SandboxUnavailableError
 from server.models.environments import EnvironmentSpec, Packages
 
 __all__ = ["HELPER_PATH", "SANDBOX_UID", "ImagePreparer", "Progress", "SandboxImageError"]
@@ -114,7 +115,7 @@ if home not in ("", "/") and not os.path.exists(home):
 """
 
 
-class SandboxImageError(ServerError):
+class SandboxImageError(SandboxUnavailableError):
     """A session's image could not be prepared; the message names the failed step and what to do."""
 
 
@@ -197,6 +198,8 @@ class ImagePreparer:
         except docker.errors.ImageNotFound:
             return None
         except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
+            if is_unreachable(exc):
+                raise  # the engine is down, not the image: callers wait for it
             raise SandboxImageError(
                 f"looking up image {name!r} failed: {exc}; check the engine with 'docker info'"
             ) from exc
@@ -249,6 +252,8 @@ def _try_pull(client: docker.DockerClient, ref: str, progress: Progress | None) 
             if progress is not None and "status" in event and "progressDetail" not in event:
                 progress(f"{event.get('id', ref)}: {event['status']}")
     except (docker.errors.DockerException, OSError, urllib3.exceptions.HTTPError) as exc:
+        if is_unreachable(exc):
+            raise
         return str(exc)
     return None
 
@@ -409,6 +414,8 @@ class _Build:
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise self._error(f"the build printed nothing for {BUILD_QUIET_TIMEOUT_S} s and was stopped") from exc
         except (docker.errors.DockerException, OSError, urllib3.exceptions.HTTPError) as exc:
+            if is_unreachable(exc):
+                raise
             raise self._error(f"{exc}; check the engine with 'docker info'") from exc
 
     def _feed(self, chunk: dict[str, Any]) -> None:

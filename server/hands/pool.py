@@ -1,4 +1,10 @@
-"""Every session's sandbox, made on demand, and the reaping of what no session owns any more."""
+"""Every session's sandbox, made on demand, and the reaping of what no session owns any more.
+
+Removing a session's container (archive) or its container and volumes (delete) never fails the
+caller: the store is the truth, so when the engine does not answer the removal is *owed*. Owed
+removals are tried again the next time a sandbox is asked for, and the start-up reaper removes
+anything labelled with this store that no live session needs.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,8 @@ import anyio.abc
 import docker
 import docker.errors
 
-from server.blocking import in_docker_thread
 from server.hands.docker_sandbox import LABEL_SESSION, LABEL_STORE, DockerSandbox, SandboxSettings, remove_volume
+from server.hands.engine import in_engine, is_unreachable, unreachable_error
 from server.hands.images import ImagePreparer
 from server.hands.sandbox import SandboxUnavailableError
 from server.hands.toolset import SandboxTools
@@ -60,6 +66,8 @@ class SandboxPool:
         self._sandboxes: dict[str, DockerSandbox] = {}
         self._client: docker.DockerClient | None = None
         self._preparer: ImagePreparer | None = None
+        self._owed: dict[str, tuple[EnvironmentSpec, bool]] = {}  # session id -> (environment, volumes too)
+        self._settling = False
         self.reaped = anyio.Event()
         """Set once the first reap has finished (or found Docker unreachable)."""
 
@@ -68,6 +76,8 @@ class SandboxPool:
             try:
                 self._client = docker.from_env()
             except docker.errors.DockerException as exc:
+                if is_unreachable(exc):
+                    raise unreachable_error(exc) from exc
                 raise SandboxUnavailableError(
                     f"no Docker engine is configured: {exc}; run 'managed-sessions doctor'"
                 ) from exc
@@ -75,7 +85,10 @@ class SandboxPool:
         return self._client, self._preparer
 
     def sandbox(self, session_id: str, environment: EnvironmentSpec) -> DockerSandbox:
-        """The session's sandbox (nothing starts until its first call)."""
+        """The session's sandbox (nothing starts until its first call). Raises `SandboxUnavailableError`."""
+        if self._owed and not self._settling:
+            self._settling = True
+            self._task_group.start_soon(self._settle_owed, name="owed sandbox removals")
         sandbox = self._sandboxes.get(session_id)
         if sandbox is None:
             client, preparer = self._docker()
@@ -87,14 +100,46 @@ class SandboxPool:
         return SandboxTools(self.sandbox(session_id, environment), self._fetch_policy)
 
     async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
-        """Removes the session's container (archive): its files stay in its volumes."""
-        await self.sandbox(session_id, environment).stop()
+        """Removes the session's container (archive, interrupt): its files stay in its volumes.
+
+        Never raises: when the engine cannot do it now, the removal is owed (see the module docstring)."""
+        await self._remove(session_id, environment, volumes=False)
 
     async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
-        """Removes the session's container and volumes (delete)."""
-        sandbox = self.sandbox(session_id, environment)
-        self._sandboxes.pop(session_id, None)
-        await sandbox.destroy()
+        """Removes the session's container and volumes (delete); never raises, like `stop`."""
+        await self._remove(session_id, environment, volumes=True)
+
+    async def _remove(self, session_id: str, environment: EnvironmentSpec, volumes: bool) -> bool:
+        try:
+            sandbox = self.sandbox(session_id, environment)
+            if volumes:
+                self._sandboxes.pop(session_id, None)
+                await sandbox.destroy()
+            else:
+                await sandbox.stop()
+        except SandboxUnavailableError as exc:
+            owed_volumes = volumes or self._owed.get(session_id, (environment, False))[1]
+            self._owed[session_id] = (environment, owed_volumes)
+            logger.warning(
+                "session %s: its %s will be removed once the Docker engine answers: %s",
+                session_id,
+                "container and volumes" if owed_volumes else "container",
+                exc,
+            )
+            return False
+        self._owed.pop(session_id, None)
+        return True
+
+    async def _settle_owed(self) -> None:
+        """Tries each owed removal once; those the engine still cannot do stay owed."""
+        try:
+            for session_id, (environment, volumes) in list(self._owed.items()):
+                if not await self._remove(session_id, environment, volumes):
+                    break  # the engine is still away: the next sandbox request tries again
+        except Exception:  # a background task: a bug here must not take the server's task group down
+            logger.exception("removing owed sandboxes failed")
+        finally:
+            self._settling = False
 
     async def reap(self, sessions: dict[str, bool]) -> Leftovers:
         """Removes leftovers (see `find_leftovers`); returns what it removed."""
@@ -114,7 +159,7 @@ class SandboxPool:
             return found
 
         try:
-            swept = await in_docker_thread(sweep)
+            swept = await in_engine(sweep)
         finally:
             self.reaped.set()
         if swept.containers or swept.volumes:

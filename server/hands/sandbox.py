@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_CPUS",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_PIDS_LIMIT",
+    "EngineUnreachableError",
     "Sandbox",
     "SandboxUnavailableError",
     "ToolResult",
@@ -32,6 +33,10 @@ DEFAULT_PIDS_LIMIT = 512
 
 class SandboxUnavailableError(ServerError):
     """The sandbox cannot be started (no Docker engine, image missing, a failed package install)."""
+
+
+class EngineUnreachableError(SandboxUnavailableError):
+    """The Docker engine does not answer (stopped, restarting, its socket gone): it may well come back."""
 
 
 ContentBlock = dict[str, JsonValue]
