@@ -235,8 +235,16 @@ def _canonicalize(path: str) -> str:
     The file tools then operate on this path, so a link that points out of the
     sandbox's files can neither pass the check nor be followed afterwards.
     Raises `OSError` (a loop, an unreadable directory) rather than returning a
-    partly resolved path.
+    partly resolved path. A trailing slash says "a directory", as it does to the
+    kernel: on an existing file it is `NotADirectoryError`, not the file.
     """
+    canonical = _resolve_links(path)
+    if path.endswith("/") and os.path.lexists(canonical) and not os.path.isdir(canonical):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    return canonical
+
+
+def _resolve_links(path: str) -> str:
     prefix = os.path.normpath(path)
     tail: list[str] = []
     hops = 0
@@ -878,15 +886,12 @@ class Outputs:
         return {"files": files}
 
     def _describe(self, full: str, root: str) -> dict[str, Any] | None:
-        """A regular file, or a link to one inside the outputs dir; anything else is not an output."""
+        """A regular file; anything else (a symlink wherever it points, a FIFO, a socket) is not an output."""
         try:
-            real = _canonicalize(full) if os.path.islink(full) else full
-            if not _within(real, root):
-                return None
-            st = os.stat(real)
+            st = os.lstat(full)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            digest = self._sha256(real, st)
+            digest = self._sha256(full, st)
         except OSError as exc:
             logger.warning("list_outputs: skipping a file: %s", _reason(exc))
             return None
