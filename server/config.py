@@ -24,6 +24,9 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 
 DEFAULT_HTTP_PORT = 8765
 
+DEFAULT_ENGINE_WAIT_S = 60.0
+"""How long a tool call waits for a Docker engine that does not answer before the turn gives up."""
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -42,6 +45,7 @@ class ServerConfig:
         model_retry_delays_s: the waits between retries of a failing model request (None: the default).
         context_budget_tokens: past this estimated size, old tool results are trimmed before a model request.
         vault_allow_insecure_keyring: let the vault use a plaintext or null keyring backend (an explicit opt-in).
+        engine_wait_s: how long a tool call waits for a Docker engine that does not answer.
     """
 
     data_dir: Path
@@ -56,6 +60,7 @@ class ServerConfig:
     model_retry_delays_s: tuple[float, ...] | None = None
     context_budget_tokens: int = 150_000
     vault_allow_insecure_keyring: bool = False
+    engine_wait_s: float = DEFAULT_ENGINE_WAIT_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -76,6 +81,7 @@ class ServerConfig:
             model_retry_delays_s=_delays(env.get("MANAGED_SESSIONS_MODEL_RETRY_DELAYS")),
             context_budget_tokens=_positive_int(env.get("MANAGED_SESSIONS_CONTEXT_TOKENS"), 150_000),
             vault_allow_insecure_keyring=env.get("MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING") == "1",
+            engine_wait_s=_seconds(env.get("MANAGED_SESSIONS_ENGINE_WAIT_S"), DEFAULT_ENGINE_WAIT_S),
         )
 
     def problems(self) -> list[str]:
@@ -115,6 +121,15 @@ def _delays(value: str | None) -> tuple[float, ...] | None:
         return tuple(max(0.0, float(part)) for part in value.split(","))
     except ValueError:
         return None
+
+
+def _seconds(value: str | None, default: float) -> float:
+    """A duration in seconds, 0 or more; a bad value means the default."""
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        return default
+    return number if 0 <= number < float("inf") else default
 
 
 def _positive_int(value: str | None, default: int) -> int:

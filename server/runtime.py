@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import anyio
 import docker.errors
 
-from server.blocking import in_thread
+from server.blocking import in_thread, in_vault_thread
 from server.brain.anthropic_model import AnthropicModel
 from server.config import ServerConfig
 from server.definitions import Definitions
@@ -78,6 +78,7 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
                 retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
                 context_budget_tokens=config.context_budget_tokens,
                 mcp_bearer_for=_bearer_lookup(vaults),
+                engine_wait_s=config.engine_wait_s,
             )
             definitions = Definitions(store, default_model=config.model)
             inbox = Inbox(store, sessions, runner)
@@ -97,10 +98,21 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
 
 
 async def _resume_running(store: Store, runner: SessionRunner) -> None:
-    """Sessions that were running when the server stopped go on where their logs end."""
-    for session_id in await in_thread(store.running_session_ids):
+    """Sessions that were running when the server stopped go on where their logs end.
+
+    A session that cannot be resumed now (the store refuses writes, say) is left as it is: it goes on with
+    its next message. Nothing here may end the server's task group."""
+    try:
+        running = await in_thread(store.running_session_ids)
+    except Exception:
+        logger.exception("could not list the sessions to resume; they go on with their next message")
+        return
+    for session_id in running:
         logger.info("session %s: resuming after a restart", session_id)
-        await runner.resume(session_id)
+        try:
+            await runner.resume(session_id)
+        except Exception:
+            logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
 
 
 async def _reap_at_start(store: Store, sandboxes: SandboxPool) -> None:
@@ -109,6 +121,8 @@ async def _reap_at_start(store: Store, sandboxes: SandboxPool) -> None:
         await sandboxes.reap(await in_thread(store.session_ids))
     except (SandboxUnavailableError, docker.errors.DockerException) as exc:
         logger.info("skipped reaping sandboxes: Docker is not reachable (%s)", exc)
+    except Exception:  # a background task: it must not end the server's task group
+        logger.exception("reaping stray sandboxes failed")
 
 
 def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
@@ -117,6 +131,6 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
     async def bearer_for(session: Session, url: str) -> Secret | None:
         if not session.vault_ids:
             return None
-        return await in_thread(vaults.bearer_for, session.vault_ids, url)
+        return await in_vault_thread(vaults.bearer_for, session.vault_ids, url)
 
     return bearer_for

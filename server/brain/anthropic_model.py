@@ -9,8 +9,11 @@ from the cache. SDK errors are translated here, once, into `ModelError`.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -166,14 +169,15 @@ def _status_error(exc: anthropic.APIStatusError, model: str) -> ModelError:
     if status == 200:  # an `error` event inside a stream: its type says what it was
         status = _STATUS_OF_ERROR_TYPE.get(str(getattr(exc, "type", "")), 500)
     detail = _message(exc)
+    wait = _retry_after_s(exc.response.headers.get("retry-after"))
     if status == 529:
-        return ModelError("model_overloaded_error", f"the model is overloaded: {detail}")
+        return ModelError("model_overloaded_error", f"the model is overloaded: {detail}", retry_after_s=wait)
     if status == 429:
-        retry_after = exc.response.headers.get("retry-after")
-        seconds = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-        return ModelError("model_rate_limited_error", f"rate limited: {detail}", retry_after_s=seconds)
+        return ModelError("model_rate_limited_error", f"rate limited: {detail}", retry_after_s=wait)
     if status >= 500:
-        return ModelError("model_request_failed_error", f"the model endpoint failed ({status}): {detail}")
+        return ModelError(
+            "model_request_failed_error", f"the model endpoint failed ({status}): {detail}", retry_after_s=wait
+        )
     if status in (401, 403):
         return ModelError(
             "authentication_error",
@@ -186,6 +190,23 @@ def _status_error(exc: anthropic.APIStatusError, model: str) -> ModelError:
             "use a model the endpoint serves (set it on the agent or MANAGED_SESSIONS_MODEL)",
         )
     return ModelError("invalid_request_error", f"the model endpoint rejected the request ({status}): {detail}")
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """`retry-after` as seconds: a number, or an HTTP date (RFC 9110); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _message(exc: anthropic.APIStatusError) -> str:

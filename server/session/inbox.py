@@ -61,7 +61,10 @@ class Inbox:
     async def wait_idle(
         self, session_id: str, since: Event, wait_s: float, progress: Progress | None
     ) -> MessageOutcome:
-        """Collects events after `since` until the session is idle with no run pending, or `wait_s` passes."""
+        """Collects events after `since` until the session's run is over, or `wait_s` passes.
+
+        Called right after the run was started, so "no run is going" means it is over, even when its log still
+        says `running` (a run that could not record its end, e.g. on a full disk: the outcome says so)."""
         collected: list[Event] = [since]
         cursor = since.id
         deadline = anyio.current_time() + wait_s
@@ -74,7 +77,10 @@ class Inbox:
             cursor = new[-1].id if new else cursor
             if new and progress is not None:
                 await progress(float(len(collected)), f"{new[-1].type} (event {new[-1].seq})")
-            settled = state.status != "running" and not self._runner.active(session_id) and not has_more
+            settled = not self._runner.active(session_id) and not has_more
+            failure = self._runner.unrecorded_failure(session_id) if settled else None
+            if failure is not None and state.status == "running":  # the run ended, its log could not say why
+                raise type(failure)(str(failure))
             remaining = deadline - anyio.current_time()
             if settled or remaining <= 0:
                 return _outcome(session_id, state.status, state.stop_reason, collected, settled)

@@ -31,13 +31,25 @@ After a crash, `resume` answers every tool use that was allowed to run but has
 no result with an error saying it was interrupted (tools are not re-run
 blindly), then runs the session on. A model request in flight is simply asked
 again: requests are rebuilt from the log, so nothing is duplicated.
+
+Infrastructure failures are not the model's business. A Docker engine that does
+not answer is waited for, with backoff, for up to `engine_wait_s` (one
+`session.error` with `retry_status: retrying` when the wait starts); a sandbox
+that cannot start at all (the wait ran out, the image is missing, its build
+failed) ends the run with one `session.error` (`exhausted`) and an idle
+`retries_exhausted`, and the tool use stays unanswered: it never ran, so the
+session's next message runs it. Anything else that breaks a run (the store
+refusing writes, a bug) ends that run alone, with a `session.error` when one
+can be recorded and a log line when not; the log keeps saying `running`, so the
+next message or the next server start picks the session up where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -54,9 +66,9 @@ from server.brain.conversation import (
 from server.brain.model import ModelClient, ModelError, ModelTurn
 from server.brain.remote_mcp import BearerToken, RemoteMcpError, RemoteMcpServers, RemoteTool
 from server.brain.tools import OfferedTool, offered_tools
-from server.errors import ServerError
+from server.errors import ServerError, UnexpectedError
 from server.hands.pool import SandboxPool
-from server.hands.sandbox import ToolResult
+from server.hands.sandbox import EngineUnreachableError, SandboxUnavailableError, ToolResult
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.models.events import Event
 from server.models.sessions import Session
@@ -76,6 +88,12 @@ KEEP_RECENT_RESULTS = 3
 """Trimming spares the newest tool results: the model is usually working with them."""
 INTERRUPTED_BY_RESTART = "interrupted: the server stopped while this tool was running; it was not run again"
 INTERRUPTED_BY_USER = "interrupted by the user before this tool finished"
+ENGINE_WAIT_S = 60.0
+"""How long a tool call waits for a Docker engine that does not answer: a restart of the engine takes seconds;
+a minute later a person has to act, and the session says so."""
+MAX_ENGINE_RETRY_DELAY_S = 8.0
+
+T = TypeVar("T")
 
 McpBearerLookup = Callable[[Session, str], Awaitable[BearerToken | None]]
 """The bearer token (a `vault.Secret`) for a session's MCP server URL, or None to connect without one."""
@@ -85,6 +103,10 @@ McpBearerLookup = Callable[[Session, str], Awaitable[BearerToken | None]]
 class _Run:
     scope: anyio.CancelScope
     again: bool = False  # input arrived after the run's last look at the log
+
+
+class _SandboxDown(Exception):
+    """The sandbox cannot run this step (see the module docstring); the message is the session.error's."""
 
 
 class SessionRunner:
@@ -98,6 +120,7 @@ class SessionRunner:
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         context_budget_tokens: int = 150_000,
         mcp_bearer_for: McpBearerLookup | None = None,
+        engine_wait_s: float = ENGINE_WAIT_S,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -106,16 +129,22 @@ class SessionRunner:
         self._task_group = task_group
         self._retry_delays_s = tuple(retry_delays_s)
         self._context_budget_tokens = context_budget_tokens
+        self._engine_wait_s = engine_wait_s
         self._runs: dict[str, _Run] = {}
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
         self._ended: dict[str, anyio.Event] = {}
         self._mcp_bearer_for = mcp_bearer_for
         self._mcp: dict[str, RemoteMcpServers] = {}  # a session's open MCP connections, across its runs
+        self._unrecorded: dict[str, ServerError] = {}  # why a session's last run ended, when the log could not say
 
     def active(self, session_id: str) -> bool:
         """Whether a run is going (or about to go) for the session."""
         return session_id in self._runs
+
+    def unrecorded_failure(self, session_id: str) -> ServerError | None:
+        """Why the session's last run ended, if that could not be recorded in its log (the store refused)."""
+        return self._unrecorded.get(session_id)
 
     def start(self, session_id: str) -> None:
         """Makes sure a run will look at the session's log (a run going now looks again before it ends)."""
@@ -125,14 +154,21 @@ class SessionRunner:
             return
         run = _Run(anyio.CancelScope())
         self._runs[session_id] = run
+        self._unrecorded.pop(session_id, None)
         self._ended.setdefault(session_id, anyio.Event())
         self._task_group.start_soon(self._run, session_id, run, name=f"session {session_id}")
 
     async def interrupt(self, session_id: str) -> None:
-        """Stops the session's run (model stream or tool) and waits until it has gone idle."""
+        """Stops the session's run (model stream or tool) and waits until it has gone idle.
+
+        A session whose log says `running` with no run going (its run ended without being able to record
+        it, e.g. the disk was full) gets a run that is stopped at once, so it too ends idle."""
         run = self._runs.get(session_id)
         if run is None:
-            return
+            if (await self._sessions.get(session_id)).status != "running":
+                return
+            self.start(session_id)
+            run = self._runs[session_id]
         ended = self._ended.setdefault(session_id, anyio.Event())
         run.scope.cancel()
         with anyio.move_on_after(10):
@@ -150,10 +186,13 @@ class SessionRunner:
                     break
                 if not run.again:
                     break
-        except Exception:  # one session's failure must not take the others down
-            logger.exception("session %s: the run failed", session_id)
+        except Exception as exc:  # one session's failure must not take the others down
+            if isinstance(exc, ServerError):  # a cause it names (the store refused a write, say): no traceback
+                logger.error("session %s: the run ended: %s", session_id, exc)
+            else:
+                logger.exception("session %s: the run failed", session_id)
             with anyio.CancelScope(shield=True):
-                await self._fail(session_id)
+                await self._fail(session_id, exc)
         finally:
             self._runs.pop(session_id, None)
             self._builders.pop(session_id, None)
@@ -171,6 +210,14 @@ class SessionRunner:
             return
         if session.status != "running":  # a message may have marked it running already
             await self._append(session_id, [NewEvent("session.status_running", {})])
+        try:
+            await self._steps(session)
+        except _SandboxDown as down:
+            await self._append(session_id, [_error_event("unknown_error", str(down), "exhausted")])
+            await self._idle(session_id, {"type": "retries_exhausted"})
+
+    async def _steps(self, session: Session) -> None:
+        session_id = session.id
         if not await self._deliver_resources(session):
             return
         remote_tools = await self._open_mcp(session)
@@ -224,15 +271,42 @@ class SessionRunner:
             return ToolResult.text(use.deny_message or f"Permission to use {use.name} has been denied.", True)
         if use.kind == "agent.mcp_tool_use":
             return await self._call_mcp(session, use)
-        tools = self._sandboxes.tools(session.id, session.environment)
+
+        async def execute() -> ToolResult:
+            return await self._sandboxes.tools(session.id, session.environment).execute(use.name, use.input)
+
         try:
-            return await tools.execute(use.name, use.input)
-        except ServerError as exc:  # the sandbox cannot run (no engine, failed install): tell model and client
-            await self._append(session.id, [_error_event("unknown_error", str(exc), "exhausted")])
-            return ToolResult.text(f"{use.name}: the sandbox is unavailable: {exc}", is_error=True)
+            return await self._in_sandbox(session.id, execute)
+        except _SandboxDown:
+            raise
         except Exception:  # a tool that crashes gives the model an error result, not a dead session
             logger.exception("session %s: tool %s crashed", session.id, use.name)
             return ToolResult.text(f"{use.name}: the tool failed unexpectedly; see the server log", is_error=True)
+
+    async def _in_sandbox(self, session_id: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Runs a step that needs the sandbox, waiting out a Docker engine that does not answer.
+
+        `EngineUnreachableError` is only raised before anything reached the sandbox, so trying again runs
+        nothing twice. Raises `_SandboxDown` when the wait runs out or the sandbox cannot start at all."""
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                return await action()
+            except EngineUnreachableError as exc:
+                if delays is None:
+                    delays = _backoff(self._engine_wait_s)
+                    waiting = f"{exc}. Waiting up to {self._engine_wait_s:.0f} s for it before this turn gives up"
+                    await self._append(session_id, [_error_event("unknown_error", waiting, "retrying")])
+                delay = next(delays, None)
+                if delay is None:
+                    raise _SandboxDown(
+                        f"{exc}. Waited {self._engine_wait_s:.0f} s for it; nothing ran. Send a message to go on "
+                        "once the engine runs"
+                    ) from exc
+                logger.info("session %s: the Docker engine does not answer; trying again in %.1f s", session_id, delay)
+                await anyio.sleep(delay)
+            except SandboxUnavailableError as exc:
+                raise _SandboxDown(f"{exc}. Nothing ran; send a message to go on once this is fixed") from exc
 
     async def _deliver_resources(self, session: Session) -> bool:
         """Clones the session's repositories into its sandbox before the first turn; False if one failed.
@@ -242,7 +316,7 @@ class SessionRunner:
         repositories = self._sessions.repositories
         if not session.resources or repositories is None:
             return True
-        failures = await repositories.deliver(session)
+        failures = await self._in_sandbox(session.id, lambda: repositories.deliver(session))
         if failures:
             await self._append(session.id, failures)
             await self._idle(session.id, {"type": "retries_exhausted"})
@@ -329,15 +403,18 @@ class SessionRunner:
                     await self._append(session.id, [_span_end(start, None)])
                 raise
             except ModelError as exc:
-                await self._append(session.id, [_span_end(start, None)])
                 retrying = exc.retryable and attempt < len(self._retry_delays_s)
-                await self._append(
-                    session.id, [_error_event(exc.kind, str(exc), "retrying" if retrying else "exhausted")]
-                )
                 if not retrying:
+                    await self._append(
+                        session.id, [_span_end(start, None), _error_event(exc.kind, str(exc), "exhausted")]
+                    )
                     await self._idle(session.id, {"type": "retries_exhausted"})
                     return False
-                await anyio.sleep(min(exc.retry_after_s or self._retry_delays_s[attempt], MAX_RETRY_AFTER_S))
+                scheduled = self._retry_delays_s[attempt]
+                delay = min(scheduled if exc.retry_after_s is None else exc.retry_after_s, MAX_RETRY_AFTER_S)
+                retry = f"{exc}; retrying in {delay:g} s (retry {attempt + 1} of {len(self._retry_delays_s)})"
+                await self._append(session.id, [_span_end(start, None), _error_event(exc.kind, retry, "retrying")])
+                await anyio.sleep(delay)
                 continue
             await self._append(session.id, [*_turn_events(turn, offered), _span_end(start, turn)])
             return True
@@ -364,14 +441,28 @@ class SessionRunner:
         await self._append(session_id, [_tool_result_event(use, interrupted) for use in running])
         await self._idle(session_id, {"type": "end_turn"})
 
-    async def _fail(self, session_id: str) -> None:
-        try:
-            await self._append(
-                session_id, [_error_event("unknown_error", "the session's run failed; see the log", "exhausted")]
+    async def _fail(self, session_id: str, exc: Exception) -> None:
+        """Records why the run ended, if the store lets it; a log line either way (the caller's)."""
+        if isinstance(exc, ServerError):
+            message = f"{exc}"
+        else:
+            message = (
+                f"the session's run failed unexpectedly ({type(exc).__name__}); the traceback is in the server's "
+                "log. Send a message to go on"
             )
-            await self._idle(session_id, {"type": "end_turn"})
-        except ServerError:
-            logger.exception("session %s: could not record the failure", session_id)
+        try:
+            await self._append(session_id, [_error_event("unknown_error", message, "exhausted")])
+            await self._idle(session_id, {"type": "retries_exhausted"})
+        except Exception as record_failure:  # noqa: BLE001 - the store itself failed; the log is all that is left
+            self._unrecorded[session_id] = (
+                record_failure if isinstance(record_failure, ServerError) else UnexpectedError(message)
+            )
+            logger.error(
+                "session %s: could not record that its run failed (%s); it goes on with its next message "
+                "or the next server start",
+                session_id,
+                record_failure,
+            )
 
     async def _append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
         appended = await self._sessions.append(session_id, events) if events else []
@@ -459,6 +550,16 @@ def _mcp_error_event(failure: RemoteMcpError) -> NewEvent:
         "mcp_server_name": failure.server_name,
     }
     return NewEvent("session.error", {"error": error})
+
+
+def _backoff(budget_s: float) -> Iterator[float]:
+    """Waits of 0.5, 1, 2, 4, 8, 8, ... s that add up to `budget_s`."""
+    waited, delay = 0.0, 0.5
+    while waited < budget_s:
+        step = min(delay, budget_s - waited)
+        yield step
+        waited += step
+        delay = min(delay * 2, MAX_ENGINE_RETRY_DELAY_S)
 
 
 def _error_event(kind: str, message: str, retry_status: str) -> NewEvent:
