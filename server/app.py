@@ -11,6 +11,7 @@ from server.config import ServerConfig
 from server.runtime import Runtime, open_runtime
 from server.tools.agents import register_agent_tools
 from server.tools.environments import register_environment_tools
+from server.tools.guard import GuardedMCPServer
 from server.tools.messages import register_message_tools
 from server.tools.outputs import register_output_tools
 from server.tools.sessions import register_session_tools
@@ -34,7 +35,7 @@ def build_server(config: ServerConfig) -> MCPServer[Runtime]:
         async with open_runtime(config) as runtime:
             yield runtime
 
-    mcp: MCPServer[Runtime] = MCPServer(
+    mcp: MCPServer[Runtime] = GuardedMCPServer(
         "managed-sessions",
         version=__version__,
         instructions=INSTRUCTIONS,
