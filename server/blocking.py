@@ -1,4 +1,4 @@
-"""Running blocking libraries (sqlite3, the docker SDK) off the event loop."""
+"""Running blocking libraries (sqlite3, the docker SDK, the vault and its OS keyring) off the event loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import ParamSpec, TypeVar
 import anyio
 import anyio.to_thread
 
-__all__ = ["in_docker_thread", "in_thread"]
+from vault.errors import KeyringUnavailableError
+
+__all__ = ["VAULT_CALL_TIMEOUT_S", "in_docker_thread", "in_thread", "in_vault_thread"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -18,6 +20,12 @@ T = TypeVar("T")
 _limiter: anyio.CapacityLimiter | None = None
 # The docker SDK pools 10 connections; more threads than that would only queue inside it.
 _docker_limiter: anyio.CapacityLimiter | None = None
+# Keyring calls get threads of their own: one that hangs is abandoned, and must not hold a slot the store needs.
+_vault_limiter: anyio.CapacityLimiter | None = None
+
+VAULT_CALL_TIMEOUT_S = 30.0
+"""A keyring read takes ~25 ms; one that takes 30 s is a daemon that is stopped or waits on an unlock prompt no one
+will answer (SecretService has no timeout of its own)."""
 
 
 async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -34,3 +42,21 @@ async def in_docker_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwa
     if _docker_limiter is None:
         _docker_limiter = anyio.CapacityLimiter(8)
     return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=_docker_limiter)
+
+
+async def in_vault_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Like `in_thread`, for vault calls that may reach the OS keyring, which can hang: after
+    `VAULT_CALL_TIMEOUT_S` the call is abandoned (its thread finishes on its own) and `KeyringUnavailableError`
+    says so."""
+    global _vault_limiter
+    if _vault_limiter is None:
+        _vault_limiter = anyio.CapacityLimiter(4)
+    with anyio.move_on_after(VAULT_CALL_TIMEOUT_S) as scope:
+        return await anyio.to_thread.run_sync(
+            partial(fn, *args, **kwargs), abandon_on_cancel=True, limiter=_vault_limiter
+        )
+    assert scope.cancelled_caught
+    raise KeyringUnavailableError(
+        f"the OS keyring did not answer within {VAULT_CALL_TIMEOUT_S:.0f} s: its daemon may be stopped or waiting "
+        "for an unlock prompt; restart or unlock it (`managed-sessions doctor` checks it), then retry"
+    )

@@ -68,14 +68,14 @@ class KeyringStore:
     def get(self, name: str) -> Secret | None:
         try:
             value = keyring.get_password(self._service, name)
-        except keyring.errors.KeyringError as exc:
+        except Exception as exc:  # every backend failure is translated here, once
             raise _translate(exc, f"read {name!r}") from exc
         return None if value is None else Secret(name, value)
 
     def set(self, secret: Secret) -> None:
         try:
             keyring.set_password(self._service, secret.name, secret.reveal())
-        except keyring.errors.KeyringError as exc:
+        except Exception as exc:
             raise _translate(exc, f"store {secret.name!r}") from exc
 
     def delete(self, name: str) -> None:
@@ -83,11 +83,17 @@ class KeyringStore:
             keyring.delete_password(self._service, name)
         except keyring.errors.PasswordDeleteError:
             return
-        except keyring.errors.KeyringError as exc:
+        except Exception as exc:
             raise _translate(exc, f"delete {name!r}") from exc
 
 
-def _translate(exc: keyring.errors.KeyringError, action: str) -> VaultError:
-    if isinstance(exc, keyring.errors.NoKeyringError | keyring.errors.InitError | keyring.errors.KeyringLocked):
-        return KeyringUnavailableError(f"cannot {action}: {_UNAVAILABLE_HINT} ({type(exc).__name__})")
-    return VaultError(f"cannot {action} in the keyring: {type(exc).__name__}")
+def _translate(exc: Exception, action: str) -> VaultError:
+    """The vault error for a backend failure. Backends raise more than `KeyringError`: SecretService lets a D-Bus
+    that went away through as its own exception, for one; all of them mean the keyring cannot serve now. Only the
+    exception's type is quoted: its text is the backend's and is not ours to pass on."""
+    kind = type(exc).__name__
+    if isinstance(exc, keyring.errors.KeyringError) and not isinstance(
+        exc, keyring.errors.NoKeyringError | keyring.errors.InitError | keyring.errors.KeyringLocked
+    ):
+        return VaultError(f"cannot {action} in the keyring: {kind}")
+    return KeyringUnavailableError(f"cannot {action}: {_UNAVAILABLE_HINT} ({kind})")

@@ -21,7 +21,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,11 +76,13 @@ class Vaults:
         allow_insecure_keyring: bool = False,
         command_ttl_s: float = 300.0,
         redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._index = VaultIndex(index_path)
         self._store = keyring if keyring is not None else KeyringStore(KEYRING_SERVICE)
         self._allow_insecure = allow_insecure_keyring
         self._command_ttl_s = command_ttl_s
+        self._clock = clock  # seconds, monotonic: when a dynamic secret's cached value goes stale
         self.redactor = redactor if redactor is not None else Redactor()
         self.keyring_reads = 0
         self._cache: dict[str, _Cached] = {}
@@ -301,12 +303,12 @@ class Vaults:
     def _fresh(self, cached: _Cached) -> bool:
         if cached.record.source == "keyring":
             return True
-        return time.monotonic() - cached.fetched_at < self._command_ttl_s
+        return self._clock() - cached.fetched_at < self._command_ttl_s
 
     def _remember(self, credential: CredentialInfo, secret: Secret) -> None:
         self.redactor.add(secret)
         with self._cache_guard:
-            self._cache[credential.id] = _Cached(secret, credential, time.monotonic())
+            self._cache[credential.id] = _Cached(secret, credential, self._clock())
 
     def _forget(self, credential_ids: Iterable[str]) -> None:
         with self._cache_guard:
@@ -363,8 +365,14 @@ def _check_length(value: str) -> None:
         )
 
 
+def _is_control(ch: str) -> bool:
+    """C0 and C1 control characters, DEL, and lone surrogates: nothing a terminal or a log should be handed."""
+    code = ord(ch)
+    return code < 32 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF
+
+
 def _check_display_name(name: str, *, what: str) -> str:
-    if not 1 <= len(name) <= 255 or not name.strip() or any(ord(ch) < 32 for ch in name):
+    if not 1 <= len(name) <= 255 or not name.strip() or any(_is_control(ch) for ch in name):
         raise VaultError(f"{what} must be 1-255 printable characters, got {name!r}")
     return name
 
@@ -379,6 +387,8 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
             raise VaultError(
                 f"metadata key {key!r}: keys are 1-{_METADATA_KEY_LEN} characters, values at most {_METADATA_VALUE_LEN}"
             )
+        if any(_is_control(ch) and ch not in "\t\n" for ch in key + value):
+            raise VaultError(f"metadata key {key!r}: keys and values must not hold control characters")
     return dict(metadata)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 import anyio
 from pydantic import BaseModel, Field, JsonValue
 
-from server.blocking import in_thread
+from server.blocking import in_thread, in_vault_thread
 from server.errors import ConflictError, InvalidRequestError, SessionBusyError, from_vault_error
 from server.hands.channel import HelperError
 from server.hands.docker_sandbox import SandboxLostError, posture_of
@@ -137,7 +137,7 @@ class SessionManager:
         if self._vaults is None:
             raise InvalidRequestError("this server has no vault; create the session without vault_ids")
         try:
-            await in_thread(self._vaults.check_vault_ids, vault_ids)
+            await in_vault_thread(self._vaults.check_vault_ids, vault_ids)
         except VaultError as exc:
             raise from_vault_error(exc) from exc
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 
-from server.blocking import in_thread
+from server.blocking import in_thread, in_vault_thread
 from server.errors import InvalidRequestError
 from server.hands.pool import SandboxPool
 from server.hands.repositories import (
@@ -30,7 +30,7 @@ from server.ids import new_id
 from server.models.common import now_rfc3339
 from server.models.sessions import Session, SessionResource
 from server.session.store import NewEvent
-from vault.errors import VaultError
+from vault.errors import KeyringUnavailableError, VaultError
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.redactor import MIN_SECRET_LENGTH, Redactor
 from vault.secret import Secret
@@ -94,7 +94,7 @@ class SessionRepositories:
     async def _keep_token(self, resource_id: str, token: Secret) -> None:
         try:
             self._vaults.require_secure_keyring()
-            await in_thread(self._keyring.set, Secret(resource_id, token.reveal()))
+            await in_vault_thread(self._keyring.set, Secret(resource_id, token.reveal()))
         except VaultError as exc:
             raise InvalidRequestError(
                 f"authorization_token needs the OS keyring, which is not usable here: {exc}; "
@@ -105,7 +105,7 @@ class SessionRepositories:
         """Removes the resources' tokens from the keyring (the session is being deleted)."""
         for resource in session.resources:
             try:
-                await in_thread(self._keyring.delete, resource.id)
+                await in_vault_thread(self._keyring.delete, resource.id)
             except VaultError as exc:
                 logger.warning("session %s: could not remove the token of %s: %s", session.id, resource.id, exc)
 
@@ -128,13 +128,20 @@ class SessionRepositories:
         return errors
 
     async def _deliver_one(self, session: Session, resource: SessionResource) -> None:
-        token = await self._token(session, resource)
+        token, unreadable = await self._token(session, resource)
         if self._cache is None:
             self._cache = await in_thread(RepositoryCache, self._data_dir / "repositories")
         scratch = await in_thread(_scratch_dir, self._data_dir / "tmp")
         try:  # the tree is made and removed off the event loop: a big one takes a while either way
             tree = scratch / "tree"
-            await self._cache.checkout(resource.url, resource.checkout, token, tree)
+            try:
+                await self._cache.checkout(resource.url, resource.checkout, token, tree)
+            except RepositoryError as exc:
+                if unreadable is None or exc.kind != "repository_authentication_error":
+                    raise
+                raise RepositoryError(
+                    exc.kind, f"{exc}; and its own authorization_token, if it had one, could not be read: {unreadable}"
+                ) from exc
             sandbox = self._sandboxes.sandbox(session.id, session.environment)
             await sandbox.put_directory(tree, resource.mount_path)
         finally:
@@ -142,18 +149,23 @@ class SessionRepositories:
                 await in_thread(shutil.rmtree, scratch, True)
         logger.info("session %s: %s is at %s", session.id, resource.url, resource.mount_path)
 
-    async def _token(self, session: Session, resource: SessionResource) -> Secret | None:
-        """The resource's own token, else the first vault's github_token for the repository's host.
+    async def _token(self, session: Session, resource: SessionResource) -> tuple[Secret | None, VaultError | None]:
+        """The resource's own token, else the first vault's github_token for the repository's host; and why the
+        keyring could not be read, if it could not (a public repository needs no token, so that is no failure yet).
 
         Registered with the redactor, and so is the Basic credential git sends it in (its base64 is not
         the token's base64)."""
-        token = await in_thread(self._keyring.get, resource.id)
+        unreadable: VaultError | None = None
+        try:
+            token = await in_vault_thread(self._keyring.get, resource.id)
+        except KeyringUnavailableError as exc:
+            token, unreadable = None, exc
         if token is None and session.vault_ids:
-            token = await in_thread(self._vaults.git_token_for, session.vault_ids, resource.url)
+            token = await in_vault_thread(self._vaults.git_token_for, session.vault_ids, resource.url)
         if token is not None:
             self._redactor.add(token)
             self._redactor.add(Secret("basic credential", f"{TOKEN_USER}:{token.reveal()}"))
-        return token
+        return token, unreadable
 
 
 def _repository_error(kind: str, message: str) -> NewEvent:

@@ -37,17 +37,44 @@ def test_the_command_runs_once_at_add_time_and_only_its_text_is_stored(
     assert memory_keyring.entries == {}
 
 
+class FakeClock:
+    """A monotonic clock (seconds) that moves only when the test moves it: the TTL passes without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_fresh_value_is_cached_until_the_ttl_passes(memory_keyring: Any, index_path: Path, tmp_path: Path) -> None:
     command, counter = counting_command(tmp_path)
     cli = Vaults(index_path)
     vault = cli.create_vault("work")
     cli.add_credential("work", "github_token", "github.com", command=command)
-    server = Vaults(index_path, command_ttl_s=3600)
-    for _ in range(5):
+    clock = FakeClock()
+    server = Vaults(index_path, command_ttl_s=60, clock=clock)
+
+    def use() -> None:
         found = server.git_token_for([vault.id], "https://github.com/o/r")
         assert found is not None
         assert found.reveal() == TOKEN
+
+    for _ in range(5):
+        use()
     assert runs(counter) == 2  # add, then the server's first use
+    clock.advance(59.5)
+    use()
+    assert runs(counter) == 2  # still within the TTL: the cached value
+    clock.advance(0.5)
+    use()
+    assert runs(counter) == 3  # the TTL has passed: the command ran again
+    clock.advance(59.5)
+    use()
+    assert runs(counter) == 3  # and its new value is cached for a TTL of its own
     assert server.keyring_reads == 0
     assert server.redactor.redact(TOKEN) == "[REDACTED]"
 
