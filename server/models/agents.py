@@ -16,6 +16,7 @@ from server.models.common import Strict
 
 __all__ = [
     "BUILTIN_TOOL_NAMES",
+    "MAX_VERSION",
     "Agent",
     "AgentSnapshot",
     "AgentTool",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 MAX_NAME_CHARS = 256
+MAX_VERSION = 2**31 - 1
 MAX_SYSTEM_CHARS = 100_000
 MAX_DESCRIPTION_CHARS = 2_048
 MAX_TOOLS = 128

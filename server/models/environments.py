@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from server.models.common import Strict
+from server.models.common import PLAIN_TEXT, Strict
 
 __all__ = [
     "Environment",
@@ -129,8 +129,8 @@ def _env_vars(value: dict[str, str]) -> dict[str, str]:
 
 
 EnvVars = Annotated[dict[str, str], AfterValidator(_env_vars)]
-EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-EnvDescription = Annotated[str, StringConstraints(max_length=2_048)]
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=256), PLAIN_TEXT]
+EnvDescription = Annotated[str, StringConstraints(max_length=2_048), PLAIN_TEXT]
 
 
 class EnvironmentSpec(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from server.definitions import AgentChanges
 from server.models.agents import (
@@ -18,7 +18,7 @@ from server.models.agents import (
     ModelConfig,
     ModelId,
 )
-from server.models.common import MetadataPatch
+from server.models.common import PLAIN_TEXT, MetadataPatch
 from server.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -28,6 +28,7 @@ from server.tools.common import (
     Cursor,
     IncludeArchived,
     Limit,
+    Version,
     reply,
     runtime,
 )
@@ -35,7 +36,8 @@ from server.tools.common import (
 __all__ = ["register_agent_tools"]
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, description="An agent id (agent_...).")]
-Name = Annotated[str | None, Field(default=None, min_length=1, max_length=256, description="Display name.")]
+NameText = Annotated[str, StringConstraints(min_length=1, max_length=256), PLAIN_TEXT]
+Name = Annotated[NameText | None, Field(default=None, description="Display name.")]
 Model = Annotated[
     ModelId | ModelConfig | None,
     Field(default=None, description="Model id such as 'claude-sonnet-5-5', or {id}. Default: the server's model."),
@@ -44,7 +46,9 @@ System = Annotated[
     str | None,
     Field(default=None, max_length=MAX_SYSTEM_CHARS, description="System prompt; on update, '' clears it."),
 ]
-Description = Annotated[str | None, Field(default=None, max_length=MAX_DESCRIPTION_CHARS)]
+Description = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS), PLAIN_TEXT] | None, Field(default=None)
+]
 Tools = Annotated[
     list[AgentTool] | None,
     Field(
@@ -68,7 +72,7 @@ def register_agent_tools(mcp: MCPServer) -> None:
     @mcp.tool(annotations=WRITE)
     async def create_agent(
         ctx: Ctx,
-        name: Annotated[str, Field(min_length=1, max_length=256, description="Display name.")],
+        name: Annotated[NameText, Field(description="Display name.")],
         model: Model = None,
         system: System = None,
         description: Description = None,
@@ -96,10 +100,8 @@ def register_agent_tools(mcp: MCPServer) -> None:
         ctx: Ctx,
         agent_id: AgentId,
         version: Annotated[
-            int | None,
-            Field(
-                default=None, ge=1, description="The version you are editing; a mismatch is refused (no lost update)."
-            ),
+            Version | None,
+            Field(default=None, description="The version you are editing; a mismatch is refused (no lost update)."),
         ] = None,
         name: Name = None,
         model: Model = None,
@@ -128,7 +130,7 @@ def register_agent_tools(mcp: MCPServer) -> None:
     async def get_agent(
         ctx: Ctx,
         agent_id: AgentId,
-        version: Annotated[int | None, Field(default=None, ge=1, description="A past version; default latest.")] = None,
+        version: Annotated[Version | None, Field(default=None, description="A past version; default latest.")] = None,
     ) -> Annotated[CallToolResult, Agent]:
         """Get an agent, at its latest version or a given one."""
         agent = await runtime(ctx).definitions.get_agent(agent_id, version)

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
+from server.models.agents import MAX_VERSION
 from server.runtime import Runtime
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "IncludeArchived",
     "Limit",
     "SessionList",
+    "Version",
     "reply",
     "runtime",
 ]
@@ -31,9 +33,12 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
-Limit = Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100.")]
+# Tool arguments are strict: pydantic would otherwise take `true` for 1, 1 for true and "5" for 5.
+Limit = Annotated[StrictInt, Field(ge=1, le=100, description="Page size, 1 to 100.")]
 Cursor = Annotated[str | None, Field(default=None, max_length=64, description="next_cursor from the previous page.")]
-IncludeArchived = Annotated[bool, Field(description="Also list archived objects.")]
+IncludeArchived = Annotated[StrictBool, Field(description="Also list archived objects.")]
+Version = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
+"""An agent version: versions start at 1; the bound keeps a number the store cannot hold out of it."""
 
 
 class Listing(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from server.definitions import EnvironmentChanges
 from server.models.common import MetadataPatch
-from server.models.environments import EnvDescription, Environment, EnvVars, Networking, Packages, Resources
+from server.models.environments import EnvDescription, Environment, EnvName, EnvVars, Networking, Packages, Resources
 from server.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -61,7 +61,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
     @mcp.tool(annotations=WRITE)
     async def create_environment(
         ctx: Ctx,
-        name: Annotated[str, Field(min_length=1, max_length=256, description="Unique name.")],
+        name: Annotated[EnvName, Field(description="Unique name.")],
         description: Description = None,
         image: Image = None,
         packages: PackagesArg = None,
@@ -90,7 +90,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
     async def update_environment(
         ctx: Ctx,
         environment_id: EnvironmentId,
-        name: Annotated[str | None, Field(default=None, min_length=1, max_length=256)] = None,
+        name: Annotated[EnvName | None, Field(default=None)] = None,
         description: Description = None,
         image: Image = None,
         packages: PackagesArg = None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat
 
 from server.models.sessions import Session
 from server.session.inbox import MAX_MESSAGE_CHARS, MessageOutcome
@@ -34,7 +34,8 @@ def register_message_tools(mcp: MCPServer) -> None:
         session_id: SessionId,
         text: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The message.")],
         wait_seconds: Annotated[
-            float, Field(ge=0, le=MAX_WAIT_S, description="Wait up to this long for the session to go idle (0-55).")
+            StrictFloat,
+            Field(ge=0, le=MAX_WAIT_S, description="Wait up to this long for the session to go idle (0-55)."),
         ] = 25,
     ) -> Annotated[CallToolResult, MessageOutcome]:
         """Send the session a message; it is queued if the session is busy. Returns when the session goes idle
@@ -60,7 +61,7 @@ def register_message_tools(mcp: MCPServer) -> None:
         ctx: Ctx,
         session_id: SessionId,
         tool_use_id: EventId,
-        allow: Annotated[bool, Field(description="true runs the tool; false tells the model it was denied.")],
+        allow: Annotated[StrictBool, Field(description="true runs the tool; false tells the model it was denied.")],
         deny_message: Annotated[
             str | None, Field(default=None, max_length=10_000, description="What the model is told on deny.")
         ] = None,
@@ -75,7 +76,7 @@ def register_message_tools(mcp: MCPServer) -> None:
         session_id: SessionId,
         tool_use_id: EventId,
         content: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS, description="The tool's result, as text.")],
-        is_error: Annotated[bool, Field(description="Whether the tool failed.")] = False,
+        is_error: Annotated[StrictBool, Field(description="Whether the tool failed.")] = False,
     ) -> Annotated[CallToolResult, Session]:
         """Answer a custom tool use (agent.custom_tool_use) with its result; the session then runs on."""
         session = await runtime(ctx).inbox.submit_result(session_id, tool_use_id, content, is_error)

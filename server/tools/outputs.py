@@ -9,7 +9,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import BlobResourceContents, CallToolResult, EmbeddedResource, ImageContent, TextContent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from server.errors import ServerError
 from server.runtime import Runtime
@@ -21,6 +21,8 @@ __all__ = ["register_output_tools"]
 SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 DEFAULT_READ_BYTES = 1_048_576
 MAX_READ_BYTES = 4_194_304
+MAX_OFFSET = 2**53 - 1
+"""The largest integer every JSON client reads exactly (and far past any file)."""
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-yaml")
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
@@ -64,8 +66,8 @@ def register_output_tools(mcp: MCPServer) -> None:
         ctx: Ctx,
         session_id: SessionId,
         path: Annotated[str, Field(min_length=1, max_length=4096, description="As list_output_files shows it.")],
-        offset: Annotated[int, Field(ge=0, description="Byte offset to start at.")] = 0,
-        max_bytes: Annotated[int, Field(ge=1, le=MAX_READ_BYTES, description="At most this many bytes.")] = (
+        offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET, description="Byte offset to start at.")] = 0,
+        max_bytes: Annotated[StrictInt, Field(ge=1, le=MAX_READ_BYTES, description="At most this many bytes.")] = (
             DEFAULT_READ_BYTES
         ),
     ) -> Annotated[CallToolResult, OutputRead]:

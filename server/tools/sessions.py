@@ -8,12 +8,12 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
 
 from server.errors import NotFoundError
 from server.hands.repositories import GitHubRepositoryResource
 from server.models.agents import ModelId
-from server.models.common import Metadata
+from server.models.common import PLAIN_TEXT, Metadata
 from server.models.events import EventType, StopReason
 from server.models.sessions import Session, SessionStatus
 from server.runtime import Runtime
@@ -27,6 +27,7 @@ from server.tools.common import (
     IncludeArchived,
     Limit,
     SessionList,
+    Version,
     reply,
     runtime,
 )
@@ -67,7 +68,7 @@ def register_session_tools(mcp: MCPServer) -> None:
             ),
         ] = None,
         agent_version: Annotated[
-            int | None, Field(default=None, ge=1, description="Pin this version of agent_id; default latest.")
+            Version | None, Field(default=None, description="Pin this version of agent_id; default latest.")
         ] = None,
         model: Annotated[
             ModelId | None,
@@ -82,7 +83,9 @@ def register_session_tools(mcp: MCPServer) -> None:
                 default=None, max_length=64, description="Sandbox environment; default image, no network if omitted."
             ),
         ] = None,
-        title: Annotated[str | None, Field(default=None, max_length=1_000)] = None,
+        title: Annotated[
+            Annotated[str, StringConstraints(max_length=1_000), PLAIN_TEXT] | None, Field(default=None)
+        ] = None,
         metadata: Annotated[Metadata | None, Field(default=None)] = None,
         message: Annotated[
             str | None,
@@ -176,12 +179,12 @@ def register_session_tools(mcp: MCPServer) -> None:
             str | None,
             Field(default=None, max_length=64, description="An event id: return only events after it."),
         ] = None,
-        limit: Annotated[int, Field(ge=1, le=200, description="Page size, 1 to 200.")] = 50,
+        limit: Annotated[StrictInt, Field(ge=1, le=200, description="Page size, 1 to 200.")] = 50,
         types: Annotated[
             list[EventType] | None, Field(default=None, max_length=30, description="Only these event types.")
         ] = None,
         wait_seconds: Annotated[
-            float,
+            StrictFloat,
             Field(ge=0, le=MAX_WAIT_S, description="Long poll: wait up to this long for a first new event."),
         ] = 0,
     ) -> Annotated[CallToolResult, EventList]:

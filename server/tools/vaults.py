@@ -8,11 +8,11 @@ from typing import Annotated, TypeVar
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from server.blocking import in_thread
+from server.blocking import in_vault_thread
 from server.errors import from_vault_error
-from server.models.common import Metadata
+from server.models.common import PLAIN_TEXT, Metadata
 from server.models.vaults import Credential, CredentialDeleted, CredentialList, Vault, VaultDeleted, VaultList
 from server.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, reply, runtime
 from vault.errors import VaultError
@@ -22,7 +22,9 @@ __all__ = ["register_vault_tools"]
 
 VaultRef = Annotated[str, Field(min_length=1, max_length=255, description="A vault id (vlt_...) or its display_name.")]
 CredentialId = Annotated[str, Field(min_length=1, max_length=64, description="A credential id (cred_...).")]
-DisplayName = Annotated[str, Field(min_length=1, max_length=255, description="A unique name for the vault.")]
+DisplayName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), PLAIN_TEXT, Field(description="A unique name for the vault.")
+]
 
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ _ADD_HINT = (
 async def vault_call(vaults: Vaults, call: Callable[[Vaults], T]) -> T:
     """Runs a vault operation off the event loop and turns its errors into tool errors."""
     try:
-        return await in_thread(call, vaults)
+        return await in_vault_thread(call, vaults)
     except VaultError as exc:
         raise from_vault_error(exc) from exc
 
