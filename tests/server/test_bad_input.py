@@ -133,7 +133,36 @@ CASES: list[Case] = [
     ("create_session", lambda w: {"resources": [{**REPO, "checkout": {"type": "commit", "sha": "xyz"}}]}, "sha"),
     ("create_session", lambda w: {"resources": [REPO, REPO]}, "same mount_path"),
     ("create_session", lambda w: {"resources": [REPO] * 17}, "at most 16"),
+    # Numbers the store cannot hold.
+    ("get_agent", lambda w: {"agent_id": w.agent, "version": 2**64}, "less than or equal to 2147483647"),
+    ("update_agent", lambda w: {"agent_id": w.agent, "version": 2**63, "name": "x"}, "less than or equal to"),
+    ("create_session", lambda w: {"agent_id": w.agent, "agent_version": 2**64}, "less than or equal to 2147483647"),
+    ("read_output_file", lambda w: {"session_id": w.session, "path": "a", "offset": 2**64}, "less than or equal"),
+    # Booleans are not numbers, numbers are not booleans, and numerals are not numbers.
+    ("list_agents", lambda w: {"limit": True}, "valid integer"),
+    ("get_agent", lambda w: {"agent_id": w.agent, "version": True}, "valid integer"),
+    ("get_events", lambda w: {"session_id": w.session, "wait_seconds": True}, "valid number"),
+    ("send_message", lambda w: {"session_id": w.session, "text": "hi", "wait_seconds": True}, "valid number"),
+    ("get_events", lambda w: {"session_id": w.session, "limit": "5"}, "valid integer"),
+    ("list_sessions", lambda w: {"include_archived": 1}, "valid boolean"),
+    ("list_sessions", lambda w: {"include_archived": "true"}, "valid boolean"),
+    ("confirm_tool_use", lambda w: {"session_id": w.session, "tool_use_id": w.event, "allow": 1}, "valid boolean"),
+    ("create_environment", lambda w: {"name": "x", "resources": {"memory_mb": "512"}}, "valid integer"),
+    ("create_environment", lambda w: {"name": "x", "resources": {"cpus": True}}, "valid number"),
+    ("create_agent", lambda w: {"name": "a", "tools": [{**TOOLSET, "configs": [{"name": "bash", "enabled": 0}]}]}, "bool"),
+    # Names, titles and metadata refuse NUL and control characters (tab and newline are fine).
+    ("create_agent", lambda w: {"name": "a\x00b"}, "control characters"),
+    ("create_agent", lambda w: {"name": "\x1b[31mred"}, "control characters"),
+    ("update_agent", lambda w: {"agent_id": w.agent, "description": "bell\x07"}, "control characters"),
+    ("create_agent", lambda w: {"name": "a", "metadata": {"k": "v\x1b[2J"}}, "control characters"),
+    ("create_environment", lambda w: {"name": "e\x9b"}, "control characters"),
+    ("update_environment", lambda w: {"environment_id": w.environment, "description": "\x00"}, "control characters"),
+    ("create_session", lambda w: {"title": "t\x1b]0;pwned\x07"}, "control characters"),
+    ("create_session", lambda w: {"metadata": {"\x00": "v"}}, "control characters"),
+    ("create_vault", lambda w: {"display_name": "v\x00"}, "control characters"),
+    ("create_vault", lambda w: {"display_name": "v", "metadata": {"k": "\x7f"}}, "control characters"),
 ]
+TOOLSET = {"type": "agent_toolset_20260401"}
 
 
 @pytest.mark.parametrize(("tool", "arguments", "expected"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
