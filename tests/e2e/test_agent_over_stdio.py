@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,8 +20,25 @@ from processes import python_path_env
 from scenario import call_ok
 
 from server.config import DEFAULT_IMAGE
+from server.hands.docker_sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+HANG_GUARD_S = 120
+"""Only stops a test that hangs; what a test checks is events and states, never how long something took."""
+LONG_COMMAND = "sleep 600"
+"""Far longer than any test runs: it ends only if something stops it."""
+
+
+def wait_for_running_command(client: docker.DockerClient, session_id: str, bound_s: float = 60) -> None:
+    """Polls the session's container until `LONG_COMMAND` shows in its process list (bounded; fails otherwise)."""
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        for container in client.containers.list(filters={"label": f"{LABEL_SESSION}={session_id}"}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                if any(LONG_COMMAND in " ".join(row) for row in container.top()["Processes"] or []):
+                    return
+    raise AssertionError(f"{LONG_COMMAND!r} never ran in the sandbox of {session_id}")
 
 
 @pytest.fixture
@@ -120,19 +139,26 @@ async def test_retries_then_exhausted_and_a_missing_key(stdio: Callable[..., Any
         assert any("ANTHROPIC_API_KEY" in str(e.get("error")) for e in outcome["events"])
 
 
-async def test_interrupt_during_a_long_command(stdio: Callable[..., Any], model: ModelServer) -> None:
-    model.enqueue(reply(tool_use("bash", {"command": "sleep 60"})))
+async def test_interrupt_during_a_long_command(
+    stdio: Callable[..., Any], model: ModelServer, docker_client: docker.DockerClient
+) -> None:
+    model.enqueue(reply(tool_use("bash", {"command": LONG_COMMAND})))
     async with stdio() as client:
         session = await call_ok(client, "create_session", {"message": "sleep"})
-        for _ in range(30):
-            page = await call_ok(
-                client, "get_events", {"session_id": session["id"], "wait_seconds": 5, "types": ["agent.tool_use"]}
-            )
-            if page["events"]:
-                break
-        with anyio.fail_after(15):
-            stopped = await call_ok(client, "interrupt_session", {"session_id": session["id"]})
+        sid = session["id"]
+        # The interrupt must find the command running: wait until it shows in the sandbox's process list.
+        await anyio.to_thread.run_sync(wait_for_running_command, docker_client, sid)
+        with anyio.fail_after(HANG_GUARD_S):
+            stopped = await call_ok(client, "interrupt_session", {"session_id": sid})
         assert stopped["status"] == "idle"
+        assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={sid}"}) == []
+        page = await call_ok(client, "get_events", {"session_id": sid, "limit": 200})
+        [use] = [e for e in page["events"] if e["type"] == "agent.tool_use"]
+        [result] = [e for e in page["events"] if e["type"] == "agent.tool_result"]
+        assert result["tool_use_id"] == use["id"]
+        assert result["is_error"] is True
+        assert "interrupted" in result["content"][0]["text"]
+        assert "user.interrupt" in [e["type"] for e in page["events"]]
 
 
 async def wait_requires_action(client: Client, session_id: str, exclude: str) -> str:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from mcp import Client
+from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
+
+from server.app import build_server
+from server.config import ServerConfig
+from server.hands.toolset import BUILTIN_TOOL_SPECS
 
 pytestmark = pytest.mark.anyio
 
@@ -119,12 +126,33 @@ async def test_custom_tools_need_unique_names_that_are_not_built_in(client: Clie
     assert "unique" in await call_error(client, "create_agent", {"name": "a", "tools": twice})
 
 
-async def test_toolset_configs_set_enabled_and_permission_policy_per_tool(client: Client) -> None:
-    toolset = {
+async def test_toolset_configs_set_enabled_and_permission_policy_per_tool(data_dir: Path, model: ModelServer) -> None:
+    only_bash_asking = {
         "type": "agent_toolset_20260401",
         "default_config": {"enabled": False},
         "configs": [{"name": "bash", "enabled": True, "permission_policy": {"type": "always_ask"}}],
     }
-    agent = await call_ok(client, "create_agent", {"name": "a", "tools": [toolset]})
-    assert agent["tools"][0]["configs"][0]["permission_policy"] == {"type": "always_ask"}
-    assert agent["tools"][0]["default_config"]["enabled"] is False
+    all_but_web_fetch = {"type": "agent_toolset_20260401", "configs": [{"name": "web_fetch", "enabled": False}]}
+    model.enqueue(reply(tool_use("bash", {"command": "rm -rf /workspace"})), reply("Nothing to fetch."))
+    config = ServerConfig(data_dir=data_dir, model="claude-test", model_key_present=True)
+    async with Client(build_server(config)) as client:
+        agent = await call_ok(client, "create_agent", {"name": "a", "tools": [only_bash_asking]})
+        assert agent["tools"][0]["configs"][0]["permission_policy"] == {"type": "always_ask"}
+        assert agent["tools"][0]["default_config"]["enabled"] is False
+        session = await call_ok(client, "create_session", {"agent_id": agent["id"]})
+        asked = await call_ok(client, "send_message", {"session_id": session["id"], "text": "clean up"})
+        # always_ask: the bash call waits for the client instead of running.
+        assert asked["stop_reason"]["type"] == "requires_action"
+        [use] = [e for e in asked["events"] if e["type"] == "agent.tool_use"]
+        assert (use["name"], use["evaluated_permission"]) == ("bash", "ask")
+        assert asked["stop_reason"]["event_ids"] == [use["id"]]
+        assert "agent.tool_result" not in [e["type"] for e in asked["events"]]
+
+        other = await call_ok(client, "create_agent", {"name": "b", "tools": [all_but_web_fetch]})
+        session = await call_ok(client, "create_session", {"agent_id": other["id"]})
+        done = await call_ok(client, "send_message", {"session_id": session["id"], "text": "fetch nothing"})
+        assert done["reply"] == "Nothing to fetch."
+    # What the model was offered: only the enabled built-ins.
+    first, second = model.requests
+    assert first.tool_names == ["bash"]
+    assert sorted(second.tool_names) == sorted(set(BUILTIN_TOOL_SPECS) - {"web_fetch"})

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import anyio
+import docker
+import docker.errors
 import pytest
 from mcp import Client, MCPError
+from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
 
-from server.config import ServerConfig
+from server.app import build_server
+from server.config import DEFAULT_IMAGE, ServerConfig
+from server.hands.docker_sandbox import LABEL_SESSION
+from server.models.sessions import EventPage
 from server.runtime import open_runtime
 from server.session.manager import MAX_EVENT_FIELD_CHARS, NewSession
 from server.session.store import NewEvent
 
 pytestmark = pytest.mark.anyio
+
+HANG_GUARD_S = 60
+"""Only stops a test that hangs; nothing here is timed."""
 
 
 async def test_an_inline_session_gets_the_model_system_and_full_toolset(client: Client) -> None:
@@ -61,14 +71,41 @@ async def test_archiving_twice_records_one_terminated_event(client: Client) -> N
     assert second["stats"]["event_count"] == 1
 
 
-async def test_delete_removes_the_session_its_events_and_its_files(client: Client, config: ServerConfig) -> None:
-    session = await call_ok(client, "create_session", {})
-    outputs = config.data_dir / "sessions" / session["id"] / "outputs"
-    outputs.mkdir(parents=True)
-    (outputs / "report.md").write_text("done")
-    await call_ok(client, "delete_session", {"session_id": session["id"]})
-    assert not outputs.parent.exists()
-    assert "no session" in await call_error(client, "get_events", {"session_id": session["id"]})
+@pytest.mark.docker
+async def test_delete_removes_the_session_its_events_and_its_files(
+    data_dir: Path, docker_client: docker.DockerClient, model: ModelServer
+) -> None:
+    config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True)
+    model.enqueue(
+        reply(tool_use("write", {"file_path": "/mnt/session/outputs/report.md", "content": "done"})),
+        reply("Written."),
+    )
+    async with Client(build_server(config)) as client:
+        session = await call_ok(client, "create_session", {})
+        sid = session["id"]
+        labelled = {"label": f"{LABEL_SESSION}={sid}"}
+        assert (await call_ok(client, "send_message", {"session_id": sid, "text": "write it"}))["reply"] == "Written."
+        # The tool call made the session's sandbox: its container and its two volumes, holding the file.
+        listing = await call_ok(client, "list_output_files", {"session_id": sid})
+        assert [f["path"] for f in listing["files"]] == ["report.md"]
+        assert len(docker_client.containers.list(all=True, filters=labelled)) == 1
+        volumes = {v.name for v in docker_client.volumes.list(filters=labelled)}
+        assert len(volumes) == 2
+        # What the host keeps for a session (repository markers) lives here; none is made without resources.
+        host_folder = config.data_dir / "sessions" / sid
+        (host_folder / "resources").mkdir(parents=True)
+        (host_folder / "resources" / "repo.delivered").touch()
+
+        deleted = await call_ok(client, "delete_session", {"session_id": sid})
+
+        assert deleted == {"id": sid, "type": "session_deleted", "deleted": True}
+        assert docker_client.containers.list(all=True, filters=labelled) == []
+        assert docker_client.volumes.list(filters=labelled) == []
+        for name in volumes:
+            with pytest.raises(docker.errors.NotFound):
+                docker_client.volumes.get(name)
+        assert not host_folder.exists()
+        assert "no session" in await call_error(client, "get_events", {"session_id": sid})
 
 
 async def test_the_session_resource_serves_json_and_refuses_unknown_ids(client: Client) -> None:
@@ -135,17 +172,25 @@ async def test_a_long_poll_returns_as_soon_as_an_event_is_appended(data_dir: Pat
     config = ServerConfig(data_dir=data_dir)
     async with open_runtime(config) as runtime:
         session = await runtime.sessions.create(NewSession())
-        results = []
+        results: list[EventPage] = []
+        returned = anyio.Event()
 
         async def poll() -> None:
-            results.append(await runtime.sessions.events(session.id, None, 10, None, wait_s=30))
+            # A wait that never runs out by itself: only the append's wake-up can end this poll.
+            results.append(await runtime.sessions.events(session.id, None, 10, None, wait_s=math.inf))
+            returned.set()
 
-        with anyio.fail_after(10):  # far below the 30 s poll: only a wake-up can finish in time
+        with anyio.fail_after(HANG_GUARD_S):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(poll)
                 await anyio.wait_all_tasks_blocked()
-                await runtime.sessions.append(session.id, [NewEvent("session.status_running", {})])
-        assert [e.type for e in results[0].events] == ["session.status_running"]
+                assert not returned.is_set()  # the poll is waiting: the log is empty
+                [appended] = await runtime.sessions.append(session.id, [NewEvent("session.status_running", {})])
+                await returned.wait()
+                # Appended only after the poll had returned: a poll that waited on would have taken it too.
+                later = NewEvent("agent.message", {"content": [{"type": "text", "text": "later"}]})
+                await runtime.sessions.append(session.id, [later])
+        assert [e.id for e in results[0].events] == [appended.id]
         assert results[0].status == "running"
 
 

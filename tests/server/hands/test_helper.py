@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import struct
 import sys
 import time
@@ -30,8 +31,8 @@ from processes import LineChild
 
 HELPER = Path(__file__).resolve().parents[3] / "server" / "hands" / "helper.py"
 OUTPUT_LIMIT = 100 * 1024
-QUICK_S = 5.0
-"""A call that must not wait for its command's own duration answers well within this."""
+POLL_BOUND_S = 5.0
+"""How long a poll for a real state may go on before the test fails: a bound, never a measurement."""
 
 
 @dataclass
@@ -128,7 +129,26 @@ def process_gone(pid: int) -> bool:
     return state in (b"Z", b"X")
 
 
-def wait_until(condition: Any, timeout_s: float = QUICK_S) -> None:
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in (b"Z", b"X"):
+            found.append(int(entry.name))
+    return found
+
+
+def shell_pid(helper: HelperClient) -> int:
+    return int(helper.bash("echo $$")["output"])
+
+
+def wait_until(condition: Any, timeout_s: float = POLL_BOUND_S) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -195,28 +215,33 @@ def test_ansi_escapes_are_stripped(helper: HelperClient) -> None:
 
 def test_a_timeout_kills_the_command_and_keeps_the_shell(helper: HelperClient, sandbox: Sandbox) -> None:
     (sandbox.workdir / "sub").mkdir()
-    started = time.monotonic()
-    result = helper.bash("cd sub; echo before; sleep 30", timeout_ms=500)
-    assert time.monotonic() - started < QUICK_S
+    shell = shell_pid(helper)
+    # The command notes its own pid, then becomes the 30 s sleep in the foreground.
+    result = helper.bash("cd sub; echo before; sh -c 'echo $$ > ../command.pid; exec sleep 30'", timeout_ms=2000)
     assert result["timed_out"] is True
     assert result["restarted"] is False
     assert result["exit_code"] is None
     assert result["output"].startswith("before\n")  # bash then reports what it killed, by pid
-    assert result["output"].endswith("\n[the command timed out after 0.5 s and was killed]")
+    assert result["output"].endswith("\n[the command timed out after 2 s and was killed]")
+    command = int((sandbox.workdir / "command.pid").read_text())
+    assert process_gone(command)  # killed and reaped before the call answered, not left running
+    assert children_of(shell) == []
+    assert shell_pid(helper) == shell  # the same shell lives on, with its cwd
     assert helper.bash("pwd")["output"] == str(sandbox.workdir / "sub")
 
 
 def test_a_stuck_builtin_loop_restarts_the_shell(helper: HelperClient, sandbox: Sandbox) -> None:
     (sandbox.workdir / "sub").mkdir()
-    started = time.monotonic()
+    stuck = shell_pid(helper)
     result = helper.bash("cd sub; while true; do :; done", timeout_ms=300)
-    assert time.monotonic() - started < QUICK_S
+    assert process_gone(stuck)  # the loop ran in the shell itself, so the shell went with it
     assert result["timed_out"] is True
     assert result["restarted"] is True
     assert "cwd and variables were reset" in result["output"]
     after = helper.bash("pwd")
     assert after["output"] == str(sandbox.workdir)
     assert after["restarted"] is False
+    assert shell_pid(helper) != stuck
 
 
 def test_huge_output_keeps_the_tail_within_the_cap(helper: HelperClient) -> None:
@@ -229,11 +254,13 @@ def test_huge_output_keeps_the_tail_within_the_cap(helper: HelperClient) -> None
 
 
 def test_a_background_process_does_not_hold_the_call(helper: HelperClient) -> None:
-    started = time.monotonic()
-    result = helper.bash("sleep 100 & echo started")
-    assert time.monotonic() - started < QUICK_S
-    assert result["output"] == "started"
-    assert result["exit_code"] == 0
+    result = helper.bash("sleep 100 & echo started $!")
+    word, pid = result["output"].split()
+    try:
+        assert not process_gone(int(pid))  # the call has answered while its background process still runs
+        assert (word, result["exit_code"], result["timed_out"]) == ("started", 0, False)
+    finally:
+        os.kill(int(pid), signal.SIGKILL)
 
 
 def test_exit_ends_the_shell_and_the_next_call_gets_a_fresh_one(helper: HelperClient, sandbox: Sandbox) -> None:
@@ -261,11 +288,13 @@ def test_restart_gives_a_fresh_shell(helper: HelperClient) -> None:
 
 def test_a_command_that_does_not_parse_fails_at_once_and_the_shell_lives_on(helper: HelperClient) -> None:
     helper.bash("export KEPT=1")
-    started = time.monotonic()
-    result = helper.bash('echo "unterminated')
-    assert time.monotonic() - started < QUICK_S
+    shell = shell_pid(helper)
+    # Sent to the shell, it would swallow the framing and hang until this timeout, then the shell would be reset.
+    result = helper.bash('echo "unterminated', timeout_ms=600_000)
     assert result["exit_code"] == 2
     assert "unexpected EOF" in result["output"]
+    assert (result["timed_out"], result["restarted"]) == (False, False)  # refused before it ran: nothing waited
+    assert shell_pid(helper) == shell
     assert helper.bash("echo $KEPT")["output"] == "1"
 
 
@@ -578,7 +607,8 @@ def test_list_outputs_describes_every_regular_file(helper: HelperClient, sandbox
     (sandbox.outputs / "etc-dir").symlink_to("/etc")
     os.mkfifo(sandbox.outputs / "fifo")
     files = helper.ok("list_outputs")["files"]
-    assert [f["path"] for f in files] == ["charts/data.bin", "inside-link", "report.txt", "run.log"]
+    # The README: "Symlinks are not outputs", wherever they point.
+    assert [f["path"] for f in files] == ["charts/data.bin", "report.txt", "run.log"]
     by_path = {f["path"]: f for f in files}
     assert by_path["charts/data.bin"]["sha256"] == hashlib.sha256(b"\x00\x01" * 1000).hexdigest()
     assert by_path["charts/data.bin"]["size_bytes"] == 2000

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,15 +20,13 @@ import docker.errors
 import pytest
 
 from server.config import DEFAULT_IMAGE
-from server.hands.images import HELPER_PATH, SANDBOX_UID, ImagePreparer, SandboxImageError
+from server.hands.images import BASE_LABEL, HELPER_PATH, SANDBOX_UID, ImagePreparer, SandboxImageError
 from server.models.environments import EnvironmentSpec
 
 pytestmark = pytest.mark.docker
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 """What CI sets as MANAGED_SESSIONS_EXTRA_CA_BUNDLE: registries here are behind a TLS-re-signing proxy."""
-FAILED_BUILD_BUDGET_S = 180
-"""A failing pip step takes seconds; this only proves the failure comes back instead of hanging."""
 MISSING_IMAGE = "localhost:1/managed-sessions-missing:never"
 """Pulling from a closed loopback port fails at once, and sends nothing off this machine."""
 
@@ -154,12 +151,10 @@ def test_a_pip_package_that_does_not_exist_fails_naming_pip_and_the_package(
 ) -> None:
     preparer = ImagePreparer(docker_client, DEFAULT_IMAGE, HOST_CA_BUNDLE, helper_source=helper)
     package = f"managed-sessions-no-such-package-{uuid.uuid4().hex[:8]}"
-    started = time.monotonic()
 
     with pytest.raises(SandboxImageError) as caught:
         preparer.prepare(EnvironmentSpec.model_validate({"packages": {"pip": [package]}}))
 
-    assert time.monotonic() - started < FAILED_BUILD_BUDGET_S
     message = str(caught.value)
     assert "pip install" in message
     assert package in message
@@ -189,15 +184,19 @@ def test_a_base_without_a_uid_1000_user_gets_one_with_a_home(
     assert output.splitlines() == [str(SANDBOX_UID), "sandbox", "/home/sandbox", owner, owner]
 
 
-def test_an_image_neither_present_nor_pullable_fails_quickly_with_how_to_get_it(preparer: ImagePreparer) -> None:
-    started = time.monotonic()
+def test_an_image_neither_present_nor_pullable_fails_at_the_pull_with_how_to_get_it(
+    docker_client: docker.DockerClient, preparer: ImagePreparer
+) -> None:
+    progress: list[str] = []
 
     with pytest.raises(SandboxImageError) as caught:
-        preparer.prepare(EnvironmentSpec(image=MISSING_IMAGE))
+        preparer.prepare(EnvironmentSpec(image=MISSING_IMAGE), progress.append)
 
-    assert time.monotonic() - started < 30
     message = str(caught.value)
-    assert f"image {MISSING_IMAGE!r} is not on the Docker engine" in message
+    # One pull was tried and its own failure is quoted; no build step ran and no image was made.
+    assert f"image {MISSING_IMAGE!r} is not on the Docker engine and pulling it failed (" in message
+    assert not any(line.startswith("Step ") for line in progress)
+    assert docker_client.images.list(filters={"label": f"{BASE_LABEL}={MISSING_IMAGE}"}) == []
     assert "docker pull" in message
     assert "docker load" in message
 

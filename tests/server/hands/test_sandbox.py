@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import docker
 import docker.errors
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from mcp import Client
 from processes import run_command
+from scenario import call_ok
 
+from server.app import build_server
 from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_SESSION, LABEL_STORE
+from server.hands.docker_sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE
+from server.hands.images import BASE_LABEL
 from server.hands.toolset import SandboxTools
 from server.models.sessions import Session
 from server.runtime import Runtime, open_runtime
@@ -184,13 +195,94 @@ async def test_archive_removes_the_container_and_keeps_the_outputs(
         assert docker_client.volumes.list(filters={"label": f"{LABEL_SESSION}={session.id}"}) == []
 
 
-async def test_get_session_shows_the_sandbox_posture(live: Live) -> None:
-    session = await live.runtime.sessions.get(live.session.id)
-    assert session.sandbox is not None
-    assert session.sandbox.user == "1000:1000"
-    assert session.sandbox.network == "none"
-    assert session.sandbox.capabilities == []
-    assert session.sandbox.docker_socket is False
+def self_signed_ca(folder: Path) -> Path:
+    """A PEM file holding one self-signed CA certificate (what a TLS-re-signing proxy's CA looks like)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "managed-sessions test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "extra-ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def posture_of_container(attrs: dict[str, Any], image_labels: dict[str, str]) -> dict[str, Any]:
+    """The confinement a container really has, from `docker inspect`, in the shape `get_session` shows."""
+    config, host = attrs["Config"], attrs["HostConfig"]
+    mounts = attrs["Mounts"]
+    disk = (host.get("StorageOpt") or {}).get("size")
+    return {
+        "image": image_labels[BASE_LABEL],  # what the session's image was derived from
+        "user": config["User"],
+        "network": host["NetworkMode"],
+        "capabilities": sorted(host.get("CapAdd") or []) if "ALL" in (host.get("CapDrop") or []) else ["(default)"],
+        "no_new_privileges": any(opt.split(":")[0].split("=")[0] == "no-new-privileges" for opt in host["SecurityOpt"]),
+        "memory_mb": host["Memory"] // (1024 * 1024),
+        "cpus": host["NanoCpus"] / 1e9,
+        "pids_limit": host["PidsLimit"],
+        "disk_mb": int(disk.rstrip("mM")) if disk else None,
+        "docker_socket": any("docker.sock" in f"{m.get('Source')} {m['Destination']}" for m in mounts),
+        "extra_ca_bundle": any(m["Destination"] == CA_BUNDLE_IN_CONTAINER and not m["RW"] for m in mounts),
+    }
+
+
+POSTURE_CASES = {
+    "default": ({}, False),
+    "limits-network-and-ca": (
+        {
+            "image": DEFAULT_IMAGE,
+            "networking": {"type": "unrestricted"},
+            "resources": {"cpus": 0.5, "memory_mb": 768},
+        },
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(POSTURE_CASES))
+async def test_get_session_shows_the_sandbox_posture(
+    sandbox_config: ServerConfig, docker_client: docker.DockerClient, tmp_path: Path, case: str
+) -> None:
+    environment, with_ca = POSTURE_CASES[case]
+    extra_ca = self_signed_ca(tmp_path) if with_ca else None
+    config = dataclasses.replace(sandbox_config, extra_ca_bundle=extra_ca)
+    async with Client(build_server(config)) as client:
+        arguments: dict[str, Any] = {}
+        if environment:
+            made = await call_ok(client, "create_environment", {"name": "posture", **environment})
+            arguments["environment_id"] = made["id"]
+        session = await call_ok(client, "create_session", arguments)
+        sid = session["id"]
+        assert session["sandbox"] is not None
+        await call_ok(client, "list_output_files", {"session_id": sid})  # the first use makes the container
+        shown = (await call_ok(client, "get_session", {"session_id": sid}))["sandbox"]
+        [container] = docker_client.containers.list(filters={"label": f"{LABEL_SESSION}={sid}"})
+        attrs = docker_client.api.inspect_container(container.id)
+        labels = docker_client.images.get(attrs["Config"]["Image"]).labels or {}
+        real = posture_of_container(attrs, labels)
+        mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+        await call_ok(client, "delete_session", {"session_id": sid})
+
+    assert shown == real
+    # Only the session's two volumes (and the CA bundle, read-only, when one is configured) are mounted.
+    expected = {"/workspace", "/mnt/session/outputs"} | ({CA_BUNDLE_IN_CONTAINER} if with_ca else set())
+    assert set(mounts) == expected
+    assert {mounts[d]["Type"] for d in ("/workspace", "/mnt/session/outputs")} == {"volume"}
+    if with_ca:
+        assert (mounts[CA_BUNDLE_IN_CONTAINER]["Source"], mounts[CA_BUNDLE_IN_CONTAINER]["RW"]) == (
+            str(extra_ca),
+            False,
+        )
 
 
 async def test_doctor_reports_leftovers_and_the_next_start_reaps_them(

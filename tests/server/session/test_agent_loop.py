@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,26 @@ from scenario import call_error, call_ok
 
 from server.app import build_server
 from server.config import DEFAULT_IMAGE, ServerConfig
+from server.hands.docker_sandbox import LABEL_SESSION
 from server.models.events import EVENT_TYPES
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+HANG_GUARD_S = 120
+"""Only stops a test that hangs; what a test checks is events and states, never how long something took."""
+LONG_COMMAND = "sleep 600"
+"""Far longer than any test runs: it ends only if something stops it."""
+
+
+def wait_for_running_command(client: docker.DockerClient, session_id: str, bound_s: float = 60) -> None:
+    """Polls the session's container until `LONG_COMMAND` shows in its process list (bounded; fails otherwise)."""
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        for container in client.containers.list(filters={"label": f"{LABEL_SESSION}={session_id}"}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                if any(LONG_COMMAND in " ".join(row) for row in container.top()["Processes"] or []):
+                    return
+    raise AssertionError(f"{LONG_COMMAND!r} never ran in the sandbox of {session_id}")
 
 
 @pytest.fixture
@@ -181,18 +200,21 @@ async def test_a_missing_key_idles_with_an_error_that_says_what_to_fix(data_dir:
         assert "ANTHROPIC_API_KEY" in failure["error"]["message"]
 
 
-async def test_an_interrupt_stops_a_running_command_within_seconds(
-    loop_config: ServerConfig, model: ModelServer
+async def test_an_interrupt_stops_a_running_command(
+    loop_config: ServerConfig, model: ModelServer, docker_client: docker.DockerClient
 ) -> None:
-    model.enqueue(reply(tool_use("bash", {"command": "sleep 60"})), reply("Stopped, as asked."))
+    model.enqueue(reply(tool_use("bash", {"command": LONG_COMMAND})), reply("Stopped, as asked."))
     async with Client(build_server(loop_config)) as client:
         session = await call_ok(client, "create_session", {})
         sid = session["id"]
         started = await call_ok(client, "send_message", {"session_id": sid, "text": "wait a minute", "wait_seconds": 0})
         await wait_for_type(client, sid, started["next_cursor"], "agent.tool_use")
-        with anyio.fail_after(15):  # far below the 60 s the command would take
+        await anyio.to_thread.run_sync(wait_for_running_command, docker_client, sid)
+        with anyio.fail_after(HANG_GUARD_S):
             stopped = await call_ok(client, "interrupt_session", {"session_id": sid})
         assert stopped["status"] == "idle"
+        # The command's container is gone, and the command with it; its result says it was interrupted.
+        assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={sid}"}) == []
         page = await call_ok(client, "get_events", {"session_id": sid, "limit": 200})
         types = [e["type"] for e in page["events"]]
         assert "user.interrupt" in types
@@ -262,9 +284,10 @@ async def test_an_interrupt_stops_a_model_answer_in_progress(loop_config: Server
         sid = session["id"]
         await call_ok(client, "send_message", {"session_id": sid, "text": "ponder", "wait_seconds": 0})
         await anyio.to_thread.run_sync(stalled.wait_started)
-        with anyio.fail_after(5):
+        with anyio.fail_after(HANG_GUARD_S):
             stopped = await call_ok(client, "interrupt_session", {"session_id": sid})
         assert stopped["status"] == "idle"
+        # The answer ended because the server hung up on it, not by reaching its cap or being released.
         assert await anyio.to_thread.run_sync(stalled.wait_ended) == "disconnected"
         again = await call_ok(client, "send_message", {"session_id": sid, "text": "now answer"})
         assert again["reply"] == "fresh answer"
