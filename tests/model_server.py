@@ -7,6 +7,7 @@ from a script. Each `POST /v1/messages` consumes the next scripted turn:
   Server-Sent Events when the request says `"stream": true`;
 - an `ErrorReply` (an HTTP status with the API's error body, or an `event: error` inside a stream);
 - a `Hang`, which stops mid-answer until the test releases it, the client hangs up, or its cap passes;
+- a `Drop`, which closes the connection mid-answer (a stream after `message_start`), as a network failure does;
 - a callable, which receives the `RecordedRequest` and returns one of the above.
 
 Wire format (anthropic SDK 2.x `types/`): a stream is `message_start` (a Message with empty content and
@@ -45,6 +46,7 @@ from typing_extensions import override
 
 __all__ = [
     "HANG_CAP_S",
+    "Drop",
     "ErrorReply",
     "Hang",
     "ModelServer",
@@ -55,6 +57,7 @@ __all__ = [
     "ToolUse",
     "Usage",
     "conversation_problems",
+    "drop",
     "error",
     "error_json",
     "hang",
@@ -177,7 +180,19 @@ class Hang:
         return outcome
 
 
-Answer = Reply | ErrorReply | Hang
+@dataclass(frozen=True)
+class Drop:
+    """A turn whose connection is closed mid-answer, with no error and no end: a network failure.
+
+    A stream sends `message_start`, a ping and, with `partial_text`, a text block's start and deltas (no
+    `content_block_stop`); then the connection closes without `message_stop` or the chunked body's end. A
+    non-streamed request gets no response at all. Either way the server closes the connection (FIN, not RST).
+    """
+
+    partial_text: str | None = None
+
+
+Answer = Reply | ErrorReply | Hang | Drop
 Turn = Answer | Callable[["RecordedRequest"], Answer]
 
 
@@ -237,6 +252,11 @@ def hang(
     head: tuple[Block, ...] = (Text(partial_text),) if partial_text else ()
     full = Reply((*head, *rest.blocks), rest.stop_reason, rest.usage, stop_details=rest.stop_details)
     return Hang(full, partial=bool(partial_text), cap_s=cap_s, released=release or threading.Event())
+
+
+def drop(partial_text: str | None = None) -> Drop:
+    """A turn cut off by the network: `drop()` right after `message_start`, `drop("Let me")` after some text."""
+    return Drop(partial_text)
 
 
 @dataclass(frozen=True)
@@ -556,6 +576,12 @@ class _Exchange:
                 job.released.wait(POLL_S)
         return job._end("released")
 
+    def drop(self) -> None:
+        """Closes the connection now, whatever was or was not sent: the client sees it end mid-response."""
+        self._lost()
+        with contextlib.suppress(OSError):
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+
     def _head(self, status: int, headers: dict[str, str]) -> None:
         if self.gone:
             return
@@ -786,6 +812,8 @@ class ModelServer:
             self._send_error(request, answer, exchange)
         elif isinstance(answer, Hang):
             self._send_hang(request, answer, exchange)
+        elif isinstance(answer, Drop):
+            self._send_drop(request, answer, exchange)
         else:
             if answer.delay_s and self._closing.wait(answer.delay_s):
                 return
@@ -824,6 +852,15 @@ class ModelServer:
         exchange.start_stream()
         exchange.send_events([*events[:2], error_json(answer.type, answer.message)])
         exchange.end_stream()
+
+    def _send_drop(self, request: RecordedRequest, answer: Drop, exchange: _Exchange) -> None:
+        if request.stream:
+            head = reply(answer.partial_text) if answer.partial_text else reply()
+            events = stream_events(head, model=str(request.model), message_id=f"msg_{secrets.token_hex(12)}")
+            cut = next(i for i, e in enumerate(events) if e["type"] in ("content_block_stop", "message_delta"))
+            exchange.start_stream()
+            exchange.send_events(events[:cut])
+        exchange.drop()
 
     def _send_hang(self, request: RecordedRequest, job: Hang, exchange: _Exchange) -> None:
         events = stream_events(job.reply, model=str(request.model), message_id=f"msg_{secrets.token_hex(12)}")

@@ -20,6 +20,7 @@ from model_server import (
     RecordedRequest,
     Usage,
     conversation_problems,
+    drop,
     error,
     hang,
     reply,
@@ -313,6 +314,58 @@ def test_an_unknown_path_is_not_found_and_recorded(model_server: ModelServer, sd
     assert model_server.violations == [
         "request #0 (GET /v1/models): GET /v1/models is not served by the scripted model"
     ]
+
+
+# --- drops -----------------------------------------------------------------------------------------------------
+
+
+def test_a_dropped_request_gets_no_response_and_the_sdk_raises_a_connection_error(
+    model_server: ModelServer, sdk: anthropic.Anthropic
+) -> None:
+    model_server.enqueue(drop(), reply("still serving"))
+
+    with pytest.raises(anthropic.APIConnectionError) as raised:
+        sdk.messages.create(model=MODEL, max_tokens=64, messages=HELLO)
+    after = sdk.messages.create(model=MODEL, max_tokens=64, messages=HELLO)
+
+    assert isinstance(raised.value.__cause__, httpx2.RemoteProtocolError)
+    assert "without sending a response" in str(raised.value.__cause__)
+    assert [getattr(b, "text", None) for b in after.content] == ["still serving"]
+    assert model_server.violations == []
+
+
+def read_stream_into(sdk: anthropic.Anthropic, seen: list[str], texts: list[str]) -> None:
+    """Streams a hello, noting each event's type and each text delta as it arrives, until the stream ends."""
+    with sdk.messages.stream(model=MODEL, max_tokens=64, messages=HELLO) as stream:
+        for event in stream:
+            seen.append(event.type)
+            if event.type == "text":
+                texts.append(event.text)
+
+
+@pytest.mark.parametrize(
+    ("partial_text", "expected_events"),
+    [
+        (None, ["message_start"]),
+        ("Let me", ["message_start", "content_block_start", *["content_block_delta", "text"] * 3]),
+    ],
+    ids=["after-message-start", "mid-text"],
+)
+def test_a_dropped_stream_ends_without_message_stop_in_a_transport_error_the_sdk_does_not_wrap(
+    model_server: ModelServer, sdk: anthropic.Anthropic, partial_text: str | None, expected_events: list[str]
+) -> None:
+    """The SDK wraps only the request in `APIConnectionError`; a body that breaks off raises httpx's own error."""
+    model_server.enqueue(drop(partial_text))
+    seen: list[str] = []
+    texts: list[str] = []
+
+    with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read") as raised:
+        read_stream_into(sdk, seen, texts)
+
+    assert not isinstance(raised.value, anthropic.AnthropicError)
+    assert seen == expected_events
+    assert "".join(texts) == (partial_text or "")
+    assert model_server.violations == []
 
 
 # --- request checks --------------------------------------------------------------------------------------------

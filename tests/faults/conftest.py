@@ -1,0 +1,36 @@
+"""Fixtures of the fault-injection suite: a small disk to fill, a Docker engine to cut, a scripted model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import docker
+import pytest
+from docker_proxy import DockerProxy
+from model_server import ModelServer
+from small_disk import SmallDisk, mounted_small_disk
+
+
+@pytest.fixture
+def small_disk() -> Iterator[SmallDisk]:
+    """A 64 MiB tmpfs (root only: skipped elsewhere, a failure where MANAGED_SESSIONS_REQUIRE_FAULTS=1)."""
+    with mounted_small_disk(64) as disk:
+        yield disk
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch, docker_client: docker.DockerClient) -> Iterator[DockerProxy]:
+    """The real engine behind a socket the test can cut and restore; servers made in the test use it."""
+    with DockerProxy() as proxy:
+        monkeypatch.setenv("DOCKER_HOST", proxy.url)
+        yield proxy
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
+    """The scripted Messages API, for in-process servers (ANTHROPIC_BASE_URL) and child servers (`base_url`)."""
+    with ModelServer() as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        yield server
+        assert server.violations == []
