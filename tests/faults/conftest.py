@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 from docker_proxy import DockerProxy
+from keyring_daemon import KeyringDaemons, killable_secret_service
 from model_server import ModelServer
 from small_disk import SmallDisk, mounted_small_disk
 
@@ -34,3 +37,21 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
         monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
         yield server
         assert server.violations == []
+
+
+@pytest.fixture
+def daemons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyringDaemons]:
+    """A private SecretService keyring this process uses, whose daemons the test may kill (skipped, or failed
+    where MANAGED_SESSIONS_REQUIRE_KEYRING=1, without gnome-keyring and D-Bus)."""
+    from conftest import missing_part
+
+    service = killable_secret_service(tmp_path / "keyring", monkeypatch)
+    try:
+        started = service.__enter__()
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        missing_part("keyring", str(exc))
+        raise
+    try:
+        yield started
+    finally:
+        service.__exit__(None, None, None)

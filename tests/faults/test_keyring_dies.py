@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from keyring_daemon import KeyringDaemons, killable_secret_service
+from keyring_daemon import KeyringDaemons
 from log_checks import assert_log_is_valid, read_log
 from mcp import Client
 from model_server import ModelServer, RecordedRequest, Reply, reply, tool_use
@@ -45,12 +45,6 @@ def config(data_dir: Path) -> ServerConfig:
 def remote() -> Any:
     with RemoteMcpServer(token=TOKEN) as server:
         yield server
-
-
-@pytest.fixture
-def daemons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    with killable_secret_service(tmp_path / "keyring", monkeypatch) as started:
-        yield started
 
 
 def add_bearer(config: ServerConfig, remote: RemoteMcpServer) -> tuple[str, str]:
