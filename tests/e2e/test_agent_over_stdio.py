@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 from model_server import ModelServer, error, reply, tool_use
 from processes import python_path_env
+from sandbox_probes import LONG_COMMAND, wait_for_running_command
 from scenario import call_ok
 
 from server.config import DEFAULT_IMAGE
@@ -26,19 +25,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
 HANG_GUARD_S = 120
 """Only stops a test that hangs; what a test checks is events and states, never how long something took."""
-LONG_COMMAND = "sleep 600"
-"""Far longer than any test runs: it ends only if something stops it."""
-
-
-def wait_for_running_command(client: docker.DockerClient, session_id: str, bound_s: float = 60) -> None:
-    """Polls the session's container until `LONG_COMMAND` shows in its process list (bounded; fails otherwise)."""
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        for container in client.containers.list(filters={"label": f"{LABEL_SESSION}={session_id}"}):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                if any(LONG_COMMAND in " ".join(row) for row in container.top()["Processes"] or []):
-                    return
-    raise AssertionError(f"{LONG_COMMAND!r} never ran in the sandbox of {session_id}")
 
 
 @pytest.fixture

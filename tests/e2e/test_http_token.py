@@ -70,3 +70,27 @@ async def test_without_a_keyring_or_token_the_server_says_how_to_fix_it(
     assert result.returncode == 1
     assert "MANAGED_SESSIONS_TOKEN" in result.stderr
     assert "keyring" in result.stderr
+
+
+async def test_token_rotate_keeps_a_new_token_and_a_restarted_server_refuses_the_old_one(
+    subprocess_env: dict[str, str], keyring_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = python_path_env({**subprocess_env, **keyring_env})
+    with http_server(env, tmp_path / "first.log") as (port, _):
+        old = token_from((tmp_path / "first.log").read_text())
+        assert await initialize(port, old) == 200
+
+    rotated = run_command(["token", "rotate"], env)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    assert len(new) >= 40
+    assert new != old
+    assert "restart the HTTP server" in rotated.stderr
+    shown = run_command(["token", "show"], env)
+    assert shown.stdout.strip() == new  # the keyring holds the new token
+
+    with http_server(env, tmp_path / "second.log") as (port, _):
+        assert "generated an HTTP bearer token" not in (tmp_path / "second.log").read_text()
+        assert await initialize(port, old) == 401
+        assert await initialize(port, new) == 200
+    assert new not in (tmp_path / "second.log").read_text()

@@ -9,8 +9,6 @@ machine, including other tests'.
 
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,15 @@ from docker_proxy import DockerProxy
 from log_checks import assert_log_is_valid, read_log
 from mcp import Client
 from model_server import ModelServer, RecordedRequest, Reply, reply, tool_use
+from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command, wait_until_gone
 from scenario import call_ok
 
 from server.app import build_server
 from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
 HANG_GUARD_S = 180
-LONG_COMMAND = "sleep 600"
 
 
 def config_for(data_dir: Path, engine_wait_s: float) -> ServerConfig:
@@ -63,28 +60,6 @@ async def all_events(client: Client, session_id: str) -> list[dict[str, Any]]:
 
 def results(events: list[dict[str, Any]]) -> list[tuple[bool, str]]:
     return [(e["is_error"], e["content"][0]["text"]) for e in events if e["type"] == "agent.tool_result"]
-
-
-def containers_of(engine: docker.DockerClient, session_id: str) -> list[Any]:
-    return list(engine.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_SESSION}={session_id}"}))
-
-
-def wait_for_command(engine: docker.DockerClient, session_id: str) -> None:
-    """Polls the session's container (through the real socket) until LONG_COMMAND runs; bounded."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for container in containers_of(engine, session_id):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # not started yet
-                if any(LONG_COMMAND in " ".join(row) for row in container.top()["Processes"] or []):
-                    return
-    raise AssertionError(f"{LONG_COMMAND!r} never ran")
-
-
-def wait_until_gone(engine: docker.DockerClient, session_id: str) -> None:
-    """Polls (through the real socket) until the session has no container; bounded."""
-    deadline = time.monotonic() + 60
-    while containers_of(engine, session_id):
-        assert time.monotonic() < deadline, f"the container of {session_id} was never removed"
 
 
 async def test_an_engine_that_goes_away_between_tool_calls_is_waited_for_and_the_loop_goes_on(
@@ -135,7 +110,7 @@ async def test_an_engine_that_stays_away_idles_the_session_once_and_archive_stil
         async with Client(build_server(config)) as client:
             sid = (await call_ok(client, "create_session", {}))["id"]
             await call_ok(client, "send_message", {"session_id": sid, "text": "go", "wait_seconds": 0})
-            await anyio.to_thread.run_sync(wait_for_command, docker_client, sid)
+            await anyio.to_thread.run_sync(wait_for_running_command, docker_client, sid)
             engine.cut()  # while the command runs
 
             idle = await wait_for(client, sid, "session.status_idle")

@@ -28,7 +28,7 @@ import requests
 import secretstorage.exceptions
 from docker.models.containers import Container
 from docker_proxy import DockerProxy
-from keyring_daemon import KeyringDaemons, killable_secret_service
+from keyring_daemon import KeyringDaemons
 from processes import python_path_env
 from small_disk import SmallDisk, mounted_small_disk
 
@@ -386,20 +386,10 @@ def read_in_a_fresh_process() -> dict[str, Any]:
 
 
 @pytest.fixture
-def keyring_daemons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyringDaemons]:
-    from conftest import missing_part
-
-    service = killable_secret_service(tmp_path / "keyring", monkeypatch)
-    try:
-        daemons = service.__enter__()
-    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
-        missing_part("keyring", str(exc))
-        raise
-    try:
-        KeyringStore(KEYRING_SERVICE).set(Secret("cred", "s3cret-value"))
-        yield daemons
-    finally:
-        service.__exit__(None, None, None)
+def keyring_daemons(daemons: KeyringDaemons) -> KeyringDaemons:
+    """The fault suite's killable keyring (tests/faults/conftest.py), holding one secret."""
+    KeyringStore(KEYRING_SERVICE).set(Secret("cred", "s3cret-value"))
+    return daemons
 
 
 @pytest.mark.keyring

@@ -149,7 +149,11 @@ CASES: list[Case] = [
     ("confirm_tool_use", lambda w: {"session_id": w.session, "tool_use_id": w.event, "allow": 1}, "valid boolean"),
     ("create_environment", lambda w: {"name": "x", "resources": {"memory_mb": "512"}}, "valid integer"),
     ("create_environment", lambda w: {"name": "x", "resources": {"cpus": True}}, "valid number"),
-    ("create_agent", lambda w: {"name": "a", "tools": [{**TOOLSET, "configs": [{"name": "bash", "enabled": 0}]}]}, "bool"),
+    (
+        "create_agent",
+        lambda w: {"name": "a", "tools": [{**TOOLSET, "configs": [{"name": "bash", "enabled": 0}]}]},
+        "bool",
+    ),
     # Names, titles and metadata refuse NUL and control characters (tab and newline are fine).
     ("create_agent", lambda w: {"name": "a\x00b"}, "control characters"),
     ("create_agent", lambda w: {"name": "\x1b[31mred"}, "control characters"),

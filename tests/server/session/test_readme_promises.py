@@ -15,7 +15,6 @@ SDK against the scripted model, real Docker where a sandbox is involved, a real 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from git_server import git_server, make_repository
 from mcp import Client
 from model_server import ModelServer, error, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
+from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command
 from scenario import call_ok
 
 import server.runtime
@@ -46,7 +46,6 @@ pytestmark = pytest.mark.anyio
 
 HANG_GUARD_S = 120
 """Only stops a test that hangs; what a test checks is events and states, never how long something took."""
-LONG_COMMAND = "sleep 600"
 """Far longer than any test runs: it ends only if something stops it."""
 MCP_TOKEN = "remote-token-8c41d0e7"
 
@@ -288,25 +287,6 @@ async def test_under_the_budget_nothing_is_trimmed(data_dir: Path, model: ModelS
 
 
 # --- interrupts -------------------------------------------------------------------------------------------------
-
-
-def containers_of(client: docker.DockerClient, session_id: str) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"}))
-
-
-def wait_for_running_command(client: docker.DockerClient, session_id: str) -> str:
-    """Asks the engine for the container's processes until `LONG_COMMAND` shows (each ask is a round trip to the
-    engine, no sleep); the deadline is only a hang guard. Returns the container's id."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        for container in containers_of(client, session_id):
-            try:
-                processes = container.top()["Processes"] or []
-            except docker.errors.APIError:
-                continue  # not running yet
-            if any(LONG_COMMAND in " ".join(row) for row in processes):
-                return str(container.id)
-    raise AssertionError(f"{LONG_COMMAND!r} never ran in the sandbox of {session_id}")
 
 
 @pytest.mark.docker
