@@ -86,6 +86,8 @@ class SandboxPool:
 
     def sandbox(self, session_id: str, environment: EnvironmentSpec) -> DockerSandbox:
         """The session's sandbox (nothing starts until its first call). Raises `SandboxUnavailableError`."""
+        if not self._settling:
+            self._owed.pop(session_id, None)  # it is wanted again: whoever asks removes it after, if need be
         if self._owed and not self._settling:
             self._settling = True
             self._task_group.start_soon(self._settle_owed, name="owed sandbox removals")
