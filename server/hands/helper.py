@@ -235,11 +235,12 @@ def _canonicalize(path: str) -> str:
     The file tools then operate on this path, so a link that points out of the
     sandbox's files can neither pass the check nor be followed afterwards.
     Raises `OSError` (a loop, an unreadable directory) rather than returning a
-    partly resolved path. A trailing slash says "a directory", as it does to the
-    kernel: on an existing file it is `NotADirectoryError`, not the file.
+    partly resolved path. A trailing `/` (or `/.`) says "a directory", as it does
+    to the kernel: on an existing file it is `NotADirectoryError`, not the file.
     """
     canonical = _resolve_links(path)
-    if path.endswith("/") and os.path.lexists(canonical) and not os.path.isdir(canonical):
+    names_a_directory = path.endswith(("/", "/.")) or path == "."
+    if names_a_directory and os.path.lexists(canonical) and not os.path.isdir(canonical):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
     return canonical
 

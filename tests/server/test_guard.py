@@ -11,6 +11,8 @@ from mcp import Client
 from scenario import call_error, call_ok
 
 from server.definitions import Definitions
+from server.errors import InvalidRequestError
+from server.tools.guard import MAX_ERROR_CHARS
 
 pytestmark = pytest.mark.anyio
 
@@ -41,3 +43,27 @@ async def test_a_store_failure_nobody_anticipated_is_named_as_one(
     monkeypatch.setattr(Definitions, "get_agent", corrupt)
     error = await call_error(client, "get_agent", {"agent_id": "agent_x"})
     assert error.startswith("Error executing tool get_agent: the store failed (DatabaseError)")
+
+
+async def test_arguments_failing_the_schema_are_listed_briefly_without_echoing_the_input(client: Client) -> None:
+    bad = {"name": 7, "model": "bad model!", "system": 3, "description": ["x" * 5_000], "tools": "all", "metadata": 1}
+    error = await call_error(client, "create_agent", {**bad, "mcp_servers": "x" * 100_000})
+    assert error.startswith("Error executing tool create_agent: invalid arguments (")
+    assert "name: Input should be a valid string" in error
+    assert "errors.pydantic.dev" not in error
+    assert "xxxxxxxxxx" not in error  # no input is echoed
+    assert len(error) <= MAX_ERROR_CHARS
+
+
+async def test_a_very_long_error_keeps_its_beginning_and_its_end(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def long_refusal(*args: object) -> None:
+        raise InvalidRequestError("the start " + "path/" * 2_000 + " the fix at the end")
+
+    monkeypatch.setattr(Definitions, "list_environments", long_refusal)
+    error = await call_error(client, "list_environments", {})
+    assert error.startswith("Error executing tool list_environments: the start")
+    assert error.endswith("the fix at the end")
+    assert "chars cut" in error
+    assert len(error) <= MAX_ERROR_CHARS + 50
