@@ -159,3 +159,31 @@ async def test_a_session_idled_by_an_outage_runs_its_waiting_tool_with_the_next_
     assert len(model.requests) == 2
     assert "the engine is back" in str(model.requests[-1].messages)
     assert_log_is_valid(read_log(data_dir, sid))
+
+
+async def test_a_sandbox_that_cannot_start_idles_the_session_once_without_asking_the_model_again(
+    engine: DockerProxy, data_dir: Path, model: ModelServer
+) -> None:
+    """No waiting here: an image that is not on the engine and cannot be pulled (its registry refuses at once)
+    will not appear by itself. The error says how to get it; the tool runs with the next message."""
+    model.enqueue(reply(tool_use("bash", {"command": "echo hi"})))
+    with anyio.fail_after(HANG_GUARD_S):
+        async with Client(build_server(config_for(data_dir, engine_wait_s=120))) as client:
+            environment = await call_ok(
+                client, "create_environment", {"name": "gone", "image": "localhost:1/nowhere/missing:1"}
+            )
+            sid = (await call_ok(client, "create_session", {"environment_id": environment["id"]}))["id"]
+            outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "go"})
+            assert outcome["stop_reason"]["type"] == "retries_exhausted"
+            (error,) = [e["error"] for e in outcome["events"] if e["type"] == "session.error"]
+            assert error["retry_status"] == {"type": "exhausted"}
+            assert "localhost:1/nowhere/missing:1" in error["message"]
+            assert "docker pull" in error["message"]  # how to get it
+            assert "Nothing ran; send a message to go on once this is fixed" in error["message"]
+            assert results(outcome["events"]) == []
+            assert len(model.requests) == 1
+
+            again = await call_ok(client, "send_message", {"session_id": sid, "text": "and now?"})
+            assert again["stop_reason"]["type"] == "retries_exhausted"  # still missing: tried again, no model call
+            assert len(model.requests) == 1
+    assert_log_is_valid(read_log(data_dir, sid), settled=False)
