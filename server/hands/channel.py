@@ -29,7 +29,7 @@ import anyio
 import anyio.abc
 from pydantic import JsonValue
 
-from server.blocking import in_docker_thread
+from server.hands.engine import in_engine
 
 __all__ = ["ChannelClosedError", "HelperChannel", "HelperError"]
 
@@ -86,7 +86,7 @@ class HelperChannel:
             hijacked.close()
             return raw, exec_id
 
-        raw, exec_id = await in_docker_thread(start)
+        raw, exec_id = await in_engine(start)  # a dead engine: EngineUnreachableError
         if raw.family == socket.AF_UNIX:
             stream: anyio.abc.SocketStream = await anyio.abc.UNIXSocketStream.from_socket(raw)
         else:

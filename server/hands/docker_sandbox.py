@@ -45,7 +45,7 @@ from docker.types import LogConfig
 from pydantic import JsonValue
 
 from server.hands.channel import ChannelClosedError, HelperChannel
-from server.hands.engine import in_engine, is_unreachable, unreachable_error
+from server.hands.engine import in_engine
 from server.hands.images import HELPER_PATH, SANDBOX_UID, ImagePreparer
 from server.hands.sandbox import (
     DEFAULT_CPUS,
@@ -176,8 +176,6 @@ class DockerSandbox:
                     self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
                 )
             except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
-                if is_unreachable(exc):
-                    raise unreachable_error(exc) from exc
                 raise SandboxUnavailableError(f"could not reach the sandbox of {self.session_id!r}: {exc}") from exc
             self._task_group.start_soon(channel.run_reader, name=f"sandbox channel {self.session_id}")
             try:
