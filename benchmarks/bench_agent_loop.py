@@ -63,13 +63,13 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from mcp import Client
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_STORE
-from server.log import configure_logging
-from server.runtime import Runtime, open_runtime
-from server.session.manager import NewSession
-from server.session.store import Store
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.log import configure_logging
+from server.fronts.mcp.server import build_server
+from server.hands.docker.sandbox import LABEL_STORE
+from server.services.runtime import Runtime, open_runtime
+from server.services.sessions import NewSession
+from server.store.sqlite.store import Store
 
 OVERHEAD_TARGET_MS = 10.0
 RESUME_TARGET_S = 3.0

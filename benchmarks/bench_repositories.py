@@ -37,12 +37,12 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from git_server import GitServer, git_server, make_repository
 
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import DockerSandbox
-from server.hands.repositories import RepositoryCache
-from server.log import configure_logging
-from server.runtime import open_runtime
-from server.session.manager import NewSession
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.log import configure_logging
+from server.egress.repositories import RepositoryCache
+from server.hands.docker.sandbox import DockerSandbox
+from server.services.runtime import open_runtime
+from server.services.sessions import NewSession
 from vault import Secret
 
 PHASE_TIMEOUT_S = 900.0

@@ -44,13 +44,13 @@ import docker
 from _common import check, emit, environment, latency_ms, log, now, ratio, temp_dir
 from docker.models.containers import Container
 
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_STORE, DockerSandbox
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.log import configure_logging
+from server.core.sessions import Session
+from server.hands.docker.sandbox import LABEL_STORE, DockerSandbox
 from server.hands.toolset import SandboxTools
-from server.log import configure_logging
-from server.models.sessions import Session
-from server.runtime import Runtime, open_runtime
-from server.session.manager import NewSession
+from server.services.runtime import Runtime, open_runtime
+from server.services.sessions import NewSession
 
 ROUND_TRIP_TARGET_MS = 5.0
 SPEEDUP_TARGET = 10.0

@@ -49,13 +49,13 @@ from _common import (
 from _events import realistic_events
 from mcp import Client, StdioServerParameters
 
-from server.app import build_server
-from server.config import ServerConfig
-from server.log import configure_logging
-from server.models.common import now_rfc3339
-from server.session.manager import NewSession, SessionManager
-from server.session.state import SessionState
-from server.session.store import NewEvent, Store
+from server.core.common import now_rfc3339
+from server.core.config import ServerConfig
+from server.core.log import configure_logging
+from server.fronts.mcp.server import build_server
+from server.services.sessions import NewSession, SessionManager
+from server.store.sqlite.state import SessionState
+from server.store.sqlite.store import NewEvent, Store
 
 READ_TARGET_MS = 5.0
 APPEND_TARGET_PER_S = 5_000.0

@@ -33,11 +33,11 @@ from model_server import ModelServer, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from secret_service import secret_service
 
-from server.config import ServerConfig
-from server.definitions import AgentChanges
-from server.log import configure_logging
-from server.runtime import open_runtime
-from server.session.manager import NewSession
+from server.core.config import ServerConfig
+from server.core.log import configure_logging
+from server.services.definitions import AgentChanges
+from server.services.runtime import open_runtime
+from server.services.sessions import NewSession
 from vault import KEYRING_SERVICE, Secret, Vaults
 
 READS_PER_TURN_TARGET = 0.0

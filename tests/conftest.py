@@ -13,8 +13,8 @@ import docker.errors
 import pytest
 from mcp import Client
 
-from server.app import build_server
-from server.config import ServerConfig
+from server.core.config import ServerConfig
+from server.fronts.mcp.server import build_server
 
 REQUIRED_PARTS = {
     "docker": "MANAGED_SESSIONS_REQUIRE_DOCKER",
@@ -46,7 +46,7 @@ def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """A Docker engine that answers and holds the default sandbox image (else skip, or fail in CI)."""
-    from server.config import DEFAULT_IMAGE
+    from server.core.config import DEFAULT_IMAGE
 
     try:
         client = docker.from_env(timeout=120)
@@ -76,8 +76,8 @@ def remove_sandboxes_of(data_dir: Path) -> None:
     import docker
     import docker.errors
 
-    from server.hands.docker_sandbox import LABEL_STORE
-    from server.session.store import Store
+    from server.hands.docker.sandbox import LABEL_STORE
+    from server.store.sqlite.store import Store
 
     store = Store.open(database)
     try:

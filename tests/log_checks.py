@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from server.models.events import Event
-from server.session.store import Store
+from server.core.events import Event
+from server.store.sqlite.store import Store
 
 __all__ = ["assert_log_is_valid", "read_log"]
 

@@ -10,7 +10,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from server.hands.docker_sandbox import LABEL_SESSION
+from server.hands.docker.sandbox import LABEL_SESSION
 
 __all__ = ["LONG_COMMAND", "containers_of", "wait_for_running_command", "wait_until_gone"]
 

@@ -15,9 +15,9 @@ import docker.errors
 import pytest
 from conftest import missing_part
 
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.image import DEBOOTSTRAP_BASE, REGISTRY_BASE, ImageBuildError, build_default_image
-from server.version import __version__
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.version import __version__
+from server.hands.docker.base_image import DEBOOTSTRAP_BASE, REGISTRY_BASE, ImageBuildError, build_default_image
 
 SANDBOX_UID = 1000
 SESSION_DIRS = ("/workspace", "/mnt/session/outputs", "/mnt/session/uploads")

@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import JsonValue
 
 from server.brain.tools import mcp_tool_name
-from server.models.events import Event
+from server.core.events import Event
 
 __all__ = [
     "TRIMMED",

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import JsonValue
 
-from server.brain.remote_mcp import RemoteTool
-from server.models.agents import AgentTool, AgentToolset, CustomTool, McpToolset
+from server.core.agents import AgentTool, AgentToolset, CustomTool, McpToolset
+from server.egress.remote_mcp import RemoteTool
 
 __all__ = ["OfferedTool", "mcp_tool_name", "offered_tools"]
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import JsonValue
 
-from server.errors import ServerError
+from server.core.errors import ServerError
 
 __all__ = [
     "DEFAULT_CPUS",

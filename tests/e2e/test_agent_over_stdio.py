@@ -18,8 +18,8 @@ from processes import python_path_env
 from sandbox_probes import LONG_COMMAND, wait_for_running_command
 from scenario import call_ok
 
-from server.config import DEFAULT_IMAGE
-from server.hands.docker_sandbox import LABEL_SESSION
+from server.core.config import DEFAULT_IMAGE
+from server.hands.docker.sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

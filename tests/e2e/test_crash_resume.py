@@ -15,8 +15,8 @@ import pytest
 from model_server import ModelServer, hang, reply, tool_use
 from processes import INITIALIZE, LineChild, python_path_env
 
-from server.config import DEFAULT_IMAGE
-from server.session.store import Store
+from server.core.config import DEFAULT_IMAGE
+from server.store.sqlite.store import Store
 
 pytestmark = pytest.mark.docker
 

@@ -21,9 +21,9 @@ import pytest
 from conftest import missing_part
 from mcp import Client
 
-from server.app import build_server
-from server.config import ServerConfig
-from server.ids import is_id
+from server.core.config import ServerConfig
+from server.core.ids import is_id
+from server.fronts.mcp.server import build_server
 
 pytestmark = pytest.mark.inspector
 

@@ -22,8 +22,8 @@ from processes import SERVER, python_path_env
 from remote_mcp_server import RemoteMcpServer
 from secrets_audit import container_holds, forms_of, stream_holds, tree_holds
 
-from server.config import DEFAULT_IMAGE
-from server.hands.docker_sandbox import LABEL_SESSION
+from server.core.config import DEFAULT_IMAGE
+from server.hands.docker.sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.keyring, pytest.mark.anyio]
 

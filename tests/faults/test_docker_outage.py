@@ -23,8 +23,8 @@ from model_server import ModelServer, RecordedRequest, Reply, reply, tool_use
 from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command, wait_until_gone
 from scenario import call_ok
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.fronts.mcp.server import build_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

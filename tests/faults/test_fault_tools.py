@@ -32,7 +32,7 @@ from keyring_daemon import KeyringDaemons
 from processes import python_path_env
 from small_disk import SmallDisk, mounted_small_disk
 
-from server.config import DEFAULT_IMAGE
+from server.core.config import DEFAULT_IMAGE
 from vault.errors import KeyringUnavailableError
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.secret import Secret
@@ -75,7 +75,7 @@ def sleeper(docker_client: docker.DockerClient) -> Iterator[Container]:
 
 
 def open_exec_stream(client: docker.DockerClient, container: Container, command: list[str]) -> socket.socket:
-    """`docker exec -i` as server/hands/channel.py opens it: a hijacked socket, duplicated, the SDK's objects closed."""
+    """`docker exec -i` as hands/helper/channel.py opens it: a hijacked socket, duplicated, the SDK's objects closed."""
     exec_id = client.api.exec_create(container.id, command, stdin=True, stdout=True, stderr=True, tty=False)["Id"]
     hijacked: Any = client.api.exec_start(exec_id, socket=True)  # a SocketIO over a unix socket
     raw: socket.socket = hijacked._sock.dup()

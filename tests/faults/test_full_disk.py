@@ -31,7 +31,7 @@ Connect = Callable[[], AbstractAsyncContextManager[Client]]
 
 @pytest.fixture
 def stdio_server(small_disk: SmallDisk, subprocess_env: dict[str, str], model: ModelServer, tmp_path: Path) -> Connect:
-    """Starts `python -m server serve` over stdio on the small disk; its stderr goes to tmp_path/server.log."""
+    """Starts `python -m server serve` over stdio on the small disk; its stderr goes to tmp_path/server.core.log."""
     env = python_path_env(
         {
             **subprocess_env,

@@ -24,9 +24,9 @@ from model_server import ModelServer, RecordedRequest, Reply, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from scenario import call_error, call_ok
 
-import server.blocking
-from server.app import build_server
-from server.config import ServerConfig
+import server.core.blocking
+from server.core.config import ServerConfig
+from server.fronts.mcp.server import build_server
 from vault import Secret
 from vault.vaults import Vaults
 
@@ -148,7 +148,7 @@ async def test_a_frozen_keyring_daemon_is_given_up_on_and_the_session_runs_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SecretService has no timeout of its own: a stopped daemon would hold a keyring read forever."""
-    monkeypatch.setattr(server.blocking, "VAULT_CALL_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(server.core.blocking, "VAULT_CALL_TIMEOUT_S", 1.0)
     vault_id, _ = add_bearer(config, remote)
     frozen = daemons.secrets_daemon_pid()
     assert frozen is not None

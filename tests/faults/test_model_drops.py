@@ -13,8 +13,8 @@ from mcp import Client
 from model_server import ModelServer, drop, error, reply
 from scenario import call_ok
 
-from server.app import build_server
-from server.config import ServerConfig
+from server.core.config import ServerConfig
+from server.fronts.mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
 

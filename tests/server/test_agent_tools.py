@@ -9,8 +9,8 @@ from mcp import Client
 from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
 
-from server.app import build_server
-from server.config import ServerConfig
+from server.core.config import ServerConfig
+from server.fronts.mcp.server import build_server
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from scenario import call_error, call_ok
 
-from server.config import ServerConfig
+from server.core.config import ServerConfig
 
 pytestmark = pytest.mark.anyio
 

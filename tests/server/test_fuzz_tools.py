@@ -56,8 +56,8 @@ from mcp import Client
 from mcp.types import CallToolResult, Tool
 from model_server import Answer, ModelServer, RecordedRequest, reply, tool_use
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.fronts.mcp.server import build_server
 
 EXAMPLES = 20
 """Generated calls per tool and family (a fixed seed: `derandomize`): about 1950 calls in all, 25 s on two cores."""

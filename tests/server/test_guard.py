@@ -10,9 +10,9 @@ import pytest
 from mcp import Client
 from scenario import call_error, call_ok
 
-from server.definitions import Definitions
-from server.errors import InvalidRequestError
-from server.tools.guard import MAX_ERROR_CHARS
+from server.core.errors import InvalidRequestError
+from server.fronts.mcp.guard import MAX_ERROR_CHARS
+from server.services.definitions import Definitions
 
 pytestmark = pytest.mark.anyio
 

@@ -13,13 +13,13 @@ from mcp import Client, MCPError
 from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_SESSION
-from server.models.sessions import EventPage
-from server.runtime import open_runtime
-from server.session.manager import MAX_EVENT_FIELD_CHARS, NewSession
-from server.session.store import NewEvent
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.sessions import EventPage
+from server.fronts.mcp.server import build_server
+from server.hands.docker.sandbox import LABEL_SESSION
+from server.services.runtime import open_runtime
+from server.services.sessions import MAX_EVENT_FIELD_CHARS, NewSession
+from server.store.sqlite.store import NewEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 from scenario import call_error, call_ok
 
-from server.config import ServerConfig
+from server.core.config import ServerConfig
 from vault import KEYRING_SERVICE, Secret, Vaults
 
 pytestmark = pytest.mark.anyio

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from model_server import ModelServer, Usage, error, reply, tool_use
 
-from server.brain.anthropic_model import AnthropicModel
 from server.brain.model import ModelError
+from server.brain.providers.anthropic import AnthropicModel
 
 pytestmark = pytest.mark.anyio
 

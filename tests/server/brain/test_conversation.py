@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from server.brain.conversation import TRIMMED, ConversationBuilder, estimated_tokens, needs_action, rebuild
-from server.models.events import Event
+from server.core.events import Event
 
 _seq = itertools.count(1)
 

@@ -13,9 +13,9 @@ import pytest
 from pydantic import TypeAdapter
 from remote_mcp_server import PIXEL_PNG, RemoteMcpServer
 
-from server.brain.remote_mcp import BearerLookup, BearerToken, RemoteMcpServers, RemoteTool
 from server.brain.tools import mcp_tool_name, offered_tools
-from server.models.agents import AgentTool, McpServer, McpToolset
+from server.core.agents import AgentTool, McpServer, McpToolset
+from server.egress.remote_mcp import BearerLookup, BearerToken, RemoteMcpServers, RemoteTool
 from vault import Secret, VaultError
 
 pytestmark = pytest.mark.anyio

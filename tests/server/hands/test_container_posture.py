@@ -21,13 +21,13 @@ from typing import Any
 import docker
 import pytest
 
-from server.config import ServerConfig
-from server.definitions import EnvironmentChanges
-from server.hands.docker_sandbox import LABEL_SESSION
+from server.core.config import ServerConfig
+from server.core.environments import Resources
+from server.hands.docker.sandbox import LABEL_SESSION
 from server.hands.toolset import SandboxTools
-from server.models.environments import Resources
-from server.runtime import Runtime, open_runtime
-from server.session.manager import NewSession
+from server.services.definitions import EnvironmentChanges
+from server.services.runtime import Runtime, open_runtime
+from server.services.sessions import NewSession
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

@@ -9,14 +9,14 @@ import docker
 import docker.errors
 import pytest
 
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.definitions import EnvironmentChanges
-from server.errors import ServerError
-from server.hands.docker_sandbox import LABEL_SESSION
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.environments import NoNetwork, Packages, Resources, UnrestrictedNetwork
+from server.core.errors import ServerError
+from server.hands.docker.sandbox import LABEL_SESSION
 from server.hands.sandbox import SandboxUnavailableError
-from server.models.environments import NoNetwork, Packages, Resources, UnrestrictedNetwork
-from server.runtime import Runtime, open_runtime
-from server.session.manager import NewSession
+from server.services.definitions import EnvironmentChanges
+from server.services.runtime import Runtime, open_runtime
+from server.services.sessions import NewSession
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

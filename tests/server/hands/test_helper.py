@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from processes import LineChild
 
-HELPER = Path(__file__).resolve().parents[3] / "server" / "hands" / "helper.py"
+HELPER = Path(__file__).resolve().parents[3] / "server" / "hands" / "helper" / "helper.py"
 OUTPUT_LIMIT = 100 * 1024
 POLL_BOUND_S = 5.0
 """How long a poll for a real state may go on before the test fails: a bound, never a measurement."""

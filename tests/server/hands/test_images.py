@@ -19,9 +19,9 @@ import docker
 import docker.errors
 import pytest
 
-from server.config import DEFAULT_IMAGE
-from server.hands.images import BASE_LABEL, HELPER_PATH, SANDBOX_UID, ImagePreparer, SandboxImageError
-from server.models.environments import EnvironmentSpec
+from server.core.config import DEFAULT_IMAGE
+from server.core.environments import EnvironmentSpec
+from server.hands.docker.images import BASE_LABEL, HELPER_PATH, SANDBOX_UID, ImagePreparer, SandboxImageError
 
 pytestmark = pytest.mark.docker
 
@@ -222,9 +222,9 @@ def test_an_unreadable_ca_bundle_names_the_setting_to_fix(
 def test_the_helper_comes_from_the_package_by_default(
     docker_client: docker.DockerClient, made_images: list[str], tmp_path: Path
 ) -> None:
-    packaged = resources.files("server.hands").joinpath("helper.py")
+    packaged = resources.files("server.hands.helper").joinpath("helper.py")
     if not packaged.is_file():
-        pytest.skip("server/hands/helper.py is not written yet")
+        pytest.skip("server/hands/helper/helper.py is not written yet")
     # A CA bundle of its own keeps this image apart from the cached image real sessions use.
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(f"# {uuid.uuid4().hex}\n".encode() + HOST_CA_BUNDLE.read_bytes())

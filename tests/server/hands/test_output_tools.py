@@ -13,9 +13,9 @@ from mcp import Client, MCPError
 from mcp.types import BlobResourceContents, EmbeddedResource, ImageContent, TextContent
 from scenario import call_error, call_ok
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.runtime import open_runtime
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.fronts.mcp.server import build_server
+from server.services.runtime import open_runtime
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

@@ -19,9 +19,9 @@ import docker
 import docker.errors
 import pytest
 
-from server.config import DEFAULT_IMAGE
-from server.hands.images import ImagePreparer
-from server.models.environments import EnvironmentSpec
+from server.core.config import DEFAULT_IMAGE
+from server.core.environments import EnvironmentSpec
+from server.hands.docker.images import ImagePreparer
 
 pytestmark = pytest.mark.docker
 

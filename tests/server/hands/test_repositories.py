@@ -20,8 +20,8 @@ from git_server import GitServer, Recorded, Repository, git, git_server, make_re
 from pydantic import ValidationError
 from secrets_audit import container_holds
 
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.repositories import (
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.egress.repositories import (
     BranchCheckout,
     CommitCheckout,
     GitHubRepositoryResource,
@@ -30,8 +30,8 @@ from server.hands.repositories import (
     _FileLock,
     normalize_url,
 )
-from server.runtime import open_runtime
-from server.session.manager import NewSession
+from server.services.runtime import open_runtime
+from server.services.sessions import NewSession
 from vault import Secret
 
 pytestmark = pytest.mark.anyio

@@ -21,14 +21,14 @@ from mcp import Client
 from processes import run_command
 from scenario import call_ok
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE
-from server.hands.images import BASE_LABEL
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.sessions import Session
+from server.fronts.mcp.server import build_server
+from server.hands.docker.images import BASE_LABEL
+from server.hands.docker.sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE
 from server.hands.toolset import SandboxTools
-from server.models.sessions import Session
-from server.runtime import Runtime, open_runtime
-from server.session.manager import NewSession
+from server.services.runtime import Runtime, open_runtime
+from server.services.sessions import NewSession
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

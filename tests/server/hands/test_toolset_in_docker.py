@@ -12,11 +12,11 @@ import docker
 import docker.errors
 import pytest
 
-from server.config import DEFAULT_IMAGE, ServerConfig
+from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.hands.sandbox import ToolResult
 from server.hands.toolset import BUILTIN_TOOL_SPECS, SandboxTools
-from server.runtime import open_runtime
-from server.session.manager import NewSession
+from server.services.runtime import open_runtime
+from server.services.sessions import NewSession
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.hands.web_fetch import FetchPolicy, FetchResult, Resolver, WebFetchError, _refusal, _ssl_context, web_fetch
+from server.egress.web_fetch import FetchPolicy, FetchResult, Resolver, WebFetchError, _refusal, _ssl_context, web_fetch
 
 pytestmark = pytest.mark.anyio
 

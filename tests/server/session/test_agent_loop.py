@@ -15,10 +15,10 @@ from model_server import ModelServer, error, hang, reply, tool_use
 from sandbox_probes import LONG_COMMAND, wait_for_running_command
 from scenario import call_error, call_ok
 
-from server.app import build_server
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_SESSION
-from server.models.events import EVENT_TYPES
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.events import EVENT_TYPES
+from server.fronts.mcp.server import build_server
+from server.hands.docker.sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 

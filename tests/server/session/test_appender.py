@@ -8,14 +8,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from server.errors import NotFoundError
-from server.models.agents import AgentSnapshot, ModelConfig
-from server.models.common import now_rfc3339
-from server.models.environments import EnvironmentSpec
-from server.models.events import Event
-from server.models.sessions import Session, SessionStats
-from server.session.appender import Appender
-from server.session.store import NewEvent, Store
+from server.core.agents import AgentSnapshot, ModelConfig
+from server.core.common import now_rfc3339
+from server.core.environments import EnvironmentSpec
+from server.core.errors import NotFoundError
+from server.core.events import Event
+from server.core.sessions import Session, SessionStats
+from server.store.sqlite.appender import Appender
+from server.store.sqlite.store import NewEvent, Store
 
 pytestmark = pytest.mark.anyio
 

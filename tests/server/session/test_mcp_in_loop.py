@@ -1,7 +1,7 @@
 """An agent's remote MCP tools in the real agent loop: the scripted model calls a real Streamable HTTP MCP server.
 
 The agents here have only MCP tools, so no sandbox is started (no Docker needed). The runner gets its bearer
-lookup from a dict (the vault wiring is the runtime's); `server.runtime.SessionRunner` is wrapped to pass it.
+lookup from a dict (the vault wiring is the runtime's); `server.services.runtime.SessionRunner` is wrapped to pass it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from model_server import ModelServer, RecordedRequest, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from scenario import call_ok
 
-import server.runtime
-from server.app import build_server
-from server.brain.remote_mcp import BearerToken
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.models.sessions import Session
-from server.session.runner import SessionRunner
+import server.services.runtime
+from server.brain.loop import SessionRunner
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.sessions import Session
+from server.egress.remote_mcp import BearerToken
+from server.fronts.mcp.server import build_server
 from vault import Secret
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +47,7 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     def runner(*args: Any, **kwargs: Any) -> SessionRunner:
         return SessionRunner(*args, **{**kwargs, "mcp_bearer_for": bearer_for})
 
-    monkeypatch.setattr(server.runtime, "SessionRunner", runner)
+    monkeypatch.setattr(server.services.runtime, "SessionRunner", runner)
     return tokens
 
 

@@ -32,14 +32,14 @@ from remote_mcp_server import RemoteMcpServer
 from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command
 from scenario import call_ok
 
-import server.runtime
-from server.app import build_server
+import server.services.runtime
 from server.brain.conversation import TRIMMED
-from server.brain.remote_mcp import BearerToken
-from server.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.docker_sandbox import LABEL_SESSION
-from server.models.sessions import Session
-from server.session.runner import RETRY_DELAYS_S, SessionRunner
+from server.brain.loop import RETRY_DELAYS_S, SessionRunner
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.sessions import Session
+from server.egress.remote_mcp import BearerToken
+from server.fronts.mcp.server import build_server
+from server.hands.docker.sandbox import LABEL_SESSION
 from vault import Secret
 
 pytestmark = pytest.mark.anyio
@@ -402,7 +402,7 @@ def bearer_lookup(monkeypatch: pytest.MonkeyPatch, remote: RemoteMcpServer) -> N
     def runner(*args: Any, **kwargs: Any) -> SessionRunner:
         return SessionRunner(*args, **{**kwargs, "mcp_bearer_for": bearer_for})
 
-    monkeypatch.setattr(server.runtime, "SessionRunner", runner)
+    monkeypatch.setattr(server.services.runtime, "SessionRunner", runner)
 
 
 def established_from(server_port: int, client_ports: set[int]) -> set[int]:

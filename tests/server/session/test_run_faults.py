@@ -15,10 +15,10 @@ import anyio
 import pytest
 from model_server import ModelServer, RecordedRequest, Reply, reply
 
-from server.config import ServerConfig
-from server.errors import DataDirUnwritableError
-from server.runtime import Runtime, open_runtime
-from server.session.manager import NewSession
+from server.core.config import ServerConfig
+from server.core.errors import DataDirUnwritableError
+from server.services.runtime import Runtime, open_runtime
+from server.services.sessions import NewSession
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,140 @@
+"""Server configuration: the one place that reads the environment.
+
+Everything the server needs from its surroundings is gathered into a frozen
+`ServerConfig` once, at start-up, so the rest of the code never touches
+`os.environ` and tests can build a config by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["DEFAULT_IMAGE", "DEFAULT_MODEL", "ServerConfig"]
+
+DEFAULT_IMAGE = "managed-sessions-sandbox:0.1"
+"""The image `managed-sessions image build` makes and sessions use by default."""
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+"""A current Claude Sonnet model, used when neither the session nor its agent names one."""
+
+DEFAULT_HTTP_PORT = 8765
+
+DEFAULT_ENGINE_WAIT_S = 60.0
+"""How long a tool call waits for a Docker engine that does not answer before the turn gives up."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server needs to know about its surroundings.
+
+    Attributes:
+        data_dir: where the SQLite store, session outputs and logs live.
+        image: sandbox image for environments that name none.
+        model: model for sessions and agents that name none.
+        token: bearer token for the HTTP transport, when given explicitly.
+        model_key_present: whether the `anthropic` SDK will find credentials.
+        model_base_url: an Anthropic-compatible endpoint replacing the default one.
+        allowed_hosts: extra Host header values the HTTP transport accepts.
+        extra_ca_bundle: a PEM bundle trusted inside sandboxes and image builds (corporate TLS proxies).
+        web_fetch_allow_private: let web_fetch reach loopback and private addresses.
+        model_retry_delays_s: the waits between retries of a failing model request (None: the default).
+        context_budget_tokens: past this estimated size, old tool results are trimmed before a model request.
+        vault_allow_insecure_keyring: let the vault use a plaintext or null keyring backend (an explicit opt-in).
+        engine_wait_s: how long a tool call waits for a Docker engine that does not answer.
+    """
+
+    data_dir: Path
+    image: str = DEFAULT_IMAGE
+    model: str = DEFAULT_MODEL
+    token: str | None = field(default=None, repr=False)
+    model_key_present: bool = False
+    model_base_url: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    extra_ca_bundle: Path | None = None
+    web_fetch_allow_private: bool = False
+    model_retry_delays_s: tuple[float, ...] | None = None
+    context_budget_tokens: int = 150_000
+    vault_allow_insecure_keyring: bool = False
+    engine_wait_s: float = DEFAULT_ENGINE_WAIT_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
+        """Builds the config from `MANAGED_SESSIONS_*` and the SDK's own variables."""
+        env = os.environ if environ is None else environ
+        data_dir = env.get("MANAGED_SESSIONS_DATA_DIR") or platformdirs.user_data_dir("managed-sessions")
+        hosts = env.get("MANAGED_SESSIONS_ALLOWED_HOSTS", "")
+        return cls(
+            data_dir=Path(data_dir).expanduser(),
+            image=env.get("MANAGED_SESSIONS_IMAGE") or DEFAULT_IMAGE,
+            model=env.get("MANAGED_SESSIONS_MODEL") or DEFAULT_MODEL,
+            token=env.get("MANAGED_SESSIONS_TOKEN") or None,
+            model_key_present=bool(env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")),
+            model_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
+            extra_ca_bundle=Path(ca).expanduser() if (ca := env.get("MANAGED_SESSIONS_EXTRA_CA_BUNDLE")) else None,
+            web_fetch_allow_private=env.get("MANAGED_SESSIONS_WEB_FETCH_ALLOW_PRIVATE") == "1",
+            model_retry_delays_s=_delays(env.get("MANAGED_SESSIONS_MODEL_RETRY_DELAYS")),
+            context_budget_tokens=_positive_int(env.get("MANAGED_SESSIONS_CONTEXT_TOKENS"), 150_000),
+            vault_allow_insecure_keyring=env.get("MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING") == "1",
+            engine_wait_s=_seconds(env.get("MANAGED_SESSIONS_ENGINE_WAIT_S"), DEFAULT_ENGINE_WAIT_S),
+        )
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values given, each with its fix; empty when all is well."""
+        from pydantic import TypeAdapter, ValidationError
+
+        from server.core.agents import ModelId
+        from server.core.environments import ImageRef
+
+        found = []
+        for variable, value, kind in (
+            ("MANAGED_SESSIONS_IMAGE", self.image, ImageRef),
+            ("MANAGED_SESSIONS_MODEL", self.model, ModelId),
+        ):
+            try:
+                TypeAdapter(kind).validate_python(value)
+            except ValidationError:
+                found.append(f"{variable}={value!r} is not valid; unset it or give a valid value")
+        return found
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite store."""
+        return self.data_dir / "store.db"
+
+    @property
+    def vault_index_path(self) -> Path:
+        """The vault's index of vaults and credentials (metadata only; the secrets are in the keyring)."""
+        return self.data_dir / "vault" / "index.json"
+
+
+def _delays(value: str | None) -> tuple[float, ...] | None:
+    """`MANAGED_SESSIONS_MODEL_RETRY_DELAYS=1,2,4`: seconds between retries; bad values mean the default."""
+    if not value:
+        return None
+    try:
+        return tuple(max(0.0, float(part)) for part in value.split(","))
+    except ValueError:
+        return None
+
+
+def _seconds(value: str | None, default: float) -> float:
+    """A duration in seconds, 0 or more; a bad value means the default."""
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        return default
+    return number if 0 <= number < float("inf") else default
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        return default
+    return number if number > 0 else default

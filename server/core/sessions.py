@@ -1,0 +1,117 @@
+"""Sessions as clients see them: the pinned agent, the environment snapshot, and derived state."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from server.core.agents import AgentSnapshot
+from server.core.environments import EnvironmentSpec
+from server.core.events import Event, StopReason, Usage
+
+__all__ = [
+    "BranchCheckout",
+    "Checkout",
+    "CommitCheckout",
+    "SandboxPosture",
+    "Session",
+    "SessionResource",
+    "SessionStats",
+    "SessionStatus",
+]
+
+SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
+
+
+class SessionStats(BaseModel):
+    event_count: int = Field(description="How many events the session's log holds.")
+    last_event_at: str | None = None
+
+
+class _Checkout(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BranchCheckout(_Checkout):
+    type: Literal["branch"]
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")]
+
+    @field_validator("name")
+    @classmethod
+    def _ref_name(cls, name: str) -> str:
+        # git's own rules, the ones that would otherwise read as an option or a range
+        if name.startswith(("-", "/")) or ".." in name or name.endswith((".lock", "/", ".")) or "@{" in name:
+            raise ValueError(f"{name!r} is not a valid branch name")
+        return name
+
+
+class CommitCheckout(_Checkout):
+    type: Literal["commit"]
+    sha: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{7,40}$")]
+
+
+Checkout = Annotated[BranchCheckout | CommitCheckout, Field(discriminator="type")]
+
+
+class SessionResource(BaseModel):
+    """A git repository cloned into the session's /workspace before its first turn. Its token is never shown."""
+
+    id: str = Field(description="sesrsc_ id.")
+    type: Literal["github_repository"] = "github_repository"
+    url: str
+    mount_path: str = Field(description="Where the working tree is in the sandbox.")
+    checkout: Checkout | None = Field(default=None, description="Branch or commit; null: default branch.")
+    created_at: str
+    updated_at: str
+
+
+class SandboxPosture(BaseModel):
+    """How a session's sandbox is confined; `get_session` shows it."""
+
+    image: str = Field(description="The environment's image (packages are layered on it in a cached image).")
+    user: str = Field(description="uid:gid the tools run as; never root.")
+    network: str = Field(description="'none' (only loopback) or 'bridge' (unrestricted egress).")
+    capabilities: list[str] = Field(description="Linux capabilities kept: none.")
+    no_new_privileges: bool
+    memory_mb: int
+    cpus: float
+    pids_limit: int
+    disk_mb: int | None = Field(description="Writable-layer limit, where the storage driver supports one.")
+    docker_socket: bool = Field(description="Whether the Docker socket is reachable from inside: never.")
+    extra_ca_bundle: bool = Field(description="Whether an extra CA bundle is mounted read-only.")
+
+
+class Session(BaseModel):
+    """A session. Status, stop_reason, usage and stats are derived from its event log."""
+
+    type: Literal["session"] = "session"
+    id: str
+    status: SessionStatus
+    stop_reason: StopReason | None = None
+    title: str | None = None
+    agent: AgentSnapshot
+    environment_id: str | None = Field(description="The environment it was created from; null for the default.")
+    environment: EnvironmentSpec = Field(description="The environment snapshot the sandbox is built from.")
+    sandbox: SandboxPosture | None = Field(default=None, description="How the session's sandbox is confined.")
+    resources: list[SessionResource] = Field(default_factory=list)
+    vault_ids: list[str] = Field(
+        default_factory=list, description="Vaults whose credentials the host uses for this session, in order."
+    )
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    stats: SessionStats
+    created_at: str
+    updated_at: str
+    archived_at: str | None = None
+
+
+class EventPage(BaseModel):
+    """A page of a session's events, oldest first."""
+
+    session_id: str
+    events: list[Event]
+    next_cursor: str | None = Field(description="Pass as `after` to continue; the last event id seen.")
+    has_more: bool = Field(description="Whether more events already exist after this page.")
+    status: SessionStatus
+    stop_reason: StopReason | None = None

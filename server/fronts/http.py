@@ -1,0 +1,138 @@
+"""Streamable HTTP transport: `/mcp` behind a bearer token, loopback by default.
+
+Security, in order of the checks a request meets:
+
+1. Bearer token. Every request needs `Authorization: Bearer <token>`; anything
+   else gets a bare 401 (no body, no hint which part was wrong). Tokens are
+   compared in constant time. This is a static shared secret, not OAuth, so
+   no OAuth metadata is advertised (a client would go looking for an
+   authorization server that does not exist).
+2. Host/Origin checks (DNS-rebinding protection) from the MCP SDK, always on:
+   loopback names, the bound host, and `MANAGED_SESSIONS_ALLOWED_HOSTS`.
+
+The token is `MANAGED_SESSIONS_TOKEN` when set. Otherwise one is generated on
+first start, kept in the OS keyring and printed once to the terminal; a
+non-loopback bind without an explicit token is refused, since a token nobody
+chose on purpose should not guard a network-facing server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import secrets
+import sys
+
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.core.config import ServerConfig
+from server.core.errors import ServerError
+from server.services.runtime import Runtime
+from vault import KEYRING_SERVICE, KeyringStore, Secret, VaultError  # the token sits beside the vault's secrets
+
+__all__ = ["BearerAuth", "HttpSetupError", "http_app", "resolve_token", "serve_http"]
+
+logger = logging.getLogger(__name__)
+
+TOKEN_NAME = "http-token"  # noqa: S105 - the keyring entry's name, not a secret
+TOKEN_BYTES = 32
+
+
+class HttpSetupError(ServerError):
+    """The HTTP transport cannot start as configured."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(config: ServerConfig, host: str, store: KeyringStore | None = None) -> str:
+    """The token HTTP clients must present (see the module docstring for where it comes from)."""
+    if config.token:
+        return config.token
+    if not is_loopback(host):
+        raise HttpSetupError(
+            f"refusing to listen on {host!r} (not loopback) without an explicit token: "
+            "set MANAGED_SESSIONS_TOKEN to a long random value and give the same value to your clients"
+        )
+    store = store or KeyringStore(KEYRING_SERVICE)
+    try:
+        existing = store.get(TOKEN_NAME)
+        if existing is not None:
+            return existing.reveal()
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        store.set(Secret(TOKEN_NAME, token))
+    except VaultError as exc:
+        raise HttpSetupError(f"{exc}. Or set MANAGED_SESSIONS_TOKEN yourself.") from exc
+    # Straight to the terminal, not through logging: log files must never hold the token.
+    sys.stderr.write(
+        "\nmanaged-sessions: generated an HTTP bearer token (kept in the OS keyring; shown this once):\n"
+        f"    {token}\n"
+        "Clients send it as 'Authorization: Bearer <token>'. 'managed-sessions token show' prints it again.\n\n"
+    )
+    sys.stderr.flush()
+    return token
+
+
+class BearerAuth:
+    """ASGI middleware: a request without the right bearer token gets a bare 401."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)  # lifespan events carry no headers
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self._expected):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self._app(scope, receive, send)
+
+
+def transport_security(host: str, port: int, extra_hosts: tuple[str, ...]) -> TransportSecuritySettings:
+    """Host/Origin allow-lists for DNS-rebinding protection."""
+    hosts = ["127.0.0.1", "localhost", "[::1]", *extra_hosts]
+    if host not in ("0.0.0.0", "::") and not is_loopback(host):  # noqa: S104 - comparing, not binding
+        hosts.append(f"[{host}]" if ":" in host else host)
+    allowed_hosts = [h for name in hosts for h in (name, f"{name}:*")]
+    allowed_origins = [
+        f"{scheme}://{name}{port_part}" for name in hosts for scheme in ("http", "https") for port_part in ("", ":*")
+    ]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
+    )
+
+
+def http_app(mcp: MCPServer[Runtime], token: str, host: str, port: int, extra_hosts: tuple[str, ...]) -> ASGIApp:
+    """The `/mcp` endpoint wrapped in bearer auth."""
+    app = mcp.streamable_http_app(
+        streamable_http_path="/mcp", transport_security=transport_security(host, port, extra_hosts), host=host
+    )
+    return BearerAuth(app, token)
+
+
+def serve_http(mcp: MCPServer[Runtime], config: ServerConfig, host: str, port: int) -> None:
+    """Serves until interrupted."""
+    token = resolve_token(config, host)
+    app = http_app(mcp, token, host, port, config.allowed_hosts)
+    logger.info("serving MCP over Streamable HTTP at http://%s:%d/mcp", host, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

@@ -1,0 +1,51 @@
+"""The MCP edge: builds the server, its lifespan, and registers every tool and resource."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server import MCPServer
+
+from server.core.config import ServerConfig
+from server.core.version import __version__
+from server.fronts.mcp.guard import GuardedMCPServer
+from server.fronts.mcp.tools.agents import register_agent_tools
+from server.fronts.mcp.tools.environments import register_environment_tools
+from server.fronts.mcp.tools.messages import register_message_tools
+from server.fronts.mcp.tools.outputs import register_output_tools
+from server.fronts.mcp.tools.sessions import register_session_tools
+from server.fronts.mcp.tools.vaults import register_vault_tools
+from server.services.runtime import Runtime, open_runtime
+
+__all__ = ["build_server"]
+
+INSTRUCTIONS = """\
+Runs long-lived agent sessions whose tools execute in Docker sandboxes.
+Define agents (model, system prompt, tools) and environments (image, packages, network) once;
+create_session starts a session from them, get_events reads what happened.
+Every call returns the object as structured content; errors say what to fix."""
+
+
+def build_server(config: ServerConfig) -> MCPServer[Runtime]:
+    """The MCP server over the store in `config.data_dir` (opened when a transport starts it)."""
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
+        async with open_runtime(config) as runtime:
+            yield runtime
+
+    mcp: MCPServer[Runtime] = GuardedMCPServer(
+        "managed-sessions",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="INFO",
+    )
+    register_agent_tools(mcp)
+    register_environment_tools(mcp)
+    register_session_tools(mcp)
+    register_output_tools(mcp)
+    register_message_tools(mcp)
+    register_vault_tools(mcp)
+    return mcp

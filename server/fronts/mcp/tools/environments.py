@@ -1,0 +1,143 @@
+"""MCP tools for environments: what a session's sandbox is built from."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server import MCPServer
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from server.core.common import MetadataPatch
+from server.core.environments import EnvDescription, Environment, EnvName, EnvVars, Networking, Packages, Resources
+from server.fronts.mcp.tools.common import (
+    DESTRUCTIVE,
+    READ_ONLY,
+    WRITE,
+    Ctx,
+    Cursor,
+    EnvironmentList,
+    IncludeArchived,
+    Limit,
+    reply,
+    runtime,
+)
+from server.services.definitions import EnvironmentChanges
+
+__all__ = ["register_environment_tools"]
+
+EnvironmentId = Annotated[str, Field(min_length=1, max_length=64, description="An environment id (env_...).")]
+Image = Annotated[
+    str | None,
+    Field(
+        default=None,
+        max_length=255,
+        description="Docker image, e.g. 'python:3.12-slim'. Default: the server's sandbox image ('' on update resets).",
+    ),
+]
+PackagesArg = Annotated[
+    Packages | None,
+    Field(default=None, description="{apt:[...], pip:[...], npm:[...]}, installed once into a cached image."),
+]
+NetworkingArg = Annotated[
+    Networking | None,
+    Field(default=None, description="{type:'none'} (default: no network) or {type:'unrestricted'}."),
+]
+ResourcesArg = Annotated[
+    Resources | None, Field(default=None, description="{cpus?, memory_mb?, disk_mb?} limits for the sandbox.")
+]
+EnvArg = Annotated[EnvVars | None, Field(default=None, description="Non-secret environment variables for the sandbox.")]
+Description = Annotated[EnvDescription | None, Field(default=None)]
+Metadata = Annotated[MetadataPatch | None, Field(default=None)]
+
+
+class EnvironmentDeleted(BaseModel):
+    id: str
+    type: Literal["environment_deleted"] = "environment_deleted"
+    deleted: Literal[True] = True
+
+
+def register_environment_tools(mcp: MCPServer) -> None:
+    @mcp.tool(annotations=WRITE)
+    async def create_environment(
+        ctx: Ctx,
+        name: Annotated[EnvName, Field(description="Unique name.")],
+        description: Description = None,
+        image: Image = None,
+        packages: PackagesArg = None,
+        networking: NetworkingArg = None,
+        resources: ResourcesArg = None,
+        env: EnvArg = None,
+        metadata: Metadata = None,
+    ) -> Annotated[CallToolResult, Environment]:
+        """Define a sandbox environment: image, packages, networking, resource limits, env variables.
+
+        Pass its id to create_session; sessions snapshot it, so later edits reach only new sessions."""
+        changes = EnvironmentChanges(
+            name=name,
+            description=description,
+            image=image,
+            packages=packages,
+            networking=networking,
+            resources=resources,
+            env=env,
+            metadata=metadata,
+        )
+        environment = await runtime(ctx).definitions.create_environment(changes)
+        return reply(environment, f"Created environment {environment.id} ({environment.name!r}).")
+
+    @mcp.tool(annotations=WRITE)
+    async def update_environment(
+        ctx: Ctx,
+        environment_id: EnvironmentId,
+        name: Annotated[EnvName | None, Field(default=None)] = None,
+        description: Description = None,
+        image: Image = None,
+        packages: PackagesArg = None,
+        networking: NetworkingArg = None,
+        resources: ResourcesArg = None,
+        env: EnvArg = None,
+        metadata: Metadata = None,
+    ) -> Annotated[CallToolResult, Environment]:
+        """Change an environment; omitted fields are kept. Only sessions created afterwards see the change."""
+        changes = EnvironmentChanges(
+            name=name,
+            description=description,
+            image=image,
+            packages=packages,
+            networking=networking,
+            resources=resources,
+            env=env,
+            metadata=metadata,
+        )
+        environment = await runtime(ctx).definitions.update_environment(environment_id, changes)
+        return reply(environment, f"Updated environment {environment.id}.")
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_environment(ctx: Ctx, environment_id: EnvironmentId) -> Annotated[CallToolResult, Environment]:
+        """Get an environment."""
+        environment = await runtime(ctx).definitions.get_environment(environment_id)
+        return reply(environment, f"Environment {environment.id} ({environment.name!r}).")
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_environments(
+        ctx: Ctx, limit: Limit = 20, cursor: Cursor = None, include_archived: IncludeArchived = False
+    ) -> Annotated[CallToolResult, EnvironmentList]:
+        """List environments, newest first."""
+        page = await runtime(ctx).definitions.list_environments(limit, cursor, include_archived)
+        more = "; more with next_cursor" if page.next_cursor else ""
+        return reply(page, f"{len(page.environments)} environment(s){more}.")
+
+    @mcp.tool(annotations=DESTRUCTIVE)
+    async def archive_environment(ctx: Ctx, environment_id: EnvironmentId) -> Annotated[CallToolResult, Environment]:
+        """Archive an environment: it becomes read-only and new sessions cannot use it."""
+        environment = await runtime(ctx).definitions.archive_environment(environment_id)
+        return reply(environment, f"Archived environment {environment.id}.")
+
+    @mcp.tool(annotations=DESTRUCTIVE)
+    async def delete_environment(
+        ctx: Ctx, environment_id: EnvironmentId
+    ) -> Annotated[CallToolResult, EnvironmentDeleted]:
+        """Delete an environment. Sessions created from it keep their snapshot and go on working."""
+        await runtime(ctx).definitions.delete_environment(environment_id)
+        return reply(EnvironmentDeleted(id=environment_id), f"Deleted environment {environment_id}.")

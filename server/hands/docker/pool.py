@@ -1,0 +1,171 @@
+"""Every session's sandbox, made on demand, and the reaping of what no session owns any more.
+
+Removing a session's container (archive) or its container and volumes (delete) never fails the
+caller: the store is the truth, so when the engine does not answer the removal is *owed*. Owed
+removals are tried again the next time a sandbox is asked for, and the start-up reaper removes
+anything labelled with this store that no live session needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import docker
+import docker.errors
+
+from server.core.environments import EnvironmentSpec
+from server.egress.web_fetch import FetchPolicy
+from server.hands.docker.engine import in_engine, is_unreachable, unreachable_error
+from server.hands.docker.images import ImagePreparer
+from server.hands.docker.sandbox import LABEL_SESSION, LABEL_STORE, DockerSandbox, SandboxSettings, remove_volume
+from server.hands.sandbox import SandboxUnavailableError
+from server.hands.toolset import SandboxTools
+
+__all__ = ["Leftovers", "SandboxPool", "find_leftovers"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Leftovers:
+    """Docker objects labelled with a store that no session of it needs."""
+
+    containers: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+
+def find_leftovers(client: docker.DockerClient, store_id: str, sessions: dict[str, bool]) -> Leftovers:
+    """Containers and volumes of deleted sessions, and containers of archived ones (blocking).
+
+    `sessions` maps every existing session id to whether it is archived.
+    """
+    label = f"{LABEL_STORE}={store_id}"
+    found = Leftovers()
+    for container in client.containers.list(all=True, filters={"label": label}):
+        session_id = container.labels.get(LABEL_SESSION, "")
+        if sessions.get(session_id, True):  # deleted (missing) or archived
+            found.containers.append(str(container.name))
+    for volume in client.volumes.list(filters={"label": label}):
+        if (volume.attrs.get("Labels") or {}).get(LABEL_SESSION, "") not in sessions:
+            found.volumes.append(volume.name)
+    return found
+
+
+class SandboxPool:
+    def __init__(
+        self, settings: SandboxSettings, default_image: str, fetch_policy: FetchPolicy, task_group: anyio.abc.TaskGroup
+    ) -> None:
+        self._settings = settings
+        self._default_image = default_image
+        self._fetch_policy = fetch_policy
+        self._task_group = task_group
+        self._sandboxes: dict[str, DockerSandbox] = {}
+        self._client: docker.DockerClient | None = None
+        self._preparer: ImagePreparer | None = None
+        self._owed: dict[str, tuple[EnvironmentSpec, bool]] = {}  # session id -> (environment, volumes too)
+        self._settling = False
+        self.reaped = anyio.Event()
+        """Set once the first reap has finished (or found Docker unreachable)."""
+
+    def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
+        if self._client is None or self._preparer is None:
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                if is_unreachable(exc):
+                    raise unreachable_error(exc) from exc
+                raise SandboxUnavailableError(
+                    f"no Docker engine is configured: {exc}; run 'managed-sessions doctor'"
+                ) from exc
+            self._preparer = ImagePreparer(self._client, self._default_image, self._settings.extra_ca_bundle)
+        return self._client, self._preparer
+
+    def sandbox(self, session_id: str, environment: EnvironmentSpec) -> DockerSandbox:
+        """The session's sandbox (nothing starts until its first call). Raises `SandboxUnavailableError`."""
+        if not self._settling:
+            self._owed.pop(session_id, None)  # it is wanted again: whoever asks removes it after, if need be
+        if self._owed and not self._settling:
+            self._settling = True
+            self._task_group.start_soon(self._settle_owed, name="owed sandbox removals")
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is None:
+            client, preparer = self._docker()
+            sandbox = DockerSandbox(client, preparer, self._settings, session_id, environment, self._task_group)
+            self._sandboxes[session_id] = sandbox
+        return sandbox
+
+    def tools(self, session_id: str, environment: EnvironmentSpec) -> SandboxTools:
+        return SandboxTools(self.sandbox(session_id, environment), self._fetch_policy)
+
+    async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
+        """Removes the session's container (archive, interrupt): its files stay in its volumes.
+
+        Never raises: when the engine cannot do it now, the removal is owed (see the module docstring)."""
+        await self._remove(session_id, environment, volumes=False)
+
+    async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
+        """Removes the session's container and volumes (delete); never raises, like `stop`."""
+        await self._remove(session_id, environment, volumes=True)
+
+    async def _remove(self, session_id: str, environment: EnvironmentSpec, volumes: bool) -> bool:
+        try:
+            sandbox = self.sandbox(session_id, environment)
+            if volumes:
+                self._sandboxes.pop(session_id, None)
+                await sandbox.destroy()
+            else:
+                await sandbox.stop()
+        except SandboxUnavailableError as exc:
+            owed_volumes = volumes or self._owed.get(session_id, (environment, False))[1]
+            self._owed[session_id] = (environment, owed_volumes)
+            logger.warning(
+                "session %s: its %s will be removed once the Docker engine answers: %s",
+                session_id,
+                "container and volumes" if owed_volumes else "container",
+                exc,
+            )
+            return False
+        self._owed.pop(session_id, None)
+        return True
+
+    async def _settle_owed(self) -> None:
+        """Tries each owed removal once; those the engine still cannot do stay owed."""
+        try:
+            for session_id, (environment, volumes) in list(self._owed.items()):
+                if not await self._remove(session_id, environment, volumes):
+                    break  # the engine is still away: the next sandbox request tries again
+        except Exception:  # a background task: a bug here must not take the server's task group down
+            logger.exception("removing owed sandboxes failed")
+        finally:
+            self._settling = False
+
+    async def reap(self, sessions: dict[str, bool]) -> Leftovers:
+        """Removes leftovers (see `find_leftovers`); returns what it removed."""
+        try:
+            client, _ = self._docker()
+        except SandboxUnavailableError:
+            self.reaped.set()
+            raise
+
+        def sweep() -> Leftovers:
+            found = find_leftovers(client, self._settings.store_id, sessions)
+            for name in found.containers:
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.containers.get(name).remove(force=True)
+            for name in found.volumes:
+                remove_volume(client, name)
+            return found
+
+        try:
+            swept = await in_engine(sweep)
+        finally:
+            self.reaped.set()
+        if swept.containers or swept.volumes:
+            logger.info(
+                "reaped %d container(s) and %d volume(s) no session needs", len(swept.containers), len(swept.volumes)
+            )
+        return swept

@@ -1,0 +1,363 @@
+"""One Docker container per session, made on first use and remade when it dies.
+
+Lifecycle:
+
+- Nothing is created with the session. The first tool call prepares the
+  environment's image (cached per definition, see `images.py`), creates two
+  named volumes (`/workspace`, `/mnt/session/outputs`), starts the container and
+  opens the helper channel. Later calls reuse the channel.
+- Containers and volumes carry labels with the store's id and the session's id,
+  so a restarted server finds a live container again (it opens a new channel
+  into it instead of making a second one) and reaps only what is its own.
+- The files live in the volumes, so when a container dies or is removed the
+  next call makes a new container over the same files. A call that was running
+  when the container died is not re-run: it reports the loss.
+- `stop` (archive) removes the container and keeps the volumes; `destroy`
+  (delete) removes both.
+- A Docker engine that does not answer raises `EngineUnreachableError`, and
+  only where the call never reached the helper (opening the channel), so a
+  caller that waits for the engine and tries again never runs a tool twice.
+
+Confinement (the posture `get_session` shows): uid 1000, all capabilities
+dropped, `no-new-privileges`, memory/CPU/pids limits, network `none` unless
+the environment is `unrestricted`, no Docker socket, only the two volumes and,
+when configured, a CA bundle mounted read-only. The environment passed to the
+container is built here from the environment definition; nothing of the
+server's own environment is inherited.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import docker
+import docker.errors
+from docker.types import LogConfig
+from pydantic import JsonValue
+
+from server.core.environments import EnvironmentSpec
+from server.core.sessions import SandboxPosture
+from server.hands.docker.engine import in_engine
+from server.hands.docker.images import HELPER_PATH, SANDBOX_UID, ImagePreparer
+from server.hands.helper.channel import ChannelClosedError, HelperChannel
+from server.hands.sandbox import (
+    DEFAULT_CPUS,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_PIDS_LIMIT,
+    EngineUnreachableError,
+    SandboxUnavailableError,
+)
+
+__all__ = ["LABEL_SESSION", "LABEL_STORE", "DockerSandbox", "SandboxLostError", "posture_of"]
+
+logger = logging.getLogger(__name__)
+
+LABEL_STORE = "io.managed-sessions.store"
+LABEL_SESSION = "io.managed-sessions.session"
+WORKSPACE = "/workspace"
+OUTPUTS = "/mnt/session/outputs"
+CA_BUNDLE_IN_CONTAINER = "/etc/ssl/certs/ca-certificates.crt"
+CHANNEL_OPEN_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+class SandboxLostError(Exception):
+    """The container went away while a call was running; the call's outcome is unknown."""
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """What every sandbox of this server shares."""
+
+    store_id: str
+    extra_ca_bundle: Path | None = None
+
+
+def posture_of(environment: EnvironmentSpec, settings_ca: bool) -> SandboxPosture:
+    """The confinement a sandbox for this environment gets (a pure function of the definition)."""
+    resources = environment.resources
+    return SandboxPosture(
+        image=environment.image or "",
+        user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+        network="bridge" if environment.networking.type == "unrestricted" else "none",
+        capabilities=[],
+        no_new_privileges=True,
+        memory_mb=resources.memory_mb or DEFAULT_MEMORY_MB,
+        cpus=resources.cpus or DEFAULT_CPUS,
+        pids_limit=DEFAULT_PIDS_LIMIT,
+        disk_mb=resources.disk_mb,
+        docker_socket=False,
+        extra_ca_bundle=settings_ca,
+    )
+
+
+class DockerSandbox:
+    """The container, volumes and helper channel of one session."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        preparer: ImagePreparer,
+        settings: SandboxSettings,
+        session_id: str,
+        environment: EnvironmentSpec,
+        task_group: anyio.abc.TaskGroup,
+    ) -> None:
+        self._client = client
+        self._preparer = preparer
+        self._settings = settings
+        self.session_id = session_id
+        self._environment = environment
+        self._task_group = task_group
+        self._channel: HelperChannel | None = None
+        self._lock = anyio.Lock()
+        self.container_id: str | None = None
+
+    @property
+    def _labels(self) -> dict[str, str]:
+        return {LABEL_STORE: self._settings.store_id, LABEL_SESSION: self.session_id}
+
+    def _volume_name(self, kind: str) -> str:
+        return f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}-{kind}"
+
+    async def call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
+        """One helper request, on a container made or found as needed.
+
+        Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the container died
+        during the call), `TimeoutError` (no answer in time; the container is killed so nothing keeps
+        running), or `SandboxUnavailableError`.
+        """
+        channel = await self._open_channel()
+        try:
+            return await channel.request(op, args, timeout_s)
+        except ChannelClosedError as exc:
+            await self._drop_channel()  # the next call opens a new one (on a new container if this one died)
+            raise SandboxLostError(await self._why_lost()) from exc
+        except TimeoutError:
+            logger.warning("session %s: sandbox call %s timed out; killing its container", self.session_id, op)
+            try:
+                await self._kill()
+            except SandboxUnavailableError as exc:  # the timeout is what the caller must hear about
+                logger.warning("session %s: could not remove its container: %s", self.session_id, exc)
+            raise
+
+    async def _why_lost(self) -> str:
+        """What to tell the model about a call whose channel broke: the container died, or the engine went away."""
+        try:
+            await in_engine(self._client.ping)
+        except EngineUnreachableError:
+            return (
+                "the connection to the Docker engine was lost during this call, so its outcome is unknown; "
+                "files in /workspace and /mnt/session/outputs are kept"
+            )
+        except docker.errors.DockerException:
+            pass
+        return (
+            "the sandbox container stopped during this call; the next call starts a new one "
+            "(files in /workspace and /mnt/session/outputs are kept)"
+        )
+
+    async def _open_channel(self) -> HelperChannel:
+        async with self._lock:
+            if self._channel is not None and not self._channel.closed.is_set():
+                return self._channel
+            container_id = await in_engine(self._running_container)
+            try:
+                channel = await HelperChannel.open(
+                    self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
+                )
+            except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
+                raise SandboxUnavailableError(f"could not reach the sandbox of {self.session_id!r}: {exc}") from exc
+            self._task_group.start_soon(channel.run_reader, name=f"sandbox channel {self.session_id}")
+            try:
+                await channel.request("ping", {}, CHANNEL_OPEN_TIMEOUT_S)
+            except (ChannelClosedError, TimeoutError) as exc:
+                await channel.aclose()
+                raise SandboxUnavailableError(
+                    f"the sandbox helper of session {self.session_id!r} did not start; see the server log"
+                ) from exc
+            self._channel, self.container_id = channel, container_id
+            return channel
+
+    def _running_container(self) -> str:
+        """The id of this session's running container, creating one if none runs (blocking)."""
+        try:
+            found = self._client.containers.list(
+                all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}
+            )
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
+        for container in found:
+            if container.status == "running":
+                logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
+                return str(container.id)
+            container.remove(force=True)  # dead: its files are in the volumes
+        return self._create_container()
+
+    def _create_container(self) -> str:
+        image = self._preparer.prepare(self._environment)
+        for kind in ("workspace", "outputs"):
+            self._ensure_volume(self._volume_name(kind))
+        posture = posture_of(self._environment, self._settings.extra_ca_bundle is not None)
+        volumes: dict[str, dict[str, str]] = {
+            self._volume_name("workspace"): {"bind": WORKSPACE, "mode": "rw"},
+            self._volume_name("outputs"): {"bind": OUTPUTS, "mode": "rw"},
+        }
+        if self._settings.extra_ca_bundle is not None:
+            volumes[str(self._settings.extra_ca_bundle)] = {"bind": CA_BUNDLE_IN_CONTAINER, "mode": "ro"}
+        options: dict[str, Any] = {}
+        if posture.disk_mb is not None:
+            options["storage_opt"] = {"size": f"{posture.disk_mb}m"}
+        try:
+            container = self._client.containers.create(
+                image,
+                ["sleep", "infinity"],
+                name=f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}",
+                labels=self._labels,
+                init=True,
+                user=posture.user,
+                working_dir=WORKSPACE,
+                environment=self._container_env(),
+                hostname="sandbox",
+                network_mode=posture.network,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit=f"{posture.memory_mb}m",
+                memswap_limit=f"{posture.memory_mb}m",
+                nano_cpus=int(posture.cpus * 1e9),
+                pids_limit=posture.pids_limit,
+                volumes=volumes,
+                log_config=LogConfig(type=LogConfig.types.NONE),
+                **options,
+            )
+            container.start()
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailableError(_explain_create_failure(exc, posture)) from exc
+        logger.info("session %s: started container %s from %s", self.session_id, container.short_id, image)
+        return str(container.id)
+
+    def _container_env(self) -> dict[str, str]:
+        env = {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "TERM": "dumb", **self._environment.env}
+        if self._settings.extra_ca_bundle is not None:
+            for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"):
+                env.setdefault(name, CA_BUNDLE_IN_CONTAINER)
+        return env
+
+    async def put_directory(self, source: Path, target: str) -> bool:
+        """Copies the host tree `source` to `target` under /workspace, owned by the sandbox user.
+
+        Parents are created. Returns False and copies nothing when `target` exists and is not an empty
+        directory: on a resumed session the agent may have changed those files, so they are kept.
+        """
+        if not target.startswith(WORKSPACE + "/") or posixpath.normpath(target) != target:
+            raise ValueError(f"target {target!r} must be a normalized absolute path under {WORKSPACE}/")
+        async with self._lock:
+            container_id = await in_engine(self._running_container)
+            try:
+                placed = await in_engine(self._put_tree, container_id, source, target)
+            except docker.errors.DockerException as exc:
+                raise SandboxUnavailableError(f"could not copy files to {target!r} in the sandbox: {exc}") from exc
+        if not placed:
+            logger.info("session %s: %s already holds files; left as it is", self.session_id, target)
+        return placed
+
+    def _put_tree(self, container_id: str, source: Path, target: str) -> bool:
+        container = self._client.containers.get(container_id)
+        # As the sandbox user, so parents it makes are its own; "occupied" means: do not touch.
+        probe = container.exec_run(
+            ["sh", "-c", _PREPARE_TARGET, "sh", target], user=f"{SANDBOX_UID}:{SANDBOX_UID}", environment={}
+        )
+        if probe.exit_code != 0:
+            raise SandboxUnavailableError(f"could not prepare {target!r} in the sandbox: {probe.output!r}")
+        if b"occupied" in probe.output:
+            return False
+        with tempfile.TemporaryFile() as archive:  # spooled to disk: a repository can be large
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                tar.add(source, arcname=posixpath.basename(target), filter=_owned_by_sandbox_user)
+            archive.seek(0)
+            container.put_archive(posixpath.dirname(target), archive)
+        return True
+
+    def _ensure_volume(self, name: str) -> None:
+        try:
+            self._client.volumes.get(name)
+        except docker.errors.NotFound:
+            self._client.volumes.create(name, labels=self._labels)
+
+    async def _kill(self) -> None:
+        await self._drop_channel()
+        await in_engine(self._remove_containers)
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+
+    def _remove_containers(self) -> None:
+        try:
+            for container in self._client.containers.list(
+                all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}
+            ):
+                container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailableError(f"the Docker engine refused to remove the container: {exc}") from exc
+
+    async def stop(self) -> None:
+        """Removes the container; the volumes (and so the files) stay. Raises `SandboxUnavailableError`."""
+        async with self._lock:
+            await self._kill()
+
+    async def destroy(self) -> None:
+        """Removes the container and the volumes. Raises `SandboxUnavailableError`."""
+        async with self._lock:
+            await self._kill()
+            await in_engine(self._remove_volumes)
+
+    def _remove_volumes(self) -> None:
+        for kind in ("workspace", "outputs"):
+            remove_volume(self._client, self._volume_name(kind))
+
+
+_PREPARE_TARGET = (
+    't="$1"; if [ -e "$t" ] && { [ ! -d "$t" ] || [ -n "$(ls -A "$t")" ]; }; then echo occupied; exit 0; fi; '
+    'mkdir -p "$(dirname "$t")"'
+)
+
+
+def _owned_by_sandbox_user(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = SANDBOX_UID
+    info.uname = info.gname = ""
+    info.mode &= 0o777  # no setuid/setgid/sticky bits from the host
+    return info
+
+
+def remove_volume(client: docker.DockerClient, name: str) -> None:
+    """Removes a volume (blocking); a missing one is fine, a refusal is logged (an engine that is down raises)."""
+    try:
+        client.volumes.get(name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        logger.warning("could not remove volume %s: %s", name, exc)
+
+
+def _explain_create_failure(exc: docker.errors.APIError, posture: SandboxPosture) -> str:
+    text = str(exc.explanation or exc)
+    if posture.disk_mb is not None and "storage" in text.lower():
+        return (
+            f"this Docker engine cannot limit a container's disk (disk_mb={posture.disk_mb}): {text}. "
+            "Remove disk_mb from the environment's resources, or use a storage driver with quotas."
+        )
+    return f"could not start the sandbox container: {text}"

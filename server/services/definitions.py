@@ -1,0 +1,217 @@
+"""Agents and environments: the reusable definitions sessions are created from.
+
+Agents are versioned: every change makes a new immutable version and a
+session pins the version it started with. Environments are edited in place;
+a session snapshots its environment when it is created, so an edit reaches
+only sessions created after it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, ValidationError
+
+from server.core.agents import FULL_TOOLSET, Agent, AgentTool, McpServer, ModelConfig, ModelId, check_agent_definition
+from server.core.blocking import in_thread
+from server.core.common import apply_metadata_patch, now_rfc3339
+from server.core.environments import Environment, Networking, Packages, Resources
+from server.core.errors import ConflictError, InvalidRequestError
+from server.core.ids import new_id
+from server.core.pagination import check_cursor, page_cursor
+from server.store.sqlite.store import Store
+
+__all__ = ["AgentChanges", "AgentPage", "Definitions", "EnvironmentChanges", "EnvironmentPage"]
+
+
+class AgentPage(BaseModel):
+    agents: list[Agent]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+
+class EnvironmentPage(BaseModel):
+    environments: list[Environment]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+
+class AgentChanges(BaseModel):
+    """Fields of create_agent/update_agent; None means 'not given'."""
+
+    name: str | None = None
+    model: ModelId | ModelConfig | None = None
+    system: str | None = None
+    description: str | None = None
+    tools: list[AgentTool] | None = None
+    mcp_servers: list[McpServer] | None = None
+    metadata: dict[str, str | None] | None = None
+
+
+class EnvironmentChanges(BaseModel):
+    """Fields of create_environment/update_environment; None means 'not given'."""
+
+    name: str | None = None
+    description: str | None = None
+    image: str | None = None
+    packages: Packages | None = None
+    networking: Networking | None = None
+    resources: Resources | None = None
+    env: dict[str, str] | None = None
+    metadata: dict[str, str | None] | None = None
+
+
+class Definitions:
+    """Creates, edits and lists agents and environments."""
+
+    def __init__(self, store: Store, default_model: str) -> None:
+        self._store = store
+        self._default_model = default_model
+
+    # Agents ---------------------------------------------------------------------------------------------
+
+    async def create_agent(self, changes: AgentChanges) -> Agent:
+        if not changes.name:
+            raise InvalidRequestError("an agent needs a name")
+        now = now_rfc3339()
+        agent = _validated_agent(
+            {
+                "id": new_id("agent"),
+                "version": 1,
+                "name": changes.name,
+                "description": changes.description or None,
+                "model": _model(changes.model or self._default_model),
+                "system": changes.system or None,
+                "tools": FULL_TOOLSET if changes.tools is None else changes.tools,
+                "mcp_servers": changes.mcp_servers or [],
+                "metadata": _metadata({}, changes.metadata or {}),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        await in_thread(self._store.insert_agent, agent)
+        return agent
+
+    async def update_agent(self, agent_id: str, expected_version: int | None, changes: AgentChanges) -> Agent:
+        current = await self.get_agent(agent_id)
+        if current.archived_at is not None:
+            raise ConflictError(f"agent {agent_id!r} is archived; create a new agent instead")
+        if expected_version is not None and expected_version != current.version:
+            raise ConflictError(
+                f"agent {agent_id!r} is at version {current.version}, not {expected_version}; get_agent and retry"
+            )
+        fields = current.model_dump(exclude={"archived_at"})
+        given = changes.model_dump(exclude_none=True, exclude={"metadata", "model"})
+        for key in ("system", "description"):
+            if key in given and given[key] == "":
+                given[key] = None  # an empty string clears the field
+        fields.update(given)
+        if changes.model is not None:
+            fields["model"] = _model(changes.model)
+        if changes.metadata is not None:
+            fields["metadata"] = _metadata(current.metadata, changes.metadata)
+        candidate = _validated_agent(fields)
+        if candidate == current:
+            return current  # nothing changed: no new version
+        now = now_rfc3339()
+        updated = candidate.model_copy(update={"version": current.version + 1, "updated_at": now})
+        await in_thread(self._store.add_agent_version, updated)
+        return updated
+
+    async def get_agent(self, agent_id: str, version: int | None = None) -> Agent:
+        return await in_thread(self._store.get_agent, agent_id, version)
+
+    async def list_agents(self, limit: int, cursor: str | None, include_archived: bool) -> AgentPage:
+        before = check_cursor(cursor, "agent")
+        agents = await in_thread(self._store.list_agents, limit + 1, before, include_archived)
+        return AgentPage(agents=agents[:limit], next_cursor=page_cursor([a.id for a in agents], limit))
+
+    async def archive_agent(self, agent_id: str) -> Agent:
+        await self.get_agent(agent_id)
+        await in_thread(self._store.archive_agent, agent_id, now_rfc3339())
+        return await self.get_agent(agent_id)
+
+    # Environments ---------------------------------------------------------------------------------------
+
+    async def create_environment(self, changes: EnvironmentChanges) -> Environment:
+        if not changes.name:
+            raise InvalidRequestError("an environment needs a name")
+        now = now_rfc3339()
+        fields = changes.model_dump(exclude_none=True, exclude={"metadata"})
+        env = _validated_environment(
+            {
+                **fields,
+                "id": new_id("env"),
+                "metadata": _metadata({}, changes.metadata or {}),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        await in_thread(self._store.insert_environment, env)
+        return env
+
+    async def update_environment(self, environment_id: str, changes: EnvironmentChanges) -> Environment:
+        current = await self.get_environment(environment_id)
+        if current.archived_at is not None:
+            raise ConflictError(f"environment {environment_id!r} is archived and read-only; create a new one")
+        fields = current.model_dump(exclude={"archived_at"})
+        fields.update(changes.model_dump(exclude_none=True, exclude={"metadata"}))
+        if changes.description == "":
+            fields["description"] = None
+        if changes.image == "":
+            fields["image"] = None  # back to the server's default image
+        if changes.metadata is not None:
+            fields["metadata"] = _metadata(current.metadata, changes.metadata)
+        candidate = _validated_environment(fields)
+        if candidate == current:
+            return current
+        updated = candidate.model_copy(update={"updated_at": now_rfc3339()})
+        await in_thread(self._store.replace_environment, updated)
+        return updated
+
+    async def get_environment(self, environment_id: str) -> Environment:
+        return await in_thread(self._store.get_environment, environment_id)
+
+    async def list_environments(self, limit: int, cursor: str | None, include_archived: bool) -> EnvironmentPage:
+        before = check_cursor(cursor, "env")
+        envs = await in_thread(self._store.list_environments, limit + 1, before, include_archived)
+        return EnvironmentPage(environments=envs[:limit], next_cursor=page_cursor([e.id for e in envs], limit))
+
+    async def archive_environment(self, environment_id: str) -> Environment:
+        await self.get_environment(environment_id)
+        await in_thread(self._store.archive_environment, environment_id, now_rfc3339())
+        return await self.get_environment(environment_id)
+
+    async def delete_environment(self, environment_id: str) -> None:
+        await self.get_environment(environment_id)
+        await in_thread(self._store.delete_environment, environment_id)
+
+
+def _model(model: str | ModelConfig) -> ModelConfig:
+    return ModelConfig(id=model) if isinstance(model, str) else model
+
+
+def _metadata(current: dict[str, str], patch: dict[str, str | None]) -> dict[str, str]:
+    try:
+        return apply_metadata_patch(current, patch)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+def _validated_agent(fields: dict[str, object]) -> Agent:
+    try:
+        agent = Agent.model_validate(fields)
+        check_agent_definition(agent.tools, agent.mcp_servers)
+    except (ValidationError, ValueError) as exc:
+        raise InvalidRequestError(_plain(exc)) from exc
+    return agent
+
+
+def _validated_environment(fields: dict[str, object]) -> Environment:
+    try:
+        return Environment.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidRequestError(_plain(exc)) from exc
+
+
+def _plain(exc: Exception) -> str:
+    """A validation error as one line per problem, without pydantic's URLs."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    return str(exc)

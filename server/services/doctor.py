@@ -1,0 +1,193 @@
+"""`managed-sessions doctor`: is this machine ready to run sessions, and if not, how to fix it.
+
+Each check prints one line (`ok`, `warn` or `FAIL`) and, when something is
+wrong, the fix. The exit status is 1 when a required check fails. No check
+ever prints a secret: the model key is reported as present or missing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+import docker
+import docker.errors
+
+from server.core.config import ServerConfig
+from server.hands.docker.pool import find_leftovers
+from server.store.sqlite.store import Store
+from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore, VaultError, Vaults, describe_backend
+
+__all__ = ["Check", "run_checks", "run_doctor"]
+
+Level = Literal["ok", "warn", "FAIL"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+
+def check_docker(config: ServerConfig) -> list[Check]:
+    """The engine, then the sandbox image on it."""
+    try:
+        client = docker.from_env(timeout=10)
+        version = client.version()
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        return [
+            Check(
+                "docker engine",
+                "FAIL",
+                f"no Docker engine answers at {where}: {exc}",
+                "start Docker (Docker Desktop, 'sudo systemctl start docker', or 'dockerd &'), or set DOCKER_HOST",
+            ),
+            Check("sandbox image", "FAIL", f"cannot look for {config.image!r} without an engine", "fix Docker first"),
+        ]
+    engine = Check("docker engine", "ok", f"Docker {version.get('Version')} (API {version.get('ApiVersion')})")
+    try:
+        image = client.images.get(config.image)
+    except docker.errors.ImageNotFound:
+        return [
+            engine,
+            Check(
+                "sandbox image",
+                "FAIL",
+                f"{config.image!r} is not on this engine",
+                "run 'managed-sessions image build' (or set MANAGED_SESSIONS_IMAGE to an image you have)",
+            ),
+        ]
+    except docker.errors.APIError as exc:
+        return [engine, Check("sandbox image", "FAIL", f"cannot inspect {config.image!r}: {exc}", "check the engine")]
+    size_mb = int(image.attrs.get("Size", 0)) // 1_000_000
+    found = Check("sandbox image", "ok", f"{config.image} ({image.short_id}, {size_mb} MB)")
+    return [engine, found, check_leftovers(client, config)]
+
+
+def check_leftovers(client: docker.DockerClient, config: ServerConfig) -> Check:
+    """Containers and volumes of deleted (or archived) sessions, which the server reaps when it starts."""
+    if not config.database_path.exists():
+        return Check("sandbox leftovers", "ok", "no store yet")
+    store = Store.open(config.database_path)
+    try:
+        leftovers = find_leftovers(client, store.store_id, store.session_ids())
+    finally:
+        store.close()
+    if not leftovers.containers and not leftovers.volumes:
+        return Check("sandbox leftovers", "ok", "none")
+    detail = f"{len(leftovers.containers)} container(s), {len(leftovers.volumes)} volume(s) no session needs"
+    return Check("sandbox leftovers", "warn", detail, "the server removes them when it next starts")
+
+
+def check_keyring(config: ServerConfig) -> Check:
+    """Whether the backend keeps secrets encrypted, and so whether the vault will use it."""
+    try:
+        backend = describe_backend()
+        KeyringStore(KEYRING_SERVICE).get("doctor-probe")
+    except VaultError as exc:
+        return Check(
+            "keyring",
+            "warn",
+            str(exc),
+            "the HTTP token and vault credentials need it; or set MANAGED_SESSIONS_TOKEN for HTTP",
+        )
+    if backend.secure:
+        return Check("keyring", "ok", f"{backend.name} (secure; the vault uses it)")
+    if config.vault_allow_insecure_keyring:
+        return Check(
+            "keyring",
+            "warn",
+            f"{backend.name} does not keep secrets encrypted; the vault uses it anyway "
+            f"because {ALLOW_INSECURE_KEYRING_VARIABLE}=1",
+            "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet) and unset the variable",
+        )
+    return Check(
+        "keyring",
+        "warn",
+        f"{backend.name} does not keep secrets encrypted; the vault refuses to store or read secrets with it",
+        "use the OS keyring (Keychain, Credential Locker, SecretService/KWallet), "
+        f"or accept plain text explicitly with {ALLOW_INSECURE_KEYRING_VARIABLE}=1",
+    )
+
+
+def check_vault(config: ServerConfig) -> Check:
+    """Drift: credentials in the vault's index whose secret is gone from the keyring."""
+    if not config.vault_index_path.exists():
+        return Check("vault", "ok", "no vaults yet")
+    vaults = Vaults(config.vault_index_path, allow_insecure_keyring=config.vault_allow_insecure_keyring)
+    try:
+        count = sum(v.credential_count for v in vaults.list_vaults())
+        drifted = vaults.drift()
+    except VaultError as exc:
+        return Check("vault", "warn", f"cannot check the vault: {exc}", "fix the keyring (see above)")
+    if not drifted:
+        return Check("vault", "ok", f"{count} credential(s), every keyring secret present")
+    listed = ", ".join(f"{c.id} ({c.type} for {c.match})" for c in drifted)
+    first = drifted[0]
+    return Check(
+        "vault",
+        "warn",
+        f"{len(drifted)} credential(s) lost their secret from the keyring: {listed}",
+        f"re-add them with 'managed-sessions vault add', or remove them: "
+        f"'managed-sessions vault remove {first.vault_id} {first.id}' (and likewise for the others)",
+    )
+
+
+def check_data_dir(config: ServerConfig) -> Check:
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=config.data_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            "data dir",
+            "FAIL",
+            f"{config.data_dir} is not writable: {exc.strerror}",
+            "fix its permissions or set MANAGED_SESSIONS_DATA_DIR to a writable directory",
+        )
+    return Check("data dir", "ok", str(config.data_dir))
+
+
+def check_model(config: ServerConfig) -> Check:
+    endpoint = "the default endpoint"
+    if config.model_base_url:
+        parts = urlsplit(config.model_base_url)
+        endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    if not config.model_key_present:
+        return Check(
+            "model credentials",
+            "FAIL",
+            f"no ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) for {endpoint}",
+            "export ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL for another endpoint)",
+        )
+    return Check("model credentials", "ok", f"a key is set for {endpoint}; default model {config.model}")
+
+
+def run_checks(config: ServerConfig) -> list[Check]:
+    steps: list[Callable[[], list[Check]]] = [
+        lambda: check_docker(config),
+        lambda: [check_keyring(config), check_vault(config)],
+        lambda: [check_data_dir(config)],
+        lambda: [check_model(config)],
+    ]
+    return [check for step in steps for check in step()]
+
+
+def run_doctor(config: ServerConfig) -> int:
+    checks = run_checks(config)
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        sys.stdout.write(f"[{check.level:<4}] {check.name:<{width}}  {check.detail}\n")
+        if check.fix:
+            sys.stdout.write(f"{'':7} {'':<{width}}  fix: {check.fix}\n")
+    failed = [c.name for c in checks if c.level == "FAIL"]
+    sys.stdout.write(f"\n{'not ready: ' + ', '.join(failed) if failed else 'ready'}\n")
+    return 1 if failed else 0

@@ -1,0 +1,178 @@
+"""What clients send a session: messages, confirmations, custom tool results, interrupts.
+
+Each is validated against the log (is the session open, is that tool use
+really waiting for this?), recorded as an event, and then the session's run is
+started if the session can go on. `send_message` also waits, up to
+`wait_seconds`, for the session to go idle, and reports what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from pydantic import BaseModel, Field, JsonValue
+
+from server.brain.conversation import PendingToolUse, needs_action, rebuild
+from server.brain.loop import LOG_LIMIT, SessionRunner
+from server.core.blocking import in_thread
+from server.core.errors import ConflictError, InvalidRequestError
+from server.core.events import Event, StopReason
+from server.core.sessions import Session, SessionStatus
+from server.services.sessions import SessionManager, bounded
+from server.store.sqlite.store import NewEvent, Store
+
+__all__ = ["MAX_MESSAGE_CHARS", "Inbox", "MessageOutcome"]
+
+MAX_MESSAGE_CHARS = 500_000
+PAGE = 200
+MAX_REPLY_EVENTS = 50
+"""A reply carries the newest events of the call; get_events has the rest."""
+
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+class MessageOutcome(BaseModel):
+    session_id: str
+    status: SessionStatus
+    stop_reason: StopReason | None = None
+    reply: str | None = Field(description="The agent's final message when the session went idle; else null.")
+    events: list[dict[str, JsonValue]] = Field(description="Events since the message (the newest, up to 50).")
+    next_cursor: str | None = Field(description="Pass as `after` to get_events to read on from here.")
+
+
+class Inbox:
+    def __init__(self, store: Store, sessions: SessionManager, runner: SessionRunner) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._runner = runner
+
+    async def send_message(
+        self, session_id: str, text: str, wait_s: float, progress: Progress | None
+    ) -> MessageOutcome:
+        session = await self._open_session(session_id)
+        events = [NewEvent("user.message", {"content": [{"type": "text", "text": text}]})]
+        if session.status != "running":  # the turn starts now: say so before this call returns
+            events.append(NewEvent("session.status_running", {}))
+        message, *_ = await self._sessions.append(session.id, events)
+        self._runner.start(session.id)
+        return await self.wait_idle(session.id, message, wait_s, progress)
+
+    async def wait_idle(
+        self, session_id: str, since: Event, wait_s: float, progress: Progress | None
+    ) -> MessageOutcome:
+        """Collects events after `since` until the session's run is over, or `wait_s` passes.
+
+        Called right after the run was started, so "no run is going" means it is over, even when its log still
+        says `running` (a run that could not record its end, e.g. on a full disk: the outcome says so)."""
+        collected: list[Event] = [since]
+        cursor = since.id
+        deadline = anyio.current_time() + wait_s
+        while True:
+            # Armed before looking: a later append or the run's end (both notify) wakes the wait below.
+            signal = self._sessions.notifier.arm(session_id, settle_only=progress is None)
+            read, state = await in_thread(self._store.read_page, session_id, cursor, PAGE + 1)
+            new, has_more = read[:PAGE], len(read) > PAGE
+            collected.extend(new)
+            cursor = new[-1].id if new else cursor
+            if new and progress is not None:
+                await progress(float(len(collected)), f"{new[-1].type} (event {new[-1].seq})")
+            settled = not self._runner.active(session_id) and not has_more
+            failure = self._runner.unrecorded_failure(session_id) if settled else None
+            if failure is not None and state.status == "running":  # the run ended, its log could not say why
+                raise type(failure)(str(failure))
+            remaining = deadline - anyio.current_time()
+            if settled or remaining <= 0:
+                return _outcome(session_id, state.status, state.stop_reason, collected, settled)
+            if not has_more:
+                with anyio.move_on_after(remaining):
+                    await signal.wait()
+
+    async def confirm(self, session_id: str, tool_use_id: str, allow: bool, deny_message: str | None) -> Session:
+        session, use = await self._waiting_use(session_id, tool_use_id)
+        if use.kind not in ("agent.tool_use", "agent.mcp_tool_use") or use.evaluated_permission != "ask":
+            raise InvalidRequestError(
+                f"event {tool_use_id!r} is a {use.kind} that does not wait for a confirmation"
+                + ("; answer it with submit_tool_result" if use.kind == "agent.custom_tool_use" else "")
+            )
+        if deny_message is not None and allow:
+            raise InvalidRequestError("deny_message goes with allow=false only")
+        payload: dict[str, JsonValue] = {"tool_use_id": tool_use_id, "result": "allow" if allow else "deny"}
+        if deny_message is not None:
+            payload["deny_message"] = deny_message
+        await self._record_answer(session, NewEvent("user.tool_confirmation", payload))
+        return await self._sessions.get(session_id)
+
+    async def submit_result(self, session_id: str, tool_use_id: str, content: str, is_error: bool) -> Session:
+        session, use = await self._waiting_use(session_id, tool_use_id)
+        if use.kind != "agent.custom_tool_use":
+            raise InvalidRequestError(
+                f"event {tool_use_id!r} is a {use.kind}, not a custom tool use; confirm it with confirm_tool_use"
+            )
+        payload: dict[str, JsonValue] = {
+            "custom_tool_use_id": tool_use_id,
+            "content": [{"type": "text", "text": content}],
+            "is_error": is_error,
+        }
+        await self._record_answer(session, NewEvent("user.custom_tool_result", payload))
+        return await self._sessions.get(session_id)
+
+    async def interrupt(self, session_id: str) -> Session:
+        session = await self._open_session(session_id)
+        await self._sessions.append(session.id, [NewEvent("user.interrupt", {})])
+        await self._runner.interrupt(session.id)
+        return await self._sessions.get(session_id)
+
+    async def _open_session(self, session_id: str) -> Session:
+        session = await self._sessions.get(session_id)
+        if session.archived_at is not None or session.status == "terminated":
+            raise ConflictError(f"session {session_id!r} is archived; create a new session to go on")
+        return session
+
+    async def _waiting_use(self, session_id: str, tool_use_id: str) -> tuple[Session, PendingToolUse]:
+        session = await self._open_session(session_id)
+        conversation = rebuild(await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT))
+        waiting = needs_action(conversation.pending)
+        use = next((u for u in conversation.pending if u.event_id == tool_use_id), None)
+        if use is None or tool_use_id not in waiting:
+            raise InvalidRequestError(
+                f"event {tool_use_id!r} is not waiting for an answer in session {session_id!r}"
+                f" (waiting: {waiting or 'nothing'}); get_session shows what is"
+            )
+        return session, use
+
+    async def _record_answer(self, session: Session, answer: NewEvent) -> None:
+        """Records the answer; once nothing waits any more, the session runs on (else it re-idles)."""
+        await self._sessions.append(session.id, [answer])
+        conversation = rebuild(await in_thread(self._store.read_events, session.id, 0, LOG_LIMIT))
+        remaining = needs_action(conversation.pending)
+        if remaining:
+            stop: dict[str, JsonValue] = {"type": "requires_action", "event_ids": list(remaining)}
+            await self._sessions.append(session.id, [NewEvent("session.status_idle", {"stop_reason": stop})])
+        else:
+            self._runner.start(session.id)
+
+
+def _outcome(
+    session_id: str,
+    status: SessionStatus,
+    stop_reason: StopReason | None,
+    events: list[Event],
+    settled: bool,
+) -> MessageOutcome:
+    reply = None
+    if settled and status == "idle":
+        texts = [e for e in events if e.type == "agent.message"]
+        if texts:
+            content = texts[-1].payload().get("content")
+            blocks = content if isinstance(content, list) else []
+            reply = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict))
+    shown = [bounded(e).model_dump(mode="json") for e in events[-MAX_REPLY_EVENTS:]]
+    return MessageOutcome(
+        session_id=session_id,
+        status=status,
+        stop_reason=stop_reason,
+        reply=reply,
+        events=shown,
+        next_cursor=events[-1].id if events else None,
+    )

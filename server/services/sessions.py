@@ -1,0 +1,369 @@
+"""Session lifecycle: create, read, list, archive, delete, and reading the event log.
+
+A session pins its agent (a snapshot of one version, or an inline agent) and
+its environment (a snapshot) when it is created. Its status and usage are
+never written directly: they follow from its events (see `state.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import anyio
+from pydantic import BaseModel, Field, JsonValue
+
+from server.core.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
+from server.core.blocking import in_thread, in_vault_thread
+from server.core.common import now_rfc3339
+from server.core.environments import EnvironmentSpec
+from server.core.errors import ConflictError, InvalidRequestError, SessionBusyError, from_vault_error
+from server.core.events import Event
+from server.core.ids import is_id, new_id
+from server.core.pagination import check_cursor, page_cursor
+from server.core.redaction import REDACTOR
+from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
+from server.egress.repositories import GitHubRepositoryResource
+from server.hands.docker.pool import SandboxPool
+from server.hands.docker.sandbox import SandboxLostError, posture_of
+from server.hands.helper.channel import HelperError
+from server.hands.sandbox import SandboxUnavailableError
+from server.services.notifier import EventNotifier
+from server.services.resources import SessionRepositories
+from server.store.sqlite.appender import Appender
+from server.store.sqlite.store import NewEvent, SessionFilter, Store
+from vault.errors import VaultError
+from vault.redactor import JsonLike
+from vault.vaults import Vaults
+
+__all__ = ["MAX_EVENT_FIELD_CHARS", "NewSession", "SessionManager", "SessionPage"]
+
+MAX_EVENT_FIELD_CHARS = 8_000
+"""Longer strings in events returned by tools are cut (the store keeps them whole): a tool result
+has to fit a model's context, and one large file read should not crowd out everything else."""
+
+
+class SessionPage(BaseModel):
+    sessions: list[Session]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+
+class SessionDeleted(BaseModel):
+    id: str
+    type: Literal["session_deleted"] = "session_deleted"
+    deleted: Literal[True] = True
+
+
+class NewSession(BaseModel):
+    """Arguments of create_session."""
+
+    agent_id: str | None = None
+    agent_version: int | None = None
+    model: str | None = None
+    system: str | None = None
+    environment_id: str | None = None
+    title: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    resources: list[GitHubRepositoryResource] = Field(default_factory=list)
+    vault_ids: list[str] = Field(default_factory=list)
+
+
+class SessionManager:
+    """Owns sessions and their logs for one data dir."""
+
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        default_model: str,
+        default_image: str,
+        sandboxes: SandboxPool | None = None,
+        extra_ca_bundle: bool = False,
+        vaults: Vaults | None = None,
+        repositories: SessionRepositories | None = None,
+    ) -> None:
+        self._store = store
+        self._data_dir = data_dir
+        self._default_model = default_model
+        self._default_image = default_image
+        self._sandboxes = sandboxes
+        self._extra_ca_bundle = extra_ca_bundle
+        self._vaults = vaults
+        self.repositories = repositories
+        self.notifier = EventNotifier()
+        self._appender = Appender(store)
+        self.latest_seq: dict[str, int] = {}
+        """The newest seq appended through this manager, per session (lets a run skip re-reading its log)."""
+
+    def _shown(self, session: Session) -> Session:
+        """The session with its sandbox posture, which follows from its environment and this server."""
+        return session.model_copy(update={"sandbox": posture_of(session.environment, self._extra_ca_bundle)})
+
+    async def create(self, request: NewSession) -> Session:
+        agent = await self._agent_snapshot(request)
+        environment = await self._environment_snapshot(request.environment_id)
+        await self._check_vault_ids(request.vault_ids)
+        resources = []
+        if request.resources:
+            if self.repositories is None:
+                raise InvalidRequestError("this server cannot clone repositories; create the session without resources")
+            resources = await self.repositories.record(request.resources)
+        now = now_rfc3339()
+        session = Session(
+            id=new_id("sesn"),
+            status="idle",
+            title=request.title or None,
+            agent=agent,
+            environment_id=request.environment_id,
+            environment=environment,
+            metadata=request.metadata,
+            resources=resources,
+            vault_ids=request.vault_ids,
+            stats=SessionStats(event_count=0),
+            created_at=now,
+            updated_at=now,
+        )
+        await in_thread(self._store.insert_session, session)
+        return self._shown(session)
+
+    async def _check_vault_ids(self, vault_ids: Sequence[str]) -> None:
+        if not vault_ids:
+            return
+        if len(set(vault_ids)) != len(vault_ids):
+            raise InvalidRequestError(f"vault_ids names a vault twice ({list(vault_ids)}); name each once")
+        if self._vaults is None:
+            raise InvalidRequestError("this server has no vault; create the session without vault_ids")
+        try:
+            await in_vault_thread(self._vaults.check_vault_ids, vault_ids)
+        except VaultError as exc:
+            raise from_vault_error(exc) from exc
+
+    async def _agent_snapshot(self, request: NewSession) -> AgentSnapshot:
+        if request.agent_id is None:
+            if request.agent_version is not None:
+                raise InvalidRequestError("agent_version needs an agent_id; pass both, or neither for an inline agent")
+            return AgentSnapshot(
+                id=None,
+                version=None,
+                name="inline",
+                model=ModelConfig(id=request.model or self._default_model),
+                system=request.system or None,
+                tools=FULL_TOOLSET,
+            )
+        agent = await in_thread(self._store.get_agent, request.agent_id, request.agent_version)
+        if agent.archived_at is not None:
+            raise ConflictError(f"agent {agent.id!r} is archived; new sessions cannot use it")
+        overrides: dict[str, object] = {}
+        if request.model:
+            overrides["model"] = ModelConfig(id=request.model)
+        if request.system is not None:
+            overrides["system"] = request.system or None
+        snapshot = AgentSnapshot.model_validate(agent.model_dump(include=set(AgentSnapshot.model_fields)))
+        return snapshot.model_copy(update=overrides)
+
+    async def _environment_snapshot(self, environment_id: str | None) -> EnvironmentSpec:
+        if environment_id is None:
+            return EnvironmentSpec(image=self._default_image)
+        environment = await in_thread(self._store.get_environment, environment_id)
+        if environment.archived_at is not None:
+            raise ConflictError(f"environment {environment_id!r} is archived; new sessions cannot use it")
+        spec = environment.spec()
+        return spec.model_copy(update={"image": spec.image or self._default_image})
+
+    async def get(self, session_id: str) -> Session:
+        return self._shown(await in_thread(self._store.get_session, session_id))
+
+    async def list_page(
+        self,
+        limit: int,
+        cursor: str | None,
+        status: SessionStatus | None,
+        agent_id: str | None,
+        include_archived: bool,
+    ) -> SessionPage:
+        before = check_cursor(cursor, "sesn")
+        where = SessionFilter(status=status, agent_id=agent_id, include_archived=include_archived)
+        sessions = await in_thread(self._store.list_sessions, limit + 1, before, where)
+        shown = [self._shown(s) for s in sessions[:limit]]
+        return SessionPage(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
+
+    async def archive(self, session_id: str) -> Session:
+        session = await self.get(session_id)
+        if session.archived_at is not None:
+            return session
+        _refuse_while_running(session, "archive")
+        await in_thread(self._store.archive_session, session_id, now_rfc3339())
+        self.notifier.notify(session_id, settled=True)
+        if self._sandboxes is not None:
+            await self._sandboxes.stop(session_id, session.environment)
+        return await self.get(session_id)
+
+    async def delete(self, session_id: str) -> SessionDeleted:
+        session = await self.get(session_id)
+        _refuse_while_running(session, "delete")
+        await in_thread(self._store.delete_session, session_id)
+        if self.repositories is not None:
+            await self.repositories.forget(session)
+        if self._sandboxes is not None:
+            await self._sandboxes.destroy(session_id, session.environment)
+        await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
+        self.notifier.notify(session_id, settled=True)
+        return SessionDeleted(id=session_id)
+
+    async def output_files(self, session_id: str) -> OutputFiles:
+        session = await self.get(session_id)
+        result = await self._output_call(session, "list_outputs", {})
+        return OutputFiles(session_id=session_id, files=[OutputFile.model_validate(f) for f in result["files"]])
+
+    async def read_output(self, session_id: str, path: str, offset: int, max_bytes: int) -> OutputChunk:
+        session = await self.get(session_id)
+        args: dict[str, JsonValue] = {"path": check_output_path(path), "offset": offset, "max_bytes": max_bytes}
+        result = await self._output_call(session, "read_output", args)
+        return OutputChunk(
+            session_id=session_id,
+            path=path,
+            mime_type=result["mime_type"],
+            size_bytes=result["size_bytes"],
+            offset=offset,
+            data=base64.b64decode(result["data"]),
+            eof=result["eof"],
+        )
+
+    async def _output_call(self, session: Session, op: str, args: dict[str, JsonValue]) -> dict[str, Any]:
+        """A helper call about output files; an archived session's sandbox is started for it and removed after."""
+        if self._sandboxes is None:
+            raise SandboxUnavailableError("this server runs without sandboxes")
+        sandbox = self._sandboxes.sandbox(session.id, session.environment)
+        try:
+            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
+        except HelperError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        except (SandboxLostError, TimeoutError) as exc:
+            raise SandboxUnavailableError(f"the sandbox of {session.id!r} did not answer; try again") from exc
+        finally:
+            if session.archived_at is not None:
+                await self._sandboxes.stop(session.id, session.environment)
+
+    async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+        """Appends events (redacted: no secret the server used is ever stored) and wakes their waiters."""
+        if REDACTOR:
+            events = [NewEvent(e.type, _redacted(e.payload)) for e in events]
+        appended = await self._appender.append(session_id, events)
+        if appended:
+            self.latest_seq[session_id] = max(self.latest_seq.get(session_id, 0), appended[-1].seq)
+        settled = any(e.type in ("session.status_idle", "session.status_terminated") for e in appended)
+        self.notifier.notify(session_id, settled=settled)
+        return appended
+
+    async def events(
+        self,
+        session_id: str,
+        after: str | None,
+        limit: int,
+        types: Sequence[str] | None,
+        wait_s: float,
+    ) -> EventPage:
+        """A page of events after the cursor; with `wait_s`, a long poll for the first new one."""
+        if after and not is_id(after, "sevt"):
+            raise InvalidRequestError(f"after={after!r} is not an event id; pass an id (sevt_...) from get_events")
+        deadline = anyio.current_time() + wait_s
+        while True:
+            signal = self.notifier.arm(session_id)  # armed before the read: no lost wake-up
+            events, state = await in_thread(self._store.read_page, session_id, after, limit + 1, types)
+            remaining = deadline - anyio.current_time()
+            if events or remaining <= 0:
+                break
+            with anyio.move_on_after(remaining):
+                await signal.wait()
+        page = events[:limit]
+        return EventPage(
+            session_id=session_id,
+            events=[bounded(e) for e in page],
+            next_cursor=page[-1].id if page else after,
+            has_more=len(events) > limit,
+            status=state.status,
+            stop_reason=state.stop_reason,
+        )
+
+
+class OutputFile(BaseModel):
+    path: str = Field(description="Relative to /mnt/session/outputs/.")
+    size_bytes: int
+    mime_type: str
+    sha256: str
+    modified_at: str
+
+
+class OutputFiles(BaseModel):
+    session_id: str
+    files: list[OutputFile]
+
+
+class OutputChunk(BaseModel):
+    """Part of an output file, as raw bytes (the MCP layer decides how to show them)."""
+
+    session_id: str
+    path: str
+    mime_type: str
+    size_bytes: int
+    offset: int
+    data: bytes
+    eof: bool
+
+
+OUTPUT_CALL_TIMEOUT_S = 60.0
+
+
+def check_output_path(path: str) -> str:
+    """Refuses paths that could leave the outputs folder before the sandbox sees them."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith("/") or ".." in parts or "\0" in path:
+        raise InvalidRequestError(
+            f"path {path!r} must be relative to /mnt/session/outputs/ with no '..'; list_output_files shows them"
+        )
+    return path
+
+
+def _refuse_while_running(session: Session, action: str) -> None:
+    if session.status in ("running", "rescheduling"):
+        raise SessionBusyError(
+            f"session {session.id!r} is {session.status}; call interrupt_session, then {action} it once idle"
+        )
+
+
+def bounded(event: Event) -> Event:
+    """The event with every long string cut to `MAX_EVENT_FIELD_CHARS` and a visible marker."""
+    if not _has_long_string(event.payload()):
+        return event
+    payload = {key: _cut(value) for key, value in event.payload().items()}
+    return Event.model_validate(
+        {**payload, "id": event.id, "seq": event.seq, "type": event.type, "processed_at": event.processed_at}
+    )
+
+
+def _has_long_string(value: JsonValue) -> bool:
+    if isinstance(value, str):
+        return len(value) > MAX_EVENT_FIELD_CHARS
+    if isinstance(value, list):
+        return any(_has_long_string(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_long_string(item) for item in value.values())
+    return False
+
+
+def _cut(value: JsonValue) -> JsonValue:
+    if isinstance(value, str) and len(value) > MAX_EVENT_FIELD_CHARS:
+        hidden = len(value) - MAX_EVENT_FIELD_CHARS
+        return value[:MAX_EVENT_FIELD_CHARS] + f"\n…[cut: {hidden} more chars; the store keeps the whole event]"
+    if isinstance(value, list):
+        return [_cut(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _cut(item) for key, item in value.items()}
+    return value
+
+
+def _redacted(payload: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    return cast(dict[str, JsonValue], REDACTOR.redact_json(cast(JsonLike, payload)))

@@ -1,1 +1,0 @@
-"""Sessions: the store, its migrations, and the state derived from the event log."""

@@ -1,1 +1,0 @@
-"""The MCP tools clients call, one module per object kind. Each is a thin wrapper over a service."""
