@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from pydantic import JsonValue
 
+from server.core.events import NewEvent
 from server.core.ids import new_id
-from server.store.sqlite.store import NewEvent
 
 __all__ = ["realistic_events"]
 

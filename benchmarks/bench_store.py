@@ -51,11 +51,12 @@ from mcp import Client, StdioServerParameters
 
 from server.core.common import now_rfc3339
 from server.core.config import ServerConfig
+from server.core.events import NewEvent
 from server.core.log import configure_logging
 from server.fronts.mcp.server import build_server
 from server.services.sessions import NewSession, SessionManager
 from server.store.sqlite.state import SessionState
-from server.store.sqlite.store import NewEvent, Store
+from server.store.sqlite.store import Store
 
 READ_TARGET_MS = 5.0
 APPEND_TARGET_PER_S = 5_000.0

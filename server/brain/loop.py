@@ -65,15 +65,15 @@ from server.brain.conversation import (
 from server.brain.model import ModelClient, ModelError, ModelTurn
 from server.brain.tools import OfferedTool, offered_tools
 from server.core.blocking import in_thread
-from server.core.errors import ServerError, UnexpectedError
-from server.core.events import Event
+from server.core.errors import EngineUnreachableError, SandboxUnavailableError, ServerError, UnexpectedError
+from server.core.events import Event, NewEvent
 from server.core.sessions import Session
+from server.core.tools import ToolResult
 from server.egress.remote_mcp import BearerToken, RemoteMcpError, RemoteMcpServers, RemoteTool
 from server.hands.docker.pool import SandboxPool
-from server.hands.sandbox import EngineUnreachableError, SandboxUnavailableError, ToolResult
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.sessions import SessionManager
-from server.store.sqlite.store import NewEvent, Store
+from server.store.sqlite.store import Store
 
 __all__ = ["RETRY_DELAYS_S", "McpBearerLookup", "SessionRunner"]
 

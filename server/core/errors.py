@@ -27,8 +27,10 @@ __all__ = [
     "ConflictError",
     "DataDirInUseError",
     "DataDirUnwritableError",
+    "EngineUnreachableError",
     "InvalidRequestError",
     "NotFoundError",
+    "SandboxUnavailableError",
     "ServerError",
     "SessionBusyError",
     "UnexpectedError",
@@ -81,3 +83,11 @@ def from_vault_error(exc: VaultError) -> ServerError:
     if isinstance(exc, CredentialConflictError):
         return ConflictError(str(exc))
     return InvalidRequestError(str(exc))
+
+
+class SandboxUnavailableError(ServerError):
+    """The sandbox cannot be started (no Docker engine, image missing, a failed package install)."""
+
+
+class EngineUnreachableError(SandboxUnavailableError):
+    """The Docker engine does not answer (stopped, restarting, its socket gone): it may well come back."""

@@ -8,11 +8,12 @@ as the event's payload, so this module does not need to know every shape.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-__all__ = ["EVENT_TYPES", "Event", "EventType", "StopReason", "Usage"]
+__all__ = ["EVENT_TYPES", "Event", "EventType", "NewEvent", "StopReason", "Usage"]
 
 EventType = Literal[
     "user.message",
@@ -80,3 +81,11 @@ class Usage(BaseModel):
 
     def plus(self, other: Usage) -> Usage:
         return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append: its type and type-specific fields."""
+
+    type: EventType
+    payload: dict[str, JsonValue]

@@ -36,7 +36,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import JsonValue, ValidationError
 
 from server.core.agents import McpServer
-from server.hands.sandbox import ToolResult
+from server.core.tools import ToolResult
 
 __all__ = [
     "CALL_TIMEOUT_S",

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from server.core.tools import ToolResult
 from server.egress.web_fetch import FetchPolicy, WebFetchError, web_fetch
 from server.hands.docker.sandbox import DockerSandbox, SandboxLostError
 from server.hands.helper.channel import HelperError
-from server.hands.sandbox import ToolResult
 
 __all__ = ["BUILTIN_TOOL_SPECS", "SandboxTools"]
 

@@ -17,10 +17,10 @@ from server.brain.conversation import PendingToolUse, needs_action, rebuild
 from server.brain.loop import LOG_LIMIT, SessionRunner
 from server.core.blocking import in_thread
 from server.core.errors import ConflictError, InvalidRequestError
-from server.core.events import Event, StopReason
+from server.core.events import Event, NewEvent, StopReason
 from server.core.sessions import Session, SessionStatus
 from server.services.sessions import SessionManager, bounded
-from server.store.sqlite.store import NewEvent, Store
+from server.store.sqlite.store import Store
 
 __all__ = ["MAX_MESSAGE_CHARS", "Inbox", "MessageOutcome"]
 

@@ -20,6 +20,7 @@ import anyio
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.common import now_rfc3339
 from server.core.errors import InvalidRequestError
+from server.core.events import NewEvent
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionResource
 from server.egress.repositories import (
@@ -29,7 +30,6 @@ from server.egress.repositories import (
     RepositoryError,
 )
 from server.hands.docker.pool import SandboxPool
-from server.store.sqlite.store import NewEvent
 from vault.errors import KeyringUnavailableError, VaultError
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.redactor import MIN_SECRET_LENGTH, Redactor

@@ -14,12 +14,12 @@ from server.brain.loop import RETRY_DELAYS_S, McpBearerLookup, SessionRunner
 from server.brain.providers.anthropic import AnthropicModel
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.config import ServerConfig
+from server.core.errors import SandboxUnavailableError
 from server.core.redaction import REDACTOR
 from server.core.sessions import Session
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
-from server.hands.sandbox import SandboxUnavailableError
 from server.services.definitions import Definitions
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories

@@ -20,8 +20,14 @@ from server.core.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.common import now_rfc3339
 from server.core.environments import EnvironmentSpec
-from server.core.errors import ConflictError, InvalidRequestError, SessionBusyError, from_vault_error
-from server.core.events import Event
+from server.core.errors import (
+    ConflictError,
+    InvalidRequestError,
+    SandboxUnavailableError,
+    SessionBusyError,
+    from_vault_error,
+)
+from server.core.events import Event, NewEvent
 from server.core.ids import is_id, new_id
 from server.core.pagination import check_cursor, page_cursor
 from server.core.redaction import REDACTOR
@@ -30,11 +36,10 @@ from server.egress.repositories import GitHubRepositoryResource
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxLostError, posture_of
 from server.hands.helper.channel import HelperError
-from server.hands.sandbox import SandboxUnavailableError
 from server.services.notifier import EventNotifier
 from server.services.resources import SessionRepositories
 from server.store.sqlite.appender import Appender
-from server.store.sqlite.store import NewEvent, SessionFilter, Store
+from server.store.sqlite.store import SessionFilter, Store
 from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults

@@ -14,12 +14,12 @@ from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.events import NewEvent
 from server.core.sessions import EventPage
 from server.fronts.mcp.server import build_server
 from server.hands.docker.sandbox import LABEL_SESSION
 from server.services.runtime import open_runtime
 from server.services.sessions import MAX_EVENT_FIELD_CHARS, NewSession
-from server.store.sqlite.store import NewEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from server.core.blocking import in_docker_thread
-from server.hands.sandbox import EngineUnreachableError
+from server.core.errors import EngineUnreachableError
 
 __all__ = ["in_engine", "is_unreachable", "unreachable_error"]
 

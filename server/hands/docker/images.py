@@ -50,8 +50,8 @@ from docker.models.images import Image
 
 from server.core.config import DEFAULT_IMAGE
 from server.core.environments import EnvironmentSpec, Packages
+from server.core.errors import SandboxUnavailableError
 from server.hands.docker.engine import is_unreachable
-from server.hands.sandbox import SandboxUnavailableError
 
 __all__ = ["HELPER_PATH", "SANDBOX_UID", "ImagePreparer", "Progress", "SandboxImageError"]
 

@@ -18,11 +18,11 @@ import docker
 import docker.errors
 
 from server.core.environments import EnvironmentSpec
+from server.core.errors import SandboxUnavailableError
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.engine import in_engine, is_unreachable, unreachable_error
 from server.hands.docker.images import ImagePreparer
 from server.hands.docker.sandbox import LABEL_SESSION, LABEL_STORE, DockerSandbox, SandboxSettings, remove_volume
-from server.hands.sandbox import SandboxUnavailableError
 from server.hands.toolset import SandboxTools
 
 __all__ = ["Leftovers", "SandboxPool", "find_leftovers"]

@@ -45,17 +45,12 @@ from docker.types import LogConfig
 from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
+from server.core.errors import EngineUnreachableError, SandboxUnavailableError
 from server.core.sessions import SandboxPosture
 from server.hands.docker.engine import in_engine
 from server.hands.docker.images import HELPER_PATH, SANDBOX_UID, ImagePreparer
 from server.hands.helper.channel import ChannelClosedError, HelperChannel
-from server.hands.sandbox import (
-    DEFAULT_CPUS,
-    DEFAULT_MEMORY_MB,
-    DEFAULT_PIDS_LIMIT,
-    EngineUnreachableError,
-    SandboxUnavailableError,
-)
+from server.hands.sandbox import DEFAULT_CPUS, DEFAULT_MEMORY_MB, DEFAULT_PIDS_LIMIT
 
 __all__ = ["LABEL_SESSION", "LABEL_STORE", "DockerSandbox", "SandboxLostError", "posture_of"]
 

@@ -21,8 +21,8 @@ import anyio
 
 from server.core.blocking import in_thread
 from server.core.errors import NotFoundError
-from server.core.events import Event
-from server.store.sqlite.store import NewEvent, Store
+from server.core.events import Event, NewEvent
+from server.store.sqlite.store import Store
 
 __all__ = ["Appender"]
 

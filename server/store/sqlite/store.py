@@ -41,32 +41,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import JsonValue
-
 from server.core.agents import Agent
 from server.core.common import now_rfc3339
 from server.core.environments import Environment
 from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundError
-from server.core.events import Event, EventType
+from server.core.events import Event, NewEvent
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats, SessionStatus
 from server.store.sqlite.migrations import apply_migrations
 from server.store.sqlite.state import SessionState, fold
 
-__all__ = ["NewEvent", "SessionFilter", "Store"]
+__all__ = ["SessionFilter", "Store"]
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_AUTOCHECKPOINT_PAGES = 4_000
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event to append: its type and type-specific fields."""
-
-    type: EventType
-    payload: dict[str, JsonValue]
 
 
 @dataclass(frozen=True)

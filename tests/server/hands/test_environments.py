@@ -11,9 +11,8 @@ import pytest
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.core.environments import NoNetwork, Packages, Resources, UnrestrictedNetwork
-from server.core.errors import ServerError
+from server.core.errors import SandboxUnavailableError, ServerError
 from server.hands.docker.sandbox import LABEL_SESSION
-from server.hands.sandbox import SandboxUnavailableError
 from server.services.definitions import EnvironmentChanges
 from server.services.runtime import Runtime, open_runtime
 from server.services.sessions import NewSession

@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.hands.sandbox import ToolResult
+from server.core.tools import ToolResult
 from server.hands.toolset import BUILTIN_TOOL_SPECS, SandboxTools
 from server.services.runtime import open_runtime
 from server.services.sessions import NewSession

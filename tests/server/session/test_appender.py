@@ -12,10 +12,10 @@ from server.core.agents import AgentSnapshot, ModelConfig
 from server.core.common import now_rfc3339
 from server.core.environments import EnvironmentSpec
 from server.core.errors import NotFoundError
-from server.core.events import Event
+from server.core.events import Event, NewEvent
 from server.core.sessions import Session, SessionStats
 from server.store.sqlite.appender import Appender
-from server.store.sqlite.store import NewEvent, Store
+from server.store.sqlite.store import Store
 
 pytestmark = pytest.mark.anyio
 

@@ -20,12 +20,12 @@ from server.core.agents import FULL_TOOLSET, Agent, AgentSnapshot, ModelConfig
 from server.core.common import now_rfc3339
 from server.core.environments import EnvironmentSpec
 from server.core.errors import DataDirUnwritableError, NotFoundError
-from server.core.events import EventType, StopReason, Usage
+from server.core.events import EventType, NewEvent, StopReason, Usage
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
 from server.store.sqlite.migrations import MIGRATIONS, apply_migrations
 from server.store.sqlite.state import SessionState, fold
-from server.store.sqlite.store import NewEvent, SessionFilter, Store
+from server.store.sqlite.store import SessionFilter, Store
 
 CHILD_DEADLINE_S = 60.0
 """Generous: a child pays for a Python start-up and the imports before it does anything."""
@@ -54,7 +54,8 @@ for line in sys.stdin:  # one new file per round, sent to every child at about t
 APPENDER = """
 import json, sys
 from pathlib import Path
-from server.store.sqlite.store import NewEvent, Store
+from server.store.sqlite.store import Store
+from server.core.events import NewEvent
 
 db_path, session_id, appends = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 store = Store.open(db_path)
@@ -72,7 +73,8 @@ print(json.dumps(batches), flush=True)
 WRITER = """
 import sys
 from pathlib import Path
-from server.store.sqlite.store import NewEvent, Store
+from server.store.sqlite.store import Store
+from server.core.events import NewEvent
 
 store = Store.open(Path(sys.argv[1]))
 session_id = sys.argv[2]
