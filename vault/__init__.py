@@ -14,9 +14,11 @@ from vault.errors import (
 )
 from vault.keyring_store import KEYRING_SERVICE, KeyringBackendInfo, KeyringStore, describe_backend
 from vault.matching import git_host_of, normalize_git_host, normalize_mcp_url
+from vault.memory_store import MemoryStore
 from vault.models import CredentialInfo, CredentialSource, CredentialType, VaultInfo
 from vault.redactor import MIN_SECRET_LENGTH, REDACTED, JsonLike, RedactingFilter, Redactor
 from vault.secret import Secret
+from vault.store import SecretBackendInfo, SecretStore
 from vault.vaults import ALLOW_INSECURE_KEYRING_VARIABLE, MAX_CREDENTIALS_PER_VAULT, Vaults
 
 __all__ = [
@@ -35,9 +37,12 @@ __all__ = [
     "KeyringBackendInfo",
     "KeyringStore",
     "KeyringUnavailableError",
+    "MemoryStore",
     "RedactingFilter",
     "Redactor",
     "Secret",
+    "SecretBackendInfo",
+    "SecretStore",
     "VaultError",
     "VaultInfo",
     "VaultNotFoundError",

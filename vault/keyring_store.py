@@ -7,14 +7,13 @@ reported as not secure; callers decide whether to refuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
 
 from vault.errors import KeyringUnavailableError, VaultError
 from vault.secret import Secret
+from vault.store import SecretBackendInfo
 
 __all__ = ["KEYRING_SERVICE", "KeyringBackendInfo", "KeyringStore", "describe_backend"]
 
@@ -29,10 +28,7 @@ _UNAVAILABLE_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class KeyringBackendInfo:
-    name: str
-    secure: bool
+KeyringBackendInfo = SecretBackendInfo
 
 
 def describe_backend() -> KeyringBackendInfo:
@@ -77,6 +73,9 @@ class KeyringStore:
             keyring.set_password(self._service, secret.name, secret.reveal())
         except Exception as exc:
             raise _translate(exc, f"store {secret.name!r}") from exc
+
+    def backend(self) -> SecretBackendInfo:
+        return describe_backend()
 
     def delete(self, name: str) -> None:
         try:

@@ -36,11 +36,12 @@ from vault.errors import (
     VaultNotFoundError,
 )
 from vault.index import IndexData, VaultIndex, VaultRecord
-from vault.keyring_store import KEYRING_SERVICE, KeyringStore, describe_backend
+from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.matching import normalize_git_host, normalize_mcp_url
 from vault.models import CredentialInfo, CredentialType, VaultInfo
 from vault.redactor import MIN_SECRET_LENGTH, Redactor
 from vault.secret import Secret
+from vault.store import SecretStore
 
 __all__ = ["ALLOW_INSECURE_KEYRING_VARIABLE", "MAX_CREDENTIALS_PER_VAULT", "Vaults"]
 
@@ -71,7 +72,7 @@ class Vaults:
     def __init__(
         self,
         index_path: Path,
-        keyring: KeyringStore | None = None,
+        keyring: SecretStore | None = None,
         *,
         allow_insecure_keyring: bool = False,
         command_ttl_s: float = 300.0,
@@ -79,7 +80,7 @@ class Vaults:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._index = VaultIndex(index_path)
-        self._store = keyring if keyring is not None else KeyringStore(KEYRING_SERVICE)
+        self._store: SecretStore = keyring if keyring is not None else KeyringStore(KEYRING_SERVICE)
         self._allow_insecure = allow_insecure_keyring
         self._command_ttl_s = command_ttl_s
         self._clock = clock  # seconds, monotonic: when a dynamic secret's cached value goes stale
@@ -135,7 +136,7 @@ class Vaults:
         """
         if self._allow_insecure:
             return
-        backend = describe_backend()
+        backend = self._store.backend()
         if not backend.secure:
             raise InsecureKeyringError(
                 f"the keyring backend {backend.name} would not keep secrets encrypted (or keeps none), so the "
@@ -143,6 +144,20 @@ class Vaults:
                 "server, gnome-keyring inside dbus-run-session), the macOS Keychain or the Windows Credential "
                 f"Locker. Or accept the risk explicitly with {ALLOW_INSECURE_KEYRING_VARIABLE}=1"
             )
+
+    # -- loose tokens ----------------------------------------------------------------------
+
+    def keep_token(self, token: Secret) -> None:
+        """Keeps a write-only token that belongs to no vault (a session resource's), under `token.name`."""
+        self.require_secure_keyring()
+        self._store.set(token)
+
+    def token(self, token_name: str) -> Secret | None:
+        """A token kept with `keep_token`, or None."""
+        return self._read_keyring(token_name)
+
+    def drop_token(self, token_name: str) -> None:
+        self._store.delete(token_name)
 
     # -- credentials -----------------------------------------------------------------------
 

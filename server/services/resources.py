@@ -31,7 +31,6 @@ from server.egress.repositories import (
 )
 from server.hands.docker.pool import SandboxPool
 from vault.errors import KeyringUnavailableError, VaultError
-from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.redactor import MIN_SECRET_LENGTH, Redactor
 from vault.secret import Secret
 from vault.vaults import Vaults
@@ -52,14 +51,12 @@ class SessionRepositories:
         vaults: Vaults,
         sandboxes: SandboxPool,
         redactor: Redactor,
-        keyring: KeyringStore | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._cache: RepositoryCache | None = None  # made on first use: a server start does no repository work
         self._vaults = vaults
         self._sandboxes = sandboxes
         self._redactor = redactor
-        self._keyring = keyring or KeyringStore(KEYRING_SERVICE)
 
     async def record(self, requested: Sequence[GitHubRepositoryResource]) -> list[SessionResource]:
         """The resources as the session keeps them; their tokens go to the keyring, under the resource ids."""
@@ -93,8 +90,7 @@ class SessionRepositories:
 
     async def _keep_token(self, resource_id: str, token: Secret) -> None:
         try:
-            self._vaults.require_secure_keyring()
-            await in_vault_thread(self._keyring.set, Secret(resource_id, token.reveal()))
+            await in_vault_thread(self._vaults.keep_token, Secret(resource_id, token.reveal()))
         except VaultError as exc:
             raise InvalidRequestError(
                 f"authorization_token needs the OS keyring, which is not usable here: {exc}; "
@@ -105,7 +101,7 @@ class SessionRepositories:
         """Removes the resources' tokens from the keyring (the session is being deleted)."""
         for resource in session.resources:
             try:
-                await in_vault_thread(self._keyring.delete, resource.id)
+                await in_vault_thread(self._vaults.drop_token, resource.id)
             except VaultError as exc:
                 logger.warning("session %s: could not remove the token of %s: %s", session.id, resource.id, exc)
 
@@ -157,7 +153,7 @@ class SessionRepositories:
         the token's base64)."""
         unreadable: VaultError | None = None
         try:
-            token = await in_vault_thread(self._keyring.get, resource.id)
+            token = await in_vault_thread(self._vaults.token, resource.id)
         except KeyringUnavailableError as exc:
             token, unreadable = None, exc
         if token is None and session.vault_ids:
