@@ -21,8 +21,8 @@ the retries run out, or the failure cannot pass (bad key, unknown model), the
 session idles with `retries_exhausted` and an error that says what to fix.
 
 Remote MCP servers (the agent's `mcp_servers`) are connected at the start of each run that
-needs them, once per session: the connections are kept per session id and reused by later
-runs, until `close_mcp` (archive, delete) or `aclose_mcp` (shutdown). A server that cannot be
+needs them, through the `RemoteMcp` port: its connections are kept per session and reused by
+later runs until the session is archived or deleted. A server that cannot be
 reached, or refuses the credential, is a `session.error` (`mcp_connection_failed_error`,
 `mcp_authentication_failed_error`, `retry_status: exhausted`) and the run goes on without
 that server's tools; the next run tries it again.
@@ -47,9 +47,9 @@ next message or the next server start picks the session up where it stopped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -63,19 +63,14 @@ from server.brain.conversation import (
     needs_action,
 )
 from server.brain.model import ModelClient, ModelError, ModelTurn
+from server.brain.ports import RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
 from server.brain.tools import OfferedTool, offered_tools
-from server.core.blocking import in_thread
 from server.core.errors import EngineUnreachableError, SandboxUnavailableError, ServerError, UnexpectedError
 from server.core.events import Event, NewEvent
 from server.core.sessions import Session
-from server.core.tools import ToolResult
-from server.egress.remote_mcp import BearerToken, RemoteMcpError, RemoteMcpServers, RemoteTool
-from server.hands.docker.pool import SandboxPool
-from server.hands.toolset import BUILTIN_TOOL_SPECS
-from server.services.sessions import SessionManager
-from server.store.sqlite.store import Store
+from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
-__all__ = ["RETRY_DELAYS_S", "McpBearerLookup", "SessionRunner"]
+__all__ = ["RETRY_DELAYS_S", "SessionRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +78,6 @@ MAX_TOKENS = 16_000
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 """About half a minute of retries before a turn gives up: long enough for a blip, short enough to tell the client."""
 MAX_RETRY_AFTER_S = 60.0
-LOG_LIMIT = 1_000_000
 KEEP_RECENT_RESULTS = 3
 """Trimming spares the newest tool results: the model is usually working with them."""
 INTERRUPTED_BY_RESTART = "interrupted: the server stopped while this tool was running; it was not run again"
@@ -94,9 +88,6 @@ a minute later a person has to act, and the session says so."""
 MAX_ENGINE_RETRY_DELAY_S = 8.0
 
 T = TypeVar("T")
-
-McpBearerLookup = Callable[[Session, str], Awaitable[BearerToken | None]]
-"""The bearer token (a `vault.Secret`) for a session's MCP server URL, or None to connect without one."""
 
 
 @dataclass
@@ -112,21 +103,25 @@ class _SandboxDown(Exception):
 class SessionRunner:
     def __init__(
         self,
-        store: Store,
-        sessions: SessionManager,
-        sandboxes: SandboxPool,
+        log: SessionLog,
+        sandboxes: SessionSandboxes,
         model: ModelClient,
         task_group: anyio.abc.TaskGroup,
+        *,
+        builtin_tools: Mapping[str, Mapping[str, Any]],
+        remote_mcp: RemoteMcp,
+        resources: ResourceDelivery,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         context_budget_tokens: int = 150_000,
-        mcp_bearer_for: McpBearerLookup | None = None,
         engine_wait_s: float = ENGINE_WAIT_S,
     ) -> None:
-        self._store = store
-        self._sessions = sessions
+        self._log = log
         self._sandboxes = sandboxes
         self._model = model
         self._task_group = task_group
+        self._builtin_tools = builtin_tools  # the sandbox's tool definitions, by name
+        self._remote_mcp = remote_mcp
+        self._resources = resources
         self._retry_delays_s = tuple(retry_delays_s)
         self._context_budget_tokens = context_budget_tokens
         self._engine_wait_s = engine_wait_s
@@ -134,8 +129,6 @@ class SessionRunner:
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
         self._ended: dict[str, anyio.Event] = {}
-        self._mcp_bearer_for = mcp_bearer_for
-        self._mcp: dict[str, RemoteMcpServers] = {}  # a session's open MCP connections, across its runs
         self._unrecorded: dict[str, ServerError] = {}  # why a session's last run ended, when the log could not say
 
     def active(self, session_id: str) -> bool:
@@ -165,7 +158,7 @@ class SessionRunner:
         it, e.g. the disk was full) gets a run that is stopped at once, so it too ends idle."""
         run = self._runs.get(session_id)
         if run is None:
-            if (await self._sessions.get(session_id)).status != "running":
+            if (await self._log.get(session_id)).status != "running":
                 return
             self.start(session_id)
             run = self._runs[session_id]
@@ -200,12 +193,12 @@ class SessionRunner:
             self._ended.pop(session_id, anyio.Event()).set()
             # The run's end is news too: a waiter that saw the last idle while the run was still winding
             # down looks again (no event would wake it otherwise).
-            self._sessions.notifier.notify(session_id, settled=True)
+            self._log.run_ended(session_id)
 
     # One run ----------------------------------------------------------------------------------------------
 
     async def _drive(self, session_id: str) -> None:
-        session = await self._sessions.get(session_id)
+        session = await self._log.get(session_id)
         if session.archived_at is not None:
             return
         if session.status != "running":  # a message may have marked it running already
@@ -221,7 +214,7 @@ class SessionRunner:
         if not await self._deliver_resources(session):
             return
         remote_tools = await self._open_mcp(session)
-        offered = {tool.name: tool for tool in offered_tools(session.agent.tools, BUILTIN_TOOL_SPECS, remote_tools)}
+        offered = {tool.name: tool for tool in offered_tools(session.agent.tools, self._builtin_tools, remote_tools)}
         while True:
             conversation = await self._conversation(session_id)
             waiting = needs_action(conversation.pending)
@@ -242,9 +235,9 @@ class SessionRunner:
         if builder is None:
             builder = self._builders[session_id] = ConversationBuilder()
             self._log_chars[session_id] = 0
-            new = await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT)
-        elif self._sessions.latest_seq.get(session_id, builder.last_seq + 1) > builder.last_seq:
-            new = await in_thread(self._store.read_events, session_id, builder.last_seq, LOG_LIMIT)
+            new = await self._log.read_events(session_id, 0)
+        elif (self._log.newest_seq(session_id) or builder.last_seq + 1) > builder.last_seq:
+            new = await self._log.read_events(session_id, builder.last_seq)
         else:
             new = []  # nothing was appended since the last read
         self._remember(session_id, new)
@@ -313,10 +306,9 @@ class SessionRunner:
 
         A failure is a `session.error` (`repository_*_error`, saying what to fix) and the run stops there:
         the agent would work without the code it was given. The session's next message tries again."""
-        repositories = self._sessions.repositories
-        if not session.resources or repositories is None:
+        if not session.resources:
             return True
-        failures = await self._in_sandbox(session.id, lambda: repositories.deliver(session))
+        failures = await self._in_sandbox(session.id, lambda: self._resources.deliver(session))
         if failures:
             await self._append(session.id, failures)
             await self._idle(session.id, {"type": "retries_exhausted"})
@@ -327,40 +319,18 @@ class SessionRunner:
 
     async def _open_mcp(self, session: Session) -> list[RemoteTool]:
         """Connects the agent's MCP servers not connected yet; each failure is a session.error, not the run's end."""
-        if not session.agent.mcp_servers:
-            return []
-        remote = self._mcp.get(session.id)
-        if remote is None:
-            remote = self._mcp[session.id] = RemoteMcpServers(self._task_group)
-        lookup = self._mcp_bearer_for
-
-        async def bearer_for(url: str) -> BearerToken | None:
-            return await lookup(session, url) if lookup is not None else None
-
-        failures = await remote.open(session.agent.mcp_servers, bearer_for)
+        tools, failures = await self._remote_mcp.open(session)
         await self._append(session.id, [_mcp_error_event(failure) for failure in failures])
-        return remote.tools()
+        return tools
 
     async def _call_mcp(self, session: Session, use: PendingToolUse) -> ToolResult:
-        remote = self._mcp.get(session.id)
-        if remote is None or use.server_name is None:  # the run opens them first; a stale use after archive
+        if use.server_name is None:
             return ToolResult.text(f"{use.name}: the MCP server is not connected", is_error=True)
         try:
-            return await remote.call(use.server_name, use.name, use.input)
+            return await self._remote_mcp.call(session.id, use.server_name, use.name, use.input)
         except RemoteMcpError as exc:
             await self._append(session.id, [_mcp_error_event(exc)])
             return ToolResult.text(f"{use.name}: {exc}", is_error=True)
-
-    async def close_mcp(self, session_id: str) -> None:
-        """Closes the session's MCP connections (call on archive and delete); a later run opens them again."""
-        remote = self._mcp.pop(session_id, None)
-        if remote is not None:
-            await remote.aclose()
-
-    async def aclose_mcp(self) -> None:
-        """Closes every session's MCP connections (server shutdown)."""
-        for session_id in list(self._mcp):
-            await self.close_mcp(session_id)
 
     async def _within_budget(self, session_id: str, conversation: Conversation) -> Conversation:
         """Trims old tool results (keeping the newest few) when the conversation outgrows the budget."""
@@ -421,7 +391,7 @@ class SessionRunner:
         return False
 
     async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[NewEvent] = ()) -> None:
-        session = await self._sessions.get(session_id)
+        session = await self._log.get(session_id)
         await self._append(
             session_id,
             [
@@ -435,7 +405,7 @@ class SessionRunner:
         conversation = await self._conversation(session_id)
         running = [use for use in conversation.pending if use.event_id not in needs_action(conversation.pending)]
         if any(use.kind == "agent.tool_use" for use in running):
-            session = await self._sessions.get(session_id)
+            session = await self._log.get(session_id)
             await self._sandboxes.stop(session_id, session.environment)  # stops the tool: files stay
         interrupted = ToolResult.text(INTERRUPTED_BY_USER, is_error=True)
         await self._append(session_id, [_tool_result_event(use, interrupted) for use in running])
@@ -465,7 +435,7 @@ class SessionRunner:
             )
 
     async def _append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
-        appended = await self._sessions.append(session_id, events) if events else []
+        appended = await self._log.append(session_id, events) if events else []
         builder = self._builders.get(session_id)
         if builder is not None and appended and appended[0].seq == builder.last_seq + 1:
             self._remember(session_id, appended)  # what this run wrote need not be read back

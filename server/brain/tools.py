@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import JsonValue
 
 from server.core.agents import AgentTool, AgentToolset, CustomTool, McpToolset
-from server.egress.remote_mcp import RemoteTool
+from server.core.tools import RemoteTool
 
 __all__ = ["OfferedTool", "mcp_tool_name", "offered_tools"]
 

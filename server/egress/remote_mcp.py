@@ -25,7 +25,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -36,7 +36,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import JsonValue, ValidationError
 
 from server.core.agents import McpServer
-from server.core.tools import ToolResult
+from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
 __all__ = [
     "CALL_TIMEOUT_S",
@@ -60,7 +60,6 @@ READ_TIMEOUT_S = 300.0
 DROP_SETTLE_S = 2.0
 """How long a failed call waits for its connection to finish failing, to tell why it dropped."""
 
-ErrorKind = Literal["mcp_connection_failed_error", "mcp_authentication_failed_error"]
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 """The image media types a Messages API tool result accepts; others are described in text."""
 
@@ -73,25 +72,6 @@ class BearerToken(Protocol):
 
 BearerLookup = Callable[[str], Awaitable[BearerToken | None]]
 """Gives the bearer token for an MCP server URL, or None to connect without one."""
-
-
-class RemoteMcpError(Exception):
-    """A remote MCP server could not be used; `kind` is the session.error type to record."""
-
-    def __init__(self, kind: ErrorKind, server_name: str, message: str) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.server_name = server_name
-
-
-@dataclass(frozen=True)
-class RemoteTool:
-    """A tool a remote server offers, as its server describes it."""
-
-    server_name: str
-    name: str
-    description: str
-    input_schema: dict[str, JsonValue]
 
 
 @dataclass(eq=False)

@@ -23,15 +23,19 @@ import ipaddress
 import logging
 import secrets
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import uvicorn
-from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
 from server.core.errors import ServerError
-from server.services.runtime import Runtime
+from server.fronts.mcp.server import build_server
+from server.services.runtime import open_runtime
 from vault import KEYRING_SERVICE, KeyringStore, Secret, VaultError  # the token sits beside the vault's secrets
 
 __all__ = ["BearerAuth", "HttpSetupError", "http_app", "resolve_token", "serve_http"]
@@ -122,17 +126,39 @@ def transport_security(host: str, port: int, extra_hosts: tuple[str, ...]) -> Tr
     )
 
 
-def http_app(mcp: MCPServer[Runtime], token: str, host: str, port: int, extra_hosts: tuple[str, ...]) -> ASGIApp:
-    """The `/mcp` endpoint wrapped in bearer auth."""
-    app = mcp.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=transport_security(host, port, extra_hosts), host=host
-    )
-    return BearerAuth(app, token)
+class _Forward:
+    """The ASGI app the lifespan builds, once the runtime is open (requests cannot arrive before that)."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("the HTTP app got a request before its lifespan started")
+        await self.app(scope, receive, send)
 
 
-def serve_http(mcp: MCPServer[Runtime], config: ServerConfig, host: str, port: int) -> None:
+def http_app(config: ServerConfig, token: str, host: str, port: int) -> ASGIApp:
+    """One ASGI app with one lifespan: it opens the runtime and serves the MCP front at `/mcp`, behind bearer auth.
+
+    Further fronts (the REST API) mount beside `/mcp` on the same runtime."""
+    mcp_app = _Forward()
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with open_runtime(config) as runtime:
+            mcp = build_server(runtime)
+            security = transport_security(host, port, config.allowed_hosts)
+            mcp_app.app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+            async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
+                yield
+
+    return BearerAuth(Starlette(routes=[Mount("/", app=mcp_app)], lifespan=lifespan), token)
+
+
+def serve_http(config: ServerConfig, host: str, port: int) -> None:
     """Serves until interrupted."""
     token = resolve_token(config, host)
-    app = http_app(mcp, token, host, port, config.allowed_hosts)
+    app = http_app(config, token, host, port)
     logger.info("serving MCP over Streamable HTTP at http://%s:%d/mcp", host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

@@ -14,7 +14,7 @@ import anyio
 from pydantic import BaseModel, Field, JsonValue
 
 from server.brain.conversation import PendingToolUse, needs_action, rebuild
-from server.brain.loop import LOG_LIMIT, SessionRunner
+from server.brain.loop import SessionRunner
 from server.core.blocking import in_thread
 from server.core.errors import ConflictError, InvalidRequestError
 from server.core.events import Event, NewEvent, StopReason
@@ -131,7 +131,7 @@ class Inbox:
 
     async def _waiting_use(self, session_id: str, tool_use_id: str) -> tuple[Session, PendingToolUse]:
         session = await self._open_session(session_id)
-        conversation = rebuild(await in_thread(self._store.read_events, session_id, 0, LOG_LIMIT))
+        conversation = rebuild(await self._sessions.read_events(session_id, 0))
         waiting = needs_action(conversation.pending)
         use = next((u for u in conversation.pending if u.event_id == tool_use_id), None)
         if use is None or tool_use_id not in waiting:
@@ -144,7 +144,7 @@ class Inbox:
     async def _record_answer(self, session: Session, answer: NewEvent) -> None:
         """Records the answer; once nothing waits any more, the session runs on (else it re-idles)."""
         await self._sessions.append(session.id, [answer])
-        conversation = rebuild(await in_thread(self._store.read_events, session.id, 0, LOG_LIMIT))
+        conversation = rebuild(await self._sessions.read_events(session.id, 0))
         remaining = needs_action(conversation.pending)
         if remaining:
             stop: dict[str, JsonValue] = {"type": "requires_action", "event_ids": list(remaining)}

@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
+import anyio.abc
 import docker.errors
 
-from server.brain.loop import RETRY_DELAYS_S, McpBearerLookup, SessionRunner
+from server.brain.loop import RETRY_DELAYS_S, SessionRunner
+from server.brain.model import ModelClient
 from server.brain.providers.anthropic import AnthropicModel
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.config import ServerConfig
 from server.core.errors import SandboxUnavailableError
 from server.core.redaction import REDACTOR
 from server.core.sessions import Session
+from server.egress.mcp_sessions import McpBearerLookup, RemoteMcpSessions
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
+from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
 from server.store.sqlite.store import Store
 from vault.secret import Secret
+from vault.store import SecretStore
 from vault.vaults import Vaults
 
 __all__ = ["Runtime", "open_runtime"]
@@ -35,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Runtime:
+    """The services of one data dir, and the adapters they were wired with (for tests and benchmarks)."""
+
     config: ServerConfig
     store: Store
     definitions: Definitions
@@ -43,58 +50,97 @@ class Runtime:
     runner: SessionRunner
     inbox: Inbox
     vaults: Vaults
+    remote_mcp: RemoteMcpSessions
 
 
 @asynccontextmanager
-async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
-    """Opens the store (running migrations), builds the services on it, and reaps stray sandboxes."""
-    store = await in_thread(Store.open, config.database_path)
+async def open_runtime(
+    config: ServerConfig,
+    *,
+    model: ModelClient | None = None,
+    sandboxes: Callable[[anyio.abc.TaskGroup], SandboxPool] | None = None,
+    store: Store | None = None,
+    secrets: SecretStore | None = None,
+) -> AsyncIterator[Runtime]:
+    """The composition root: opens the store (running migrations), wires the services to their adapters, resumes
+    the sessions that were running and reaps stray sandboxes.
+
+    Each keyword replaces one production adapter, so tests pass fakes instead of patching: `model` (default: the
+    Anthropic Messages API), `sandboxes` (a factory given the runtime's task group; default: Docker),
+    `store` (default: SQLite in the data dir; one passed in is not closed here), `secrets` (default: the OS
+    keyring)."""
+    opened = store is None
+    store = store if store is not None else await in_thread(Store.open, config.database_path)
     vaults = Vaults(
-        config.vault_index_path, allow_insecure_keyring=config.vault_allow_insecure_keyring, redactor=REDACTOR
+        config.vault_index_path,
+        secrets,
+        allow_insecure_keyring=config.vault_allow_insecure_keyring,
+        redactor=REDACTOR,
     )
+    anthropic: AnthropicModel | None = None  # made here, so closed here
+    if model is None:
+        model = anthropic = AnthropicModel(api_key_present=config.model_key_present)
     try:
         async with anyio.create_task_group() as task_group:
-            settings = SandboxSettings(store_id=store.store_id, extra_ca_bundle=config.extra_ca_bundle)
-            fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
-            sandboxes = SandboxPool(settings, config.image, fetch_policy, task_group)
-            repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
-            sessions = SessionManager(
-                store,
-                config.data_dir,
-                default_model=config.model,
-                default_image=config.image,
-                sandboxes=sandboxes,
-                extra_ca_bundle=config.extra_ca_bundle is not None,
-                vaults=vaults,
-                repositories=repositories,
-            )
-            model = AnthropicModel(api_key_present=config.model_key_present)
-            runner = SessionRunner(
-                store,
-                sessions,
-                sandboxes,
-                model,
-                task_group,
-                retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
-                context_budget_tokens=config.context_budget_tokens,
-                mcp_bearer_for=_bearer_lookup(vaults),
-                engine_wait_s=config.engine_wait_s,
-            )
-            definitions = Definitions(store, default_model=config.model)
-            inbox = Inbox(store, sessions, runner)
-            runtime = Runtime(config, store, definitions, sessions, sandboxes, runner, inbox, vaults)
-            task_group.start_soon(_reap_at_start, store, sandboxes)
-            task_group.start_soon(_resume_running, store, runner)
+            runtime = _wire(config, store, vaults, task_group, model, sandboxes)
+            task_group.start_soon(_reap_at_start, store, runtime.sandboxes)
+            task_group.start_soon(_resume_running, store, runtime.runner)
             try:
                 yield runtime
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await runner.aclose_mcp()  # remote MCP sessions are ended politely, when they answer
+                    await runtime.remote_mcp.aclose()  # remote MCP sessions are ended politely, when they answer
                 task_group.cancel_scope.cancel()  # runs and channel readers end with the server
-                with anyio.CancelScope(shield=True):
-                    await model.aclose()
+                if anthropic is not None:
+                    with anyio.CancelScope(shield=True):
+                        await anthropic.aclose()
     finally:
-        await in_thread(store.close)
+        if opened:
+            await in_thread(store.close)
+
+
+def _wire(
+    config: ServerConfig,
+    store: Store,
+    vaults: Vaults,
+    task_group: anyio.abc.TaskGroup,
+    model: ModelClient,
+    sandbox_factory: Callable[[anyio.abc.TaskGroup], SandboxPool] | None,
+) -> Runtime:
+    """Builds every service on its adapters (the one place that knows which adapter serves which port)."""
+    if sandbox_factory is None:
+        settings = SandboxSettings(store_id=store.store_id, extra_ca_bundle=config.extra_ca_bundle)
+        fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
+        sandboxes = SandboxPool(settings, config.image, fetch_policy, task_group)
+    else:
+        sandboxes = sandbox_factory(task_group)
+    repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
+    sessions = SessionManager(
+        store,
+        config.data_dir,
+        default_model=config.model,
+        default_image=config.image,
+        sandboxes=sandboxes,
+        extra_ca_bundle=config.extra_ca_bundle is not None,
+        vaults=vaults,
+        repositories=repositories,
+    )
+    remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
+    runner = SessionRunner(
+        sessions,
+        sandboxes,
+        model,
+        task_group,
+        builtin_tools=BUILTIN_TOOL_SPECS,
+        remote_mcp=remote_mcp,
+        resources=repositories,
+        retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
+        context_budget_tokens=config.context_budget_tokens,
+        engine_wait_s=config.engine_wait_s,
+    )
+    definitions = Definitions(store, default_model=config.model)
+    inbox = Inbox(store, sessions, runner)
+    return Runtime(config, store, definitions, sessions, sandboxes, runner, inbox, vaults, remote_mcp)
 
 
 async def _resume_running(store: Store, runner: SessionRunner) -> None:

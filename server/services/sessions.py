@@ -44,8 +44,10 @@ from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults
 
-__all__ = ["MAX_EVENT_FIELD_CHARS", "NewSession", "SessionManager", "SessionPage"]
+__all__ = ["LOG_LIMIT", "MAX_EVENT_FIELD_CHARS", "NewSession", "SessionManager", "SessionPage"]
 
+LOG_LIMIT = 1_000_000
+"""Reading a log whole: no session comes near it (a week of busy work is some 100,000 events)."""
 MAX_EVENT_FIELD_CHARS = 8_000
 """Longer strings in events returned by tools are cut (the store keeps them whole): a tool result
 has to fit a model's context, and one large file read should not crowd out everything else."""
@@ -262,6 +264,17 @@ class SessionManager:
         settled = any(e.type in ("session.status_idle", "session.status_terminated") for e in appended)
         self.notifier.notify(session_id, settled=settled)
         return appended
+
+    async def read_events(self, session_id: str, after_seq: int) -> list[Event]:
+        """The whole log after `after_seq` (the agent loop's read; `events` is the clients' paged one)."""
+        return await in_thread(self._store.read_events, session_id, after_seq, LOG_LIMIT)
+
+    def newest_seq(self, session_id: str) -> int | None:
+        return self.latest_seq.get(session_id)
+
+    def run_ended(self, session_id: str) -> None:
+        """A run's end is news too: a waiter that saw the last idle while the run was winding down looks again."""
+        self.notifier.notify(session_id, settled=True)
 
     async def events(
         self,

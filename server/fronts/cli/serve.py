@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+import anyio
+
 from server.core.config import ServerConfig
 from server.core.errors import ConfigError
 from server.core.lock import hold_data_dir
 from server.fronts.mcp.server import build_server
+from server.services.runtime import open_runtime
 
 __all__ = ["serve"]
 
@@ -21,11 +24,15 @@ def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, 
     if problems:
         raise ConfigError("; ".join(problems))
     with hold_data_dir(config.data_dir):
-        mcp = build_server(config)
         logger.info("data dir %s", config.data_dir)
         if transport == "http":
             from server.fronts.http import serve_http
 
-            serve_http(mcp, config, host, port)
+            serve_http(config, host, port)
         else:
-            mcp.run()
+            anyio.run(_serve_stdio, config)
+
+
+async def _serve_stdio(config: ServerConfig) -> None:
+    async with open_runtime(config) as runtime:
+        await build_server(runtime).run_stdio_async()

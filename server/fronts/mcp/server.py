@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from mcp.server import MCPServer
 
-from server.core.config import ServerConfig
 from server.core.version import __version__
 from server.fronts.mcp.guard import GuardedMCPServer
 from server.fronts.mcp.tools.agents import register_agent_tools
@@ -16,7 +15,7 @@ from server.fronts.mcp.tools.messages import register_message_tools
 from server.fronts.mcp.tools.outputs import register_output_tools
 from server.fronts.mcp.tools.sessions import register_session_tools
 from server.fronts.mcp.tools.vaults import register_vault_tools
-from server.services.runtime import Runtime, open_runtime
+from server.services.runtime import Runtime
 
 __all__ = ["build_server"]
 
@@ -27,13 +26,12 @@ create_session starts a session from them, get_events reads what happened.
 Every call returns the object as structured content; errors say what to fix."""
 
 
-def build_server(config: ServerConfig) -> MCPServer[Runtime]:
-    """The MCP server over the store in `config.data_dir` (opened when a transport starts it)."""
+def build_server(runtime: Runtime) -> MCPServer[Runtime]:
+    """The MCP front over an open runtime (`services.runtime.open_runtime`): its tools call the runtime's services."""
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        async with open_runtime(config) as runtime:
-            yield runtime
+        yield runtime
 
     mcp: MCPServer[Runtime] = GuardedMCPServer(
         "managed-sessions",

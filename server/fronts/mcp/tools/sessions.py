@@ -161,14 +161,14 @@ def register_session_tools(mcp: MCPServer) -> None:
     async def archive_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, Session]:
         """Archive a session: it becomes terminated and read-only; its log stays. Refused while running."""
         session = await runtime(ctx).sessions.archive(session_id)
-        await runtime(ctx).runner.close_mcp(session_id)  # its remote MCP connections end with it
+        await runtime(ctx).remote_mcp.close(session_id)  # its remote MCP connections end with it
         return reply(session, _summary(session))
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def delete_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, SessionDeleted]:
         """Delete a session with its events, output files and sandbox. Refused while running."""
         deleted = await runtime(ctx).sessions.delete(session_id)
-        await runtime(ctx).runner.close_mcp(session_id)
+        await runtime(ctx).remote_mcp.close(session_id)
         return reply(deleted, f"Deleted session {session_id}.")
 
     @mcp.tool(annotations=READ_ONLY)

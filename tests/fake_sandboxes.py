@@ -1,0 +1,67 @@
+"""In-memory sandboxes for agent-loop tests that need no container: tool calls are recorded and answered from a
+script. Tests that claim to test the tools themselves use the real Docker sandbox instead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.abc
+from pydantic import JsonValue
+
+from server.core.environments import EnvironmentSpec
+from server.core.tools import ToolResult
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    session_id: str
+    tool_name: str
+    tool_input: dict[str, JsonValue]
+
+
+class FakeSandbox:
+    """One session's sandbox: `bash` answers with the scripted output of its command; a command with no script is
+    an error result naming it. An exception in the script is raised from `execute`, as a crashing tool would."""
+
+    def __init__(self, owner: FakeSandboxes, session_id: str) -> None:
+        self._owner = owner
+        self._session_id = session_id
+
+    async def execute(self, tool_name: str, tool_input: Mapping[str, JsonValue]) -> ToolResult:
+        self._owner.calls.append(ToolCall(self._session_id, tool_name, dict(tool_input)))
+        command = str(tool_input.get("command", "")) if tool_name == "bash" else tool_name
+        answer = self._owner.outputs.get(command)
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer is None:
+            return ToolResult.text(f"{tool_name}: no scripted output for {command!r}", is_error=True)
+        return ToolResult.text(answer)
+
+
+@dataclass
+class FakeSandboxes:
+    """Stands in for the Docker sandboxes: pass it as `open_runtime(..., sandboxes=fake)` (it is its own factory).
+
+    `outputs` maps a bash command (or another tool's name) to its output, or to an exception to raise."""
+
+    outputs: dict[str, str | BaseException] = field(default_factory=dict)
+    calls: list[ToolCall] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    destroyed: list[str] = field(default_factory=list)
+
+    def __call__(self, task_group: anyio.abc.TaskGroup) -> FakeSandboxes:
+        return self
+
+    def tools(self, session_id: str, environment: EnvironmentSpec) -> FakeSandbox:
+        return FakeSandbox(self, session_id)
+
+    async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
+        self.stopped.append(session_id)
+
+    async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
+        self.destroyed.append(session_id)
+
+    async def reap(self, session_ids: Iterable[str]) -> Any:
+        return None
