@@ -230,7 +230,7 @@ async def per_turn_mcp(config: ServerConfig, args: argparse.Namespace) -> dict[s
     """The chain=1 and chain=K messages through the in-memory MCP client (`send_message`, own data dir)."""
     samples: dict[str, list[float]] = {"message_chain_1": [], "message_chain_k": []}
     rounds = max(1, args.rounds // 2)
-    async with Client(build_server(config)) as client:
+    async with open_runtime(config) as runtime, Client(build_server(runtime)) as client:
 
         async def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
             result = await client.call_tool(tool, arguments)

@@ -54,6 +54,7 @@ from server.core.config import ServerConfig
 from server.core.events import NewEvent
 from server.core.log import configure_logging
 from server.fronts.mcp.server import build_server
+from server.services.runtime import open_runtime
 from server.services.sessions import NewSession, SessionManager
 from server.store.sqlite.state import SessionState
 from server.store.sqlite.store import Store
@@ -114,7 +115,7 @@ async def read_paths(
     stdio = StdioServerParameters(
         command=PYTHON, args=["-m", "server", "serve"], env=child_env(config.data_dir), cwd=REPO_ROOT
     )
-    async with Client(build_server(config)) as client, Client(stdio) as stdio_client:
+    async with open_runtime(config) as runtime, Client(build_server(runtime)) as client, Client(stdio) as stdio_client:
 
         async def tool_call(target: Client, seq: int) -> int:
             arguments = {"session_id": session_id, "after": event_ids[seq], "limit": PAGE}

@@ -12,9 +12,9 @@ import docker
 import docker.errors
 import pytest
 from mcp import Client
+from serving import connected
 
 from server.core.config import ServerConfig
-from server.fronts.mcp.server import build_server
 
 REQUIRED_PARTS = {
     "docker": "MANAGED_SESSIONS_REQUIRE_DOCKER",
@@ -101,8 +101,8 @@ def config(data_dir: Path) -> ServerConfig:
 
 @pytest.fixture
 async def client(config: ServerConfig) -> AsyncIterator[Client]:
-    async with Client(build_server(config)) as connected:
-        yield connected
+    async with connected(config) as mcp_client:
+        yield mcp_client
 
 
 @pytest.fixture

@@ -19,11 +19,10 @@ from typing import Any
 import anyio
 import pytest
 from conftest import missing_part
-from mcp import Client
+from serving import connected
 
 from server.core.config import ServerConfig
 from server.core.ids import is_id
-from server.fronts.mcp.server import build_server
 
 pytestmark = pytest.mark.inspector
 
@@ -120,7 +119,7 @@ def test_the_inspector_lists_every_tool_with_input_and_output_schemas(
 
 async def registered_tool_names(config: ServerConfig) -> set[str]:
     """The tools the server has, asked in process (the Inspector's view is checked against this)."""
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         return {tool.name for tool in (await client.list_tools()).tools}
 
 

@@ -22,6 +22,7 @@ from mcp import Client
 from model_server import ModelServer, RecordedRequest, Reply, reply, tool_use
 from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command, wait_until_gone
 from scenario import call_ok
+from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.fronts.mcp.server import build_server
@@ -107,7 +108,7 @@ async def test_an_engine_that_stays_away_idles_the_session_once_and_archive_stil
     )
     config = config_for(data_dir, engine_wait_s=2)
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config)) as client:
+        async with connected(config) as client:
             sid = (await call_ok(client, "create_session", {}))["id"]
             await call_ok(client, "send_message", {"session_id": sid, "text": "go", "wait_seconds": 0})
             await anyio.to_thread.run_sync(wait_for_running_command, docker_client, sid)
@@ -131,7 +132,7 @@ async def test_an_engine_that_stays_away_idles_the_session_once_and_archive_stil
             assert containers_of(docker_client, sid)  # the engine was away: the container is still there
 
         engine.restore()
-        async with Client(build_server(config)) as client:  # the start-up reaper removes what no session needs
+        async with connected(config) as client:  # the start-up reaper removes what no session needs
             await anyio.to_thread.run_sync(wait_until_gone, docker_client, sid)
             assert (await call_ok(client, "get_session", {"session_id": sid}))["status"] == "terminated"
     assert_log_is_valid(read_log(data_dir, sid), settled=False)  # the unanswered use stays unanswered: it never ran

@@ -23,10 +23,10 @@ from mcp import Client
 from model_server import ModelServer, RecordedRequest, Reply, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from scenario import call_error, call_ok
+from serving import connected
 
 import server.core.blocking
 from server.core.config import ServerConfig
-from server.fronts.mcp.server import build_server
 from vault import Secret
 from vault.vaults import Vaults
 
@@ -89,7 +89,7 @@ async def test_a_keyring_daemon_killed_before_a_credential_is_read_is_a_session_
         lambda request: reply(f"got {[r['content'] for r in request.tool_results().values()]}"),
     )
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config)) as client:
+        async with connected(config) as client:
             sid = await mcp_session(client, remote, vault_id)
             first = await call_ok(client, "send_message", {"session_id": sid, "text": "add 2 and 3"})
             assert first["stop_reason"]["type"] == "end_turn"
@@ -123,7 +123,7 @@ async def test_a_dead_d_bus_is_a_clear_error_for_sessions_and_for_vault_tools(
     daemons.kill_bus()
     model.enqueue(offered)
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config)) as client:
+        async with connected(config) as client:
             sid = await mcp_session(client, remote, vault_id)
             outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "hi"})
             assert outcome["reply"] == "offered []"
@@ -156,7 +156,7 @@ async def test_a_frozen_keyring_daemon_is_given_up_on_and_the_session_runs_on(
     os.kill(frozen, signal.SIGSTOP)
     try:
         with anyio.fail_after(HANG_GUARD_S):
-            async with Client(build_server(config)) as client:
+            async with connected(config) as client:
                 sid = await mcp_session(client, remote, vault_id)
                 outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "hi"})
                 assert outcome["reply"] == "offered []"

@@ -9,12 +9,11 @@ from pathlib import Path
 import anyio
 import pytest
 from log_checks import assert_log_is_valid, read_log
-from mcp import Client
 from model_server import ModelServer, drop, error, reply
 from scenario import call_ok
+from serving import connected
 
 from server.core.config import ServerConfig
-from server.fronts.mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +32,7 @@ async def test_a_stream_cut_mid_answer_is_asked_again_and_the_half_answer_is_dro
 ) -> None:
     model.enqueue(drop("I will start by"), drop(), reply("The whole answer."))
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config)) as client:
+        async with connected(config) as client:
             sid = (await call_ok(client, "create_session", {}))["id"]
             outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "hi"})
             assert len((await call_ok(client, "list_sessions", {}))["sessions"]) == 1  # the server answers
@@ -56,7 +55,7 @@ async def test_an_endpoint_that_keeps_dropping_ends_the_turn_with_retries_exhaus
 ) -> None:
     model.enqueue(*[drop("partial") for _ in range(4)])
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config)) as client:
+        async with connected(config) as client:
             sid = (await call_ok(client, "create_session", {}))["id"]
             outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "hi"})
             assert outcome["stop_reason"]["type"] == "retries_exhausted"

@@ -8,9 +8,9 @@ import pytest
 from mcp import Client
 from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
+from serving import connected
 
 from server.core.config import ServerConfig
-from server.fronts.mcp.server import build_server
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 
 pytestmark = pytest.mark.anyio
@@ -135,7 +135,7 @@ async def test_toolset_configs_set_enabled_and_permission_policy_per_tool(data_d
     all_but_web_fetch = {"type": "agent_toolset_20260401", "configs": [{"name": "web_fetch", "enabled": False}]}
     model.enqueue(reply(tool_use("bash", {"command": "rm -rf /workspace"})), reply("Nothing to fetch."))
     config = ServerConfig(data_dir=data_dir, model="claude-test", model_key_present=True)
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         agent = await call_ok(client, "create_agent", {"name": "a", "tools": [only_bash_asking]})
         assert agent["tools"][0]["configs"][0]["permission_policy"] == {"type": "always_ask"}
         assert agent["tools"][0]["default_config"]["enabled"] is False

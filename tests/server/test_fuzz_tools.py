@@ -55,9 +55,9 @@ from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp.types import CallToolResult, Tool
 from model_server import Answer, ModelServer, RecordedRequest, reply, tool_use
+from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.fronts.mcp.server import build_server
 
 EXAMPLES = 20
 """Generated calls per tool and family (a fixed seed: `derandomize`): about 1950 calls in all, 25 s on two cores."""
@@ -775,7 +775,7 @@ def test_every_tool_refuses_schema_violations_and_survives_hostile_input(data_di
     try:
         with (
             start_blocking_portal() as portal,
-            portal.wrap_async_context_manager(Client(build_server(config))) as client,
+            portal.wrap_async_context_manager(connected(config)) as client,
         ):
             fuzz = Fuzz(portal, client, config, errors)
             world = build_world(fuzz, model)

@@ -12,11 +12,11 @@ import pytest
 from mcp import Client, MCPError
 from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
+from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.core.events import NewEvent
 from server.core.sessions import EventPage
-from server.fronts.mcp.server import build_server
 from server.hands.docker.sandbox import LABEL_SESSION
 from server.services.runtime import open_runtime
 from server.services.sessions import MAX_EVENT_FIELD_CHARS, NewSession
@@ -80,7 +80,7 @@ async def test_delete_removes_the_session_its_events_and_its_files(
         reply(tool_use("write", {"file_path": "/mnt/session/outputs/report.md", "content": "done"})),
         reply("Written."),
     )
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         session = await call_ok(client, "create_session", {})
         sid = session["id"]
         labelled = {"label": f"{LABEL_SESSION}={sid}"}

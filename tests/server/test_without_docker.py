@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 from model_server import ModelServer, reply, tool_use
 from scenario import call_error, call_ok
+from serving import connected
 
 from server.core.config import ServerConfig
-from server.fronts.mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +57,7 @@ async def test_a_tool_call_waits_for_the_engine_then_idles_without_asking_the_mo
 ) -> None:
     config = ServerConfig(data_dir=data_dir, model="claude-test", model_key_present=True, engine_wait_s=1.0)
     model.enqueue(reply(tool_use("bash", {"command": "echo hi"})))
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         session = await call_ok(client, "create_session", {})
         with anyio.fail_after(HANG_GUARD_S):
             outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "go"})

@@ -9,12 +9,12 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from mcp import Client, MCPError
+from mcp import MCPError
 from mcp.types import BlobResourceContents, EmbeddedResource, ImageContent, TextContent
 from scenario import call_error, call_ok
+from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.fronts.mcp.server import build_server
 from server.services.runtime import open_runtime
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
@@ -38,7 +38,7 @@ async def run(config: ServerConfig, session_id: str, command: str) -> None:
 
 
 async def test_output_files_are_listed_and_read_as_text_image_or_blob(sandbox_config: ServerConfig) -> None:
-    async with Client(build_server(sandbox_config)) as client:
+    async with connected(sandbox_config) as client:
         session = await call_ok(client, "create_session", {})
         png_b64 = base64.b64encode(PNG).decode()
         await run(
@@ -90,7 +90,7 @@ async def test_output_files_are_listed_and_read_as_text_image_or_blob(sandbox_co
     "path", ["../workspace/not-an-output.txt", "/etc/passwd", "reports/../../workspace/x", "escape", "escape-dir/x"]
 )
 async def test_paths_that_leave_the_outputs_folder_are_refused(sandbox_config: ServerConfig, path: str) -> None:
-    async with Client(build_server(sandbox_config)) as client:
+    async with connected(sandbox_config) as client:
         session = await call_ok(client, "create_session", {})
         await run(
             sandbox_config,

@@ -17,13 +17,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from mcp import Client
 from processes import run_command
 from scenario import call_ok
+from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.core.sessions import Session
-from server.fronts.mcp.server import build_server
 from server.hands.docker.images import BASE_LABEL
 from server.hands.docker.sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE
 from server.hands.toolset import SandboxTools
@@ -256,7 +255,7 @@ async def test_get_session_shows_the_sandbox_posture(
     environment, with_ca = POSTURE_CASES[case]
     extra_ca = self_signed_ca(tmp_path) if with_ca else None
     config = dataclasses.replace(sandbox_config, extra_ca_bundle=extra_ca)
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         arguments: dict[str, Any] = {}
         if environment:
             made = await call_ok(client, "create_environment", {"name": "posture", **environment})

@@ -1,7 +1,7 @@
 """An agent's remote MCP tools in the real agent loop: the scripted model calls a real Streamable HTTP MCP server.
 
-The agents here have only MCP tools, so no sandbox is started (no Docker needed). The runner gets its bearer
-lookup from a dict (the vault wiring is the runtime's); `server.services.runtime.SessionRunner` is wrapped to pass it.
+The agents here have only MCP tools, so no sandbox is started (no Docker needed). The bearer token comes from the
+session's vault, written as the CLI writes it, into an in-memory secret store the runtime is opened with.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from mcp import Client
 from model_server import ModelServer, RecordedRequest, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from scenario import call_ok
+from serving import connected
 
-import server.services.runtime
-from server.brain.loop import SessionRunner
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.core.sessions import Session
-from server.egress.remote_mcp import BearerToken
-from server.fronts.mcp.server import build_server
-from vault import Secret
+from vault import MemoryStore, Secret, Vaults
 
 pytestmark = pytest.mark.anyio
 
@@ -35,20 +31,24 @@ def remote() -> Iterator[RemoteMcpServer]:
         yield server
 
 
+class VaultTokens:
+    """URL -> token, as the session's vault holds them: written by another `Vaults` on the same index and secret
+    store, as `managed-sessions vault add` does. Tests assign to it to change the credentials."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.secrets = MemoryStore()
+        self._vaults = Vaults(config.vault_index_path, self.secrets)
+        self.vault_id = self._vaults.create_vault("remote servers").id
+
+    def __setitem__(self, url: str, token: str) -> None:
+        for credential in self._vaults.list_credentials(self.vault_id):
+            self._vaults.remove_credential(self.vault_id, credential.id)
+        self._vaults.add_credential(self.vault_id, "static_bearer", url, secret=Secret("remote", token))
+
+
 @pytest.fixture
-def tokens(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """URL -> token: what the session's vaults would hold. Tests change it to change the credentials."""
-    tokens: dict[str, str] = {}
-
-    async def bearer_for(session: Session, url: str) -> BearerToken | None:
-        value = tokens.get(url)
-        return Secret("remote", value) if value is not None else None
-
-    def runner(*args: Any, **kwargs: Any) -> SessionRunner:
-        return SessionRunner(*args, **{**kwargs, "mcp_bearer_for": bearer_for})
-
-    monkeypatch.setattr(server.services.runtime, "SessionRunner", runner)
-    return tokens
+def tokens(config: ServerConfig) -> VaultTokens:
+    return VaultTokens(config)
 
 
 @pytest.fixture
@@ -70,9 +70,9 @@ def mcp_agent(remote: RemoteMcpServer, **toolset: Any) -> dict[str, Any]:
     }
 
 
-async def new_session(client: Client, agent: dict[str, Any]) -> str:
+async def new_session(client: Client, agent: dict[str, Any], tokens: VaultTokens) -> str:
     created = await call_ok(client, "create_agent", agent)
-    session = await call_ok(client, "create_session", {"agent_id": created["id"]})
+    session = await call_ok(client, "create_session", {"agent_id": created["id"], "vault_ids": [tokens.vault_id]})
     return str(session["id"])
 
 
@@ -99,7 +99,7 @@ def answered(request: RecordedRequest) -> str:
 
 
 async def test_an_always_ask_mcp_tool_waits_for_confirmation_then_runs_remotely(
-    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: dict[str, str]
+    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: VaultTokens
 ) -> None:
     tokens[remote.url] = TOKEN
     model.enqueue(
@@ -108,8 +108,8 @@ async def test_an_always_ask_mcp_tool_waits_for_confirmation_then_runs_remotely(
         reply(tool_use("mcp__docs__add", {"a": 1, "b": 1})),
         lambda request: reply(f"got {answered(request)}"),
     )
-    async with Client(build_server(config)) as client:
-        sid = await new_session(client, mcp_agent(remote))
+    async with connected(config, secrets=tokens.secrets) as client:
+        sid = await new_session(client, mcp_agent(remote), tokens)
         asked = await call_ok(client, "send_message", {"session_id": sid, "text": "add 2 and 3"})
         assert asked["stop_reason"]["type"] == "requires_action"
         [use_id] = asked["stop_reason"]["event_ids"]
@@ -156,7 +156,7 @@ async def test_an_always_ask_mcp_tool_waits_for_confirmation_then_runs_remotely(
 
 
 async def test_an_always_allow_config_runs_without_asking(
-    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: dict[str, str]
+    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: VaultTokens
 ) -> None:
     tokens[remote.url] = TOKEN
     model.enqueue(
@@ -164,8 +164,8 @@ async def test_an_always_allow_config_runs_without_asking(
         lambda request: reply(f"got {answered(request)}"),
     )
     agent = mcp_agent(remote, default_config={"permission_policy": {"type": "always_allow"}})
-    async with Client(build_server(config)) as client:
-        sid = await new_session(client, agent)
+    async with connected(config, secrets=tokens.secrets) as client:
+        sid = await new_session(client, agent, tokens)
         outcome = await call_ok(client, "send_message", {"session_id": sid, "text": "add"})
         assert outcome["stop_reason"]["type"] == "end_turn"
         uses = [e for e in outcome["events"] if e["type"] == "agent.mcp_tool_use"]
@@ -179,7 +179,7 @@ async def test_an_always_allow_config_runs_without_asking(
 
 
 async def test_a_wrong_token_is_a_session_error_and_the_session_still_answers(
-    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: dict[str, str]
+    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: VaultTokens
 ) -> None:
     tokens[remote.url] = "wrong-token-0b8e6a44"
     model.enqueue(
@@ -188,8 +188,8 @@ async def test_a_wrong_token_is_a_session_error_and_the_session_still_answers(
         lambda request: reply(f"got {answered(request)}"),
     )
     agent = mcp_agent(remote, default_config={"permission_policy": {"type": "always_allow"}})
-    async with Client(build_server(config)) as client:
-        sid = await new_session(client, agent)
+    async with connected(config, secrets=tokens.secrets) as client:
+        sid = await new_session(client, agent, tokens)
         first = await call_ok(client, "send_message", {"session_id": sid, "text": "look it up"})
         assert first["status"] == "idle"
         assert first["stop_reason"]["type"] == "end_turn"
@@ -211,7 +211,7 @@ async def test_a_wrong_token_is_a_session_error_and_the_session_still_answers(
 
 
 async def test_a_restarted_server_rebuilds_the_conversation_with_the_mcp_tool_use_answered_once(
-    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: dict[str, str]
+    config: ServerConfig, model: ModelServer, remote: RemoteMcpServer, tokens: VaultTokens
 ) -> None:
     tokens[remote.url] = TOKEN
     model.enqueue(
@@ -219,12 +219,12 @@ async def test_a_restarted_server_rebuilds_the_conversation_with_the_mcp_tool_us
         reply("Done."),
     )
     agent = mcp_agent(remote, configs=[{"name": "echo_token", "permission_policy": {"type": "always_allow"}}])
-    async with Client(build_server(config)) as client:
-        sid = await new_session(client, agent)
+    async with connected(config, secrets=tokens.secrets) as client:
+        sid = await new_session(client, agent, tokens)
         first = await call_ok(client, "send_message", {"session_id": sid, "text": "echo"})
         assert first["reply"] == "Done."
     model.enqueue(reply("Still here."))
-    async with Client(build_server(config)) as client:  # a new runtime and runner over the same store
+    async with connected(config, secrets=tokens.secrets) as client:  # a new runtime and runner over the same store
         again = await call_ok(client, "send_message", {"session_id": sid, "text": "are you there?"})
         assert again["reply"] == "Still here."
     rebuilt = model.requests[-1].messages

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,13 @@ from model_server import ModelServer, error, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command
 from scenario import call_ok
+from serving import connected
 
-import server.services.runtime
 from server.brain.conversation import TRIMMED
-from server.brain.loop import RETRY_DELAYS_S, SessionRunner
+from server.brain.loop import RETRY_DELAYS_S
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.core.sessions import Session
-from server.egress.remote_mcp import BearerToken
-from server.fronts.mcp.server import build_server
 from server.hands.docker.sandbox import LABEL_SESSION
-from vault import Secret
+from vault import MemoryStore, Secret, Vaults
 
 pytestmark = pytest.mark.anyio
 
@@ -136,7 +134,7 @@ async def test_a_failing_model_is_retried_on_the_configured_schedule_then_retrie
     after the last delay the error is `exhausted` and the session idles with `retries_exhausted`."""
     config = env_config(data_dir, model, MANAGED_SESSIONS_MODEL_RETRY_DELAYS="0.01,0.02,0.03")
     model.enqueue(*[error(529, "overloaded_error", "busy") for _ in range(4)])
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         session = await call_ok(client, "create_session", {})
         outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
     assert outcome["status"] == "idle"
@@ -155,7 +153,7 @@ async def test_a_failing_model_is_retried_on_the_configured_schedule_then_retrie
 async def test_a_retry_that_then_succeeds_ends_the_turn_normally(data_dir: Path, model: ModelServer) -> None:
     config = env_config(data_dir, model, MANAGED_SESSIONS_MODEL_RETRY_DELAYS="0.01,0.02,0.03")
     model.enqueue(error(503, "api_error", "down"), error(529, "overloaded_error"), reply("Here now."))
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         session = await call_ok(client, "create_session", {})
         outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
     assert outcome["stop_reason"]["type"] == "end_turn"
@@ -177,7 +175,7 @@ async def test_the_servers_retry_after_replaces_the_scheduled_delay(
     rate-limited models alike. The schedule here says 0.01 s; the server says 0.05 s; the server wins."""
     config = env_config(data_dir, model, MANAGED_SESSIONS_MODEL_RETRY_DELAYS="0.01,0.01")
     model.enqueue(error(status, kind, retry_after=0.05), reply("Thanks for waiting."))
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         session = await call_ok(client, "create_session", {})
         outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "hi"})
     assert outcome["reply"] == "Thanks for waiting."
@@ -244,7 +242,7 @@ async def test_past_the_budget_all_but_the_newest_three_tool_results_are_trimmed
     is over, the newest three (~1,800 with the rest) fit, so exactly the two oldest become the marker."""
     config = env_config(data_dir, model, MANAGED_SESSIONS_CONTEXT_TOKENS="2000")
     model.enqueue(reply(*[tool_use("lookup", {"page": page}) for page in range(5)]), reply("Read them all."))
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         sid, idle = await answer_lookups(client, 5)
         assert idle["stop_reason"]["type"] == "end_turn"
         events = await all_events(client, sid)
@@ -265,7 +263,7 @@ async def test_when_the_newest_three_are_still_too_big_every_tool_result_is_trim
     are ~1,500), so a second compaction trims them all."""
     config = env_config(data_dir, model, MANAGED_SESSIONS_CONTEXT_TOKENS="1000")
     model.enqueue(reply(*[tool_use("lookup", {"page": page}) for page in range(4)]), reply("Done."))
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         sid, idle = await answer_lookups(client, 4)
         assert idle["stop_reason"]["type"] == "end_turn"
         events = await all_events(client, sid)
@@ -279,7 +277,7 @@ async def test_under_the_budget_nothing_is_trimmed(data_dir: Path, model: ModelS
     """The same four results with the default budget (150,000) reach the model whole."""
     config = env_config(data_dir, model)
     model.enqueue(reply(*[tool_use("lookup", {"page": page}) for page in range(4)]), reply("Done."))
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         sid, _ = await answer_lookups(client, 4)
         events = await all_events(client, sid)
     assert result_texts(model.requests[-1].messages) == [page_text(page) for page in range(4)]
@@ -302,7 +300,7 @@ async def test_an_interrupt_removes_the_tools_container_and_keeps_the_files(
         reply(tool_use("bash", {"command": "cat /workspace/notes.txt /mnt/session/outputs/o"})),
         lambda request: reply(f"read: {result_texts(request.messages)[-1]}"),
     )
-    async with Client(build_server(config)) as client:
+    async with connected(config) as client:
         session = await call_ok(client, "create_session", {})
         sid = session["id"]
         started = await call_ok(client, "send_message", {"session_id": sid, "text": "work", "wait_seconds": 0})
@@ -360,7 +358,7 @@ async def test_a_repository_that_failed_is_cloned_on_the_next_message_and_the_tu
         lambda request: reply(f"it says {result_texts(request.messages)[-1]}"),
     )
     with git_server(served, token="unused-token-0000", public=frozenset({"proj"})) as git:
-        async with Client(build_server(config)) as client:
+        async with connected(config) as client:
             resource = {"type": "github_repository", "url": git.url("proj")}
             session = await call_ok(client, "create_session", {"resources": [resource]})
             sid = session["id"]
@@ -391,18 +389,22 @@ def remote() -> Iterator[RemoteMcpServer]:
         yield running
 
 
+@dataclass
+class RemoteVault:
+    """The session's vault, holding the remote server's bearer token, in an in-memory secret store."""
+
+    secrets: MemoryStore
+    vault_id: str
+
+
 @pytest.fixture
-def bearer_lookup(monkeypatch: pytest.MonkeyPatch, remote: RemoteMcpServer) -> None:
-    """The runner gets the remote server's bearer from here (the vault wiring is the runtime's; see
-    test_mcp_in_loop.py)."""
-
-    async def bearer_for(session: Session, url: str) -> BearerToken | None:
-        return Secret("remote", MCP_TOKEN) if url == remote.url else None
-
-    def runner(*args: Any, **kwargs: Any) -> SessionRunner:
-        return SessionRunner(*args, **{**kwargs, "mcp_bearer_for": bearer_for})
-
-    monkeypatch.setattr(server.services.runtime, "SessionRunner", runner)
+def remote_vault(data_dir: Path, remote: RemoteMcpServer) -> RemoteVault:
+    """Written as `managed-sessions vault add` writes it: another `Vaults` on the runtime's index and store."""
+    secrets = MemoryStore()
+    vaults = Vaults(ServerConfig(data_dir=data_dir).vault_index_path, secrets)
+    vault_id = vaults.create_vault("remote servers").id
+    vaults.add_credential(vault_id, "static_bearer", remote.url, secret=Secret("remote", MCP_TOKEN))
+    return RemoteVault(secrets, vault_id)
 
 
 def established_from(server_port: int, client_ports: set[int]) -> set[int]:
@@ -434,7 +436,7 @@ async def test_remote_mcp_connections_are_closed_on_archive_delete_and_shutdown(
     data_dir: Path,
     model: ModelServer,
     remote: RemoteMcpServer,
-    bearer_lookup: None,
+    remote_vault: RemoteVault,
     request: pytest.FixtureRequest,
     ending: str,
 ) -> None:
@@ -457,9 +459,10 @@ async def test_remote_mcp_connections_are_closed_on_archive_delete_and_shutdown(
         "mcp_servers": [{"type": "url", "name": "docs", "url": remote.url}],
     }
     model.enqueue(reply(tool_use("mcp__docs__add", {"a": 1, "b": 2})), reply("It is 3."))
-    async with Client(build_server(config)) as client:
+    async with connected(config, secrets=remote_vault.secrets) as client:
         created = await call_ok(client, "create_agent", agent)
-        session = await call_ok(client, "create_session", {"agent_id": created["id"]})
+        new = {"agent_id": created["id"], "vault_ids": [remote_vault.vault_id]}
+        session = await call_ok(client, "create_session", new)
         outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "add"})
         assert outcome["reply"] == "It is 3."
         assert remote.count("tools/call") == 1
