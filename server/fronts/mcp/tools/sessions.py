@@ -6,13 +6,11 @@ from typing import Annotated, Any, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
 
 from server.core.agents import ModelId
 from server.core.common import PLAIN_TEXT, Metadata
-from server.core.errors import NotFoundError
 from server.core.events import EventType, StopReason
 from server.core.sessions import Session, SessionStatus
 from server.egress.repositories import GitHubRepositoryResource
@@ -197,8 +195,5 @@ def register_session_tools(mcp: MCPServer) -> None:
 
     @mcp.resource("session://{session_id}", mime_type="application/json", description="A session as JSON.")
     async def session_resource(session_id: str, ctx: Context) -> str:
-        try:
-            session = await cast(Runtime, ctx.request_context.lifespan_context).sessions.get(session_id)
-        except NotFoundError as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+        session = await cast(Runtime, ctx.request_context.lifespan_context).sessions.get(session_id)
         return session.model_dump_json(indent=2)
