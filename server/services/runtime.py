@@ -21,9 +21,11 @@ from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
 from server.services.definitions import Definitions
+from server.services.lifecycle import SessionLifecycle
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
+from server.services.vaults import VaultService
 from server.store.sqlite.store import Store
 from vault.secret import Secret
 from vault.vaults import Vaults
@@ -43,6 +45,8 @@ class Runtime:
     runner: SessionRunner
     inbox: Inbox
     vaults: Vaults
+    lifecycle: SessionLifecycle
+    vault_service: VaultService
 
 
 @asynccontextmanager
@@ -82,7 +86,10 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
             )
             definitions = Definitions(store, default_model=config.model)
             inbox = Inbox(store, sessions, runner)
-            runtime = Runtime(config, store, definitions, sessions, sandboxes, runner, inbox, vaults)
+            lifecycle = SessionLifecycle(sessions, inbox, _RunnerConnections(runner))
+            runtime = Runtime(
+                config, store, definitions, sessions, sandboxes, runner, inbox, vaults, lifecycle, VaultService(vaults)
+            )
             task_group.start_soon(_reap_at_start, store, sandboxes)
             task_group.start_soon(_resume_running, store, runner)
             try:
@@ -134,3 +141,13 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
         return await in_vault_thread(vaults.bearer_for, session.vault_ids, url)
 
     return bearer_for
+
+
+@dataclass(frozen=True)
+class _RunnerConnections:
+    """The runner holds the sessions' remote MCP connections: `RemoteConnections` over it."""
+
+    runner: SessionRunner
+
+    async def close(self, session_id: str) -> None:
+        await self.runner.close_mcp(session_id)

@@ -127,10 +127,7 @@ def register_session_tools(mcp: MCPServer) -> None:
             resources=resources or [],
             vault_ids=vault_ids or [],
         )
-        session = await runtime(ctx).sessions.create(request)
-        if message is not None:
-            await runtime(ctx).inbox.send_message(session.id, message, 0, None)
-            session = await runtime(ctx).sessions.get(session.id)
+        session = await runtime(ctx).lifecycle.create(request, first_message=message)
         return reply(session, f"Created session {session.id} ({session.status}).")
 
     @mcp.tool(annotations=READ_ONLY)
@@ -158,15 +155,13 @@ def register_session_tools(mcp: MCPServer) -> None:
     @mcp.tool(annotations=DESTRUCTIVE)
     async def archive_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, Session]:
         """Archive a session: it becomes terminated and read-only; its log stays. Refused while running."""
-        session = await runtime(ctx).sessions.archive(session_id)
-        await runtime(ctx).runner.close_mcp(session_id)  # its remote MCP connections end with it
+        session = await runtime(ctx).lifecycle.archive(session_id)
         return reply(session, _summary(session))
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def delete_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, SessionDeleted]:
         """Delete a session with its events, output files and sandbox. Refused while running."""
-        deleted = await runtime(ctx).sessions.delete(session_id)
-        await runtime(ctx).runner.close_mcp(session_id)
+        deleted = await runtime(ctx).lifecycle.delete(session_id)
         return reply(deleted, f"Deleted session {session_id}.")
 
     @mcp.tool(annotations=READ_ONLY)
