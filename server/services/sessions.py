@@ -11,7 +11,7 @@ import base64
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
@@ -29,7 +29,7 @@ from server.core.errors import (
 )
 from server.core.events import Event, NewEvent
 from server.core.ids import is_id, new_id
-from server.core.pagination import check_cursor, page_cursor
+from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.egress.repositories import GitHubRepositoryResource
@@ -44,16 +44,18 @@ from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults
 
-__all__ = ["MAX_EVENT_FIELD_CHARS", "NewSession", "SessionManager", "SessionPage"]
+__all__ = ["MAX_EVENT_FIELD_CHARS", "NewSession", "SessionList", "SessionManager"]
 
 MAX_EVENT_FIELD_CHARS = 8_000
 """Longer strings in events returned by tools are cut (the store keeps them whole): a tool result
 has to fit a model's context, and one large file read should not crowd out everything else."""
 
 
-class SessionPage(BaseModel):
-    sessions: list[Session]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+class SessionList(Listing):
+    sessions: Annotated[list[Session], PUBLISHED_AS_OBJECTS] = Field(
+        description="Session objects, as get_session returns them."
+    )
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
 class SessionDeleted(BaseModel):
@@ -188,12 +190,12 @@ class SessionManager:
         status: SessionStatus | None,
         agent_id: str | None,
         include_archived: bool,
-    ) -> SessionPage:
+    ) -> SessionList:
         before = check_cursor(cursor, "sesn")
         where = SessionFilter(status=status, agent_id=agent_id, include_archived=include_archived)
         sessions = await in_thread(self._store.list_sessions, limit + 1, before, where)
         shown = [self._shown(s) for s in sessions[:limit]]
-        return SessionPage(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
+        return SessionList(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
 
     async def archive(self, session_id: str) -> Session:
         session = await self.get(session_id)

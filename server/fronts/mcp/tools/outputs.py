@@ -10,13 +10,13 @@ from mcp.server.mcpserver import Context
 from mcp.types import BlobResourceContents, CallToolResult, EmbeddedResource, ImageContent, TextContent
 from pydantic import BaseModel, Field, StrictInt
 
+from server.core.ids import SessionId
 from server.fronts.mcp.tools.common import READ_ONLY, Ctx, reply, runtime
 from server.services.runtime import Runtime
 from server.services.sessions import OutputChunk, OutputFiles
 
 __all__ = ["register_output_tools"]
 
-SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 DEFAULT_READ_BYTES = 1_048_576
 MAX_READ_BYTES = 4_194_304
 MAX_OFFSET = 2**53 - 1

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
 from server.core.agents import ModelId
 from server.core.common import PLAIN_TEXT, Metadata
 from server.core.events import EventType, StopReason
+from server.core.ids import SessionId, VaultId
 from server.core.sessions import Session, SessionStatus
 from server.egress.repositories import GitHubRepositoryResource
 from server.fronts.mcp.tools.common import (
@@ -22,18 +23,15 @@ from server.fronts.mcp.tools.common import (
     Cursor,
     IncludeArchived,
     Limit,
-    SessionList,
     Version,
     reply,
     runtime,
 )
 from server.services.runtime import Runtime
-from server.services.sessions import NewSession, SessionDeleted
+from server.services.sessions import NewSession, SessionDeleted, SessionList
 
 __all__ = ["register_session_tools"]
 
-VaultId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^vlt_[0-9a-z]+$")]
-SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 MAX_WAIT_S = 55
 
 
