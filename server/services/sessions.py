@@ -87,10 +87,11 @@ class SessionManager:
         data_dir: Path,
         default_model: str,
         default_image: str,
-        sandboxes: SandboxPool | None = None,
+        *,
+        sandboxes: SandboxPool,
+        vaults: Vaults,
+        repositories: SessionRepositories,
         extra_ca_bundle: bool = False,
-        vaults: Vaults | None = None,
-        repositories: SessionRepositories | None = None,
     ) -> None:
         self._store = store
         self._data_dir = data_dir
@@ -115,8 +116,6 @@ class SessionManager:
         await self._check_vault_ids(request.vault_ids)
         resources = []
         if request.resources:
-            if self.repositories is None:
-                raise InvalidRequestError("this server cannot clone repositories; create the session without resources")
             resources = await self.repositories.record(request.resources)
         now = now_rfc3339()
         session = Session(
@@ -141,8 +140,6 @@ class SessionManager:
             return
         if len(set(vault_ids)) != len(vault_ids):
             raise InvalidRequestError(f"vault_ids names a vault twice ({list(vault_ids)}); name each once")
-        if self._vaults is None:
-            raise InvalidRequestError("this server has no vault; create the session without vault_ids")
         try:
             await in_vault_thread(self._vaults.check_vault_ids, vault_ids)
         except VaultError as exc:
@@ -204,18 +201,15 @@ class SessionManager:
         _refuse_while_running(session, "archive")
         await in_thread(self._store.archive_session, session_id, now_rfc3339())
         self.notifier.notify(session_id, settled=True)
-        if self._sandboxes is not None:
-            await self._sandboxes.stop(session_id, session.environment)
+        await self._sandboxes.stop(session_id, session.environment)
         return await self.get(session_id)
 
     async def delete(self, session_id: str) -> SessionDeleted:
         session = await self.get(session_id)
         _refuse_while_running(session, "delete")
         await in_thread(self._store.delete_session, session_id)
-        if self.repositories is not None:
-            await self.repositories.forget(session)
-        if self._sandboxes is not None:
-            await self._sandboxes.destroy(session_id, session.environment)
+        await self.repositories.forget(session)
+        await self._sandboxes.destroy(session_id, session.environment)
         await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
         self.notifier.notify(session_id, settled=True)
         return SessionDeleted(id=session_id)
@@ -241,8 +235,6 @@ class SessionManager:
 
     async def _output_call(self, session: Session, op: str, args: dict[str, JsonValue]) -> dict[str, Any]:
         """A helper call about output files; an archived session's sandbox is started for it and removed after."""
-        if self._sandboxes is None:
-            raise SandboxUnavailableError("this server runs without sandboxes")
         sandbox = self._sandboxes.sandbox(session.id, session.environment)
         try:
             return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
