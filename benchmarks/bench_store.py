@@ -47,17 +47,24 @@ from _common import (
     temp_dir,
 )
 from _events import realistic_events
+from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
 
 from server.core.common import now_rfc3339
 from server.core.config import ServerConfig
 from server.core.events import NewEvent
 from server.core.log import configure_logging
+from server.core.redaction import REDACTOR
+from server.egress.web_fetch import FetchPolicy
 from server.fronts.mcp.server import build_server
+from server.hands.docker.pool import SandboxPool
+from server.hands.docker.sandbox import SandboxSettings
+from server.services.resources import SessionRepositories
 from server.services.runtime import open_runtime
 from server.services.sessions import NewSession, SessionManager
 from server.store.sqlite.state import SessionState
 from server.store.sqlite.store import Store
+from vault.vaults import Vaults
 
 READ_TARGET_MS = 5.0
 APPEND_TARGET_PER_S = 5_000.0
@@ -82,10 +89,23 @@ def raw_connection(path: Path) -> sqlite3.Connection:
     return db
 
 
-def open_services(data_dir: Path) -> tuple[ServerConfig, Store, SessionManager]:
+def open_services(data_dir: Path, task_group: TaskGroup) -> tuple[ServerConfig, Store, SessionManager]:
+    """The store and the session manager as the server wires them (no sandbox or vault is used here)."""
     config = ServerConfig(data_dir=data_dir, model="claude-bench-model", image="managed-sessions-sandbox:bench")
     store = Store.open(config.database_path)
-    manager = SessionManager(store, data_dir, default_model=config.model, default_image=config.image)
+    vaults = Vaults(config.vault_index_path, redactor=REDACTOR)
+    settings = SandboxSettings(store_id=store.store_id)
+    sandboxes = SandboxPool(settings, config.image, FetchPolicy(), task_group)
+    repositories = SessionRepositories(data_dir, vaults, sandboxes, REDACTOR)
+    manager = SessionManager(
+        store,
+        data_dir,
+        default_model=config.model,
+        default_image=config.image,
+        sandboxes=sandboxes,
+        vaults=vaults,
+        repositories=repositories,
+    )
     return config, store, manager
 
 
@@ -283,8 +303,8 @@ class RawLog:
         self.elapsed = now() - start
 
 
-async def appends(scratch: Path, total: int) -> dict[str, dict[str, float]]:
-    _, store, manager = open_services(scratch / "appends")
+async def appends(scratch: Path, total: int, task_group: TaskGroup) -> dict[str, dict[str, float]]:
+    _, store, manager = open_services(scratch / "appends", task_group)
     raw = RawLog(scratch / "baseline" / "store.db")
     ids = [(await manager.create(NewSession(title=f"appends {i}"))).id for i in range(2 + 2 * THREADS)]
     one, via_manager = ids[0], ids[1]
@@ -373,11 +393,12 @@ def report(
 
 
 async def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    config, store, manager = open_services(scratch / "reads")
-    session_id, fill_s = await fill(store, manager, args.events)
-    read = await read_paths(config, store, manager, session_id, args.reads)
-    store.close()
-    append = await appends(scratch, args.appends)
+    async with anyio.create_task_group() as task_group:
+        config, store, manager = open_services(scratch / "reads", task_group)
+        session_id, fill_s = await fill(store, manager, args.events)
+        read = await read_paths(config, store, manager, session_id, args.reads)
+        store.close()
+        append = await appends(scratch, args.appends, task_group)
     return report(args, fill_s, read, append)
 
 

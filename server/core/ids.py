@@ -12,11 +12,21 @@ import re
 import secrets
 import threading
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-__all__ = ["IdPrefix", "is_id", "new_id"]
+from pydantic import Field
+
+__all__ = ["AgentId", "EnvironmentId", "EventId", "IdPrefix", "SessionId", "VaultId", "is_id", "new_id"]
 
 IdPrefix = Literal["agent", "env", "sesn", "sevt", "sesrsc"]
+
+# Ids as arguments, defined once for every front and request model: a well-formed id that names nothing is a
+# NotFoundError from the service, so these only bound the length (and vault ids, their shape).
+SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
+AgentId = Annotated[str, Field(min_length=1, max_length=64, description="An agent id (agent_...).")]
+EnvironmentId = Annotated[str, Field(min_length=1, max_length=64, description="An environment id (env_...).")]
+EventId = Annotated[str, Field(min_length=1, max_length=64, description="The event id (sevt_...) waiting for you.")]
+VaultId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^vlt_[0-9a-z]+$")]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80

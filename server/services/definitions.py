@@ -8,6 +8,8 @@ only sessions created after it.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field, ValidationError
 
 from server.core.agents import FULL_TOOLSET, Agent, AgentTool, McpServer, ModelConfig, ModelId, check_agent_definition
@@ -16,20 +18,24 @@ from server.core.common import apply_metadata_patch, now_rfc3339
 from server.core.environments import Environment, Networking, Packages, Resources
 from server.core.errors import ConflictError, InvalidRequestError
 from server.core.ids import new_id
-from server.core.pagination import check_cursor, page_cursor
+from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.store.sqlite.store import Store
 
-__all__ = ["AgentChanges", "AgentPage", "Definitions", "EnvironmentChanges", "EnvironmentPage"]
+__all__ = ["AgentChanges", "AgentList", "Definitions", "EnvironmentChanges", "EnvironmentList"]
 
 
-class AgentPage(BaseModel):
-    agents: list[Agent]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+class AgentList(Listing):
+    agents: Annotated[list[Agent], PUBLISHED_AS_OBJECTS] = Field(
+        description="Agent objects, as get_agent returns them."
+    )
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
-class EnvironmentPage(BaseModel):
-    environments: list[Environment]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+class EnvironmentList(Listing):
+    environments: Annotated[list[Environment], PUBLISHED_AS_OBJECTS] = Field(
+        description="Environment objects, as get_environment returns them."
+    )
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
 class AgentChanges(BaseModel):
@@ -117,10 +123,10 @@ class Definitions:
     async def get_agent(self, agent_id: str, version: int | None = None) -> Agent:
         return await in_thread(self._store.get_agent, agent_id, version)
 
-    async def list_agents(self, limit: int, cursor: str | None, include_archived: bool) -> AgentPage:
+    async def list_agents(self, limit: int, cursor: str | None, include_archived: bool) -> AgentList:
         before = check_cursor(cursor, "agent")
         agents = await in_thread(self._store.list_agents, limit + 1, before, include_archived)
-        return AgentPage(agents=agents[:limit], next_cursor=page_cursor([a.id for a in agents], limit))
+        return AgentList(agents=agents[:limit], next_cursor=page_cursor([a.id for a in agents], limit))
 
     async def archive_agent(self, agent_id: str) -> Agent:
         await self.get_agent(agent_id)
@@ -168,10 +174,10 @@ class Definitions:
     async def get_environment(self, environment_id: str) -> Environment:
         return await in_thread(self._store.get_environment, environment_id)
 
-    async def list_environments(self, limit: int, cursor: str | None, include_archived: bool) -> EnvironmentPage:
+    async def list_environments(self, limit: int, cursor: str | None, include_archived: bool) -> EnvironmentList:
         before = check_cursor(cursor, "env")
         envs = await in_thread(self._store.list_environments, limit + 1, before, include_archived)
-        return EnvironmentPage(environments=envs[:limit], next_cursor=page_cursor([e.id for e in envs], limit))
+        return EnvironmentList(environments=envs[:limit], next_cursor=page_cursor([e.id for e in envs], limit))
 
     async def archive_environment(self, environment_id: str) -> Environment:
         await self.get_environment(environment_id)

@@ -25,9 +25,11 @@ from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
+from server.services.lifecycle import SessionLifecycle
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
+from server.services.vaults import VaultService
 from server.store.sqlite.store import Store
 from vault.secret import Secret
 from vault.store import SecretStore
@@ -51,6 +53,8 @@ class Runtime:
     inbox: Inbox
     vaults: Vaults
     remote_mcp: RemoteMcpSessions
+    lifecycle: SessionLifecycle
+    vault_service: VaultService
 
 
 @asynccontextmanager
@@ -140,7 +144,11 @@ def _wire(
     )
     definitions = Definitions(store, default_model=config.model)
     inbox = Inbox(store, sessions, runner)
-    return Runtime(config, store, definitions, sessions, sandboxes, runner, inbox, vaults, remote_mcp)
+    lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
+    vault_service = VaultService(vaults)
+    return Runtime(
+        config, store, definitions, sessions, sandboxes, runner, inbox, vaults, remote_mcp, lifecycle, vault_service
+    )
 
 
 async def _resume_running(store: Store, runner: SessionRunner) -> None:

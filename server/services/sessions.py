@@ -11,7 +11,7 @@ import base64
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
@@ -29,7 +29,7 @@ from server.core.errors import (
 )
 from server.core.events import Event, NewEvent
 from server.core.ids import is_id, new_id
-from server.core.pagination import check_cursor, page_cursor
+from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.egress.repositories import GitHubRepositoryResource
@@ -44,7 +44,7 @@ from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults
 
-__all__ = ["LOG_LIMIT", "MAX_EVENT_FIELD_CHARS", "NewSession", "SessionManager", "SessionPage"]
+__all__ = ["LOG_LIMIT", "MAX_EVENT_FIELD_CHARS", "NewSession", "SessionList", "SessionManager"]
 
 LOG_LIMIT = 1_000_000
 """Reading a log whole: no session comes near it (a week of busy work is some 100,000 events)."""
@@ -53,9 +53,11 @@ MAX_EVENT_FIELD_CHARS = 8_000
 has to fit a model's context, and one large file read should not crowd out everything else."""
 
 
-class SessionPage(BaseModel):
-    sessions: list[Session]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+class SessionList(Listing):
+    sessions: Annotated[list[Session], PUBLISHED_AS_OBJECTS] = Field(
+        description="Session objects, as get_session returns them."
+    )
+    next_cursor: str | None = Field(description=NEXT_CURSOR)
 
 
 class SessionDeleted(BaseModel):
@@ -87,10 +89,11 @@ class SessionManager:
         data_dir: Path,
         default_model: str,
         default_image: str,
-        sandboxes: SandboxPool | None = None,
+        *,
+        sandboxes: SandboxPool,
+        vaults: Vaults,
+        repositories: SessionRepositories,
         extra_ca_bundle: bool = False,
-        vaults: Vaults | None = None,
-        repositories: SessionRepositories | None = None,
     ) -> None:
         self._store = store
         self._data_dir = data_dir
@@ -115,8 +118,6 @@ class SessionManager:
         await self._check_vault_ids(request.vault_ids)
         resources = []
         if request.resources:
-            if self.repositories is None:
-                raise InvalidRequestError("this server cannot clone repositories; create the session without resources")
             resources = await self.repositories.record(request.resources)
         now = now_rfc3339()
         session = Session(
@@ -141,8 +142,6 @@ class SessionManager:
             return
         if len(set(vault_ids)) != len(vault_ids):
             raise InvalidRequestError(f"vault_ids names a vault twice ({list(vault_ids)}); name each once")
-        if self._vaults is None:
-            raise InvalidRequestError("this server has no vault; create the session without vault_ids")
         try:
             await in_vault_thread(self._vaults.check_vault_ids, vault_ids)
         except VaultError as exc:
@@ -190,12 +189,12 @@ class SessionManager:
         status: SessionStatus | None,
         agent_id: str | None,
         include_archived: bool,
-    ) -> SessionPage:
+    ) -> SessionList:
         before = check_cursor(cursor, "sesn")
         where = SessionFilter(status=status, agent_id=agent_id, include_archived=include_archived)
         sessions = await in_thread(self._store.list_sessions, limit + 1, before, where)
         shown = [self._shown(s) for s in sessions[:limit]]
-        return SessionPage(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
+        return SessionList(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
 
     async def archive(self, session_id: str) -> Session:
         session = await self.get(session_id)
@@ -204,18 +203,15 @@ class SessionManager:
         _refuse_while_running(session, "archive")
         await in_thread(self._store.archive_session, session_id, now_rfc3339())
         self.notifier.notify(session_id, settled=True)
-        if self._sandboxes is not None:
-            await self._sandboxes.stop(session_id, session.environment)
+        await self._sandboxes.stop(session_id, session.environment)
         return await self.get(session_id)
 
     async def delete(self, session_id: str) -> SessionDeleted:
         session = await self.get(session_id)
         _refuse_while_running(session, "delete")
         await in_thread(self._store.delete_session, session_id)
-        if self.repositories is not None:
-            await self.repositories.forget(session)
-        if self._sandboxes is not None:
-            await self._sandboxes.destroy(session_id, session.environment)
+        await self.repositories.forget(session)
+        await self._sandboxes.destroy(session_id, session.environment)
         await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
         self.notifier.notify(session_id, settled=True)
         return SessionDeleted(id=session_id)
@@ -241,8 +237,6 @@ class SessionManager:
 
     async def _output_call(self, session: Session, op: str, args: dict[str, JsonValue]) -> dict[str, Any]:
         """A helper call about output files; an archived session's sandbox is started for it and removed after."""
-        if self._sandboxes is None:
-            raise SandboxUnavailableError("this server runs without sandboxes")
         sandbox = self._sandboxes.sandbox(session.id, session.environment)
         try:
             return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)

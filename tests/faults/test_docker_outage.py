@@ -25,7 +25,6 @@ from scenario import call_ok
 from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.fronts.mcp.server import build_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -76,7 +75,7 @@ async def test_an_engine_that_goes_away_between_tool_calls_is_waited_for_and_the
         lambda request: reply(f"read {list(request.tool_results().values())}"),
     )
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config_for(data_dir, engine_wait_s=120))) as client:
+        async with connected(config_for(data_dir, engine_wait_s=120)) as client:
             sid = (await call_ok(client, "create_session", {}))["id"]
             await call_ok(client, "send_message", {"session_id": sid, "text": "go", "wait_seconds": 0})
             waiting = await wait_for(client, sid, "session.error")
@@ -147,7 +146,7 @@ async def test_a_session_idled_by_an_outage_runs_its_waiting_tool_with_the_next_
     )
     engine.cut()  # away from the start
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config_for(data_dir, engine_wait_s=1))) as client:
+        async with connected(config_for(data_dir, engine_wait_s=1)) as client:
             sid = (await call_ok(client, "create_session", {}))["id"]
             first = await call_ok(client, "send_message", {"session_id": sid, "text": "go"})
             assert first["stop_reason"]["type"] == "retries_exhausted"
@@ -169,7 +168,7 @@ async def test_a_sandbox_that_cannot_start_idles_the_session_once_without_asking
     will not appear by itself. The error says how to get it; the tool runs with the next message."""
     model.enqueue(reply(tool_use("bash", {"command": "echo hi"})))
     with anyio.fail_after(HANG_GUARD_S):
-        async with Client(build_server(config_for(data_dir, engine_wait_s=120))) as client:
+        async with connected(config_for(data_dir, engine_wait_s=120)) as client:
             environment = await call_ok(
                 client, "create_environment", {"name": "gone", "image": "localhost:1/nowhere/missing:1"}
             )

@@ -18,11 +18,11 @@ from server.core.agents import (
     ModelId,
 )
 from server.core.common import PLAIN_TEXT, MetadataPatch
+from server.core.ids import AgentId
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
     WRITE,
-    AgentList,
     Ctx,
     Cursor,
     IncludeArchived,
@@ -31,11 +31,10 @@ from server.fronts.mcp.tools.common import (
     reply,
     runtime,
 )
-from server.services.definitions import AgentChanges
+from server.services.definitions import AgentChanges, AgentList
 
 __all__ = ["register_agent_tools"]
 
-AgentId = Annotated[str, Field(min_length=1, max_length=64, description="An agent id (agent_...).")]
 NameText = Annotated[str, StringConstraints(min_length=1, max_length=256), PLAIN_TEXT]
 Name = Annotated[NameText | None, Field(default=None, description="Display name.")]
 Model = Annotated[

@@ -15,13 +15,10 @@ __all__ = [
     "DESTRUCTIVE",
     "READ_ONLY",
     "WRITE",
-    "AgentList",
     "Ctx",
     "Cursor",
-    "EnvironmentList",
     "IncludeArchived",
     "Limit",
-    "SessionList",
     "Version",
     "reply",
     "runtime",
@@ -39,25 +36,6 @@ Cursor = Annotated[str | None, Field(default=None, max_length=64, description="n
 IncludeArchived = Annotated[StrictBool, Field(description="Also list archived objects.")]
 Version = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
 """An agent version: versions start at 1; the bound keeps a number the store cannot hold out of it."""
-
-
-class Listing(BaseModel):
-    """A page as published: items are plain objects in the output schema. A typed item schema would
-    make clients that check results (jsonschema, per item) spend ~10x longer on a page than the server."""
-
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
-
-
-class AgentList(Listing):
-    agents: list[dict[str, Any]] = Field(description="Agent objects, as get_agent returns them.")
-
-
-class EnvironmentList(Listing):
-    environments: list[dict[str, Any]] = Field(description="Environment objects, as get_environment returns them.")
-
-
-class SessionList(Listing):
-    sessions: list[dict[str, Any]] = Field(description="Session objects, as get_session returns them.")
 
 
 def runtime(ctx: Ctx) -> Runtime:

@@ -10,23 +10,22 @@ from pydantic import BaseModel, Field
 
 from server.core.common import MetadataPatch
 from server.core.environments import EnvDescription, Environment, EnvName, EnvVars, Networking, Packages, Resources
+from server.core.ids import EnvironmentId
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
     WRITE,
     Ctx,
     Cursor,
-    EnvironmentList,
     IncludeArchived,
     Limit,
     reply,
     runtime,
 )
-from server.services.definitions import EnvironmentChanges
+from server.services.definitions import EnvironmentChanges, EnvironmentList
 
 __all__ = ["register_environment_tools"]
 
-EnvironmentId = Annotated[str, Field(min_length=1, max_length=64, description="An environment id (env_...).")]
 Image = Annotated[
     str | None,
     Field(

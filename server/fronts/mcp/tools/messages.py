@@ -8,14 +8,13 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field, StrictBool, StrictFloat
 
+from server.core.ids import EventId, SessionId
 from server.core.sessions import Session
 from server.fronts.mcp.tools.common import WRITE, Ctx, reply, runtime
 from server.services.messages import MAX_MESSAGE_CHARS, MessageOutcome
 
 __all__ = ["register_message_tools"]
 
-SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
-EventId = Annotated[str, Field(min_length=1, max_length=64, description="The event id (sevt_...) waiting for you.")]
 MAX_WAIT_S = 55
 
 

@@ -7,18 +7,16 @@ from typing import Annotated, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import BlobResourceContents, CallToolResult, EmbeddedResource, ImageContent, TextContent
 from pydantic import BaseModel, Field, StrictInt
 
-from server.core.errors import ServerError
+from server.core.ids import SessionId
 from server.fronts.mcp.tools.common import READ_ONLY, Ctx, reply, runtime
 from server.services.runtime import Runtime
 from server.services.sessions import OutputChunk, OutputFiles
 
 __all__ = ["register_output_tools"]
 
-SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 DEFAULT_READ_BYTES = 1_048_576
 MAX_READ_BYTES = 4_194_304
 MAX_OFFSET = 2**53 - 1
@@ -88,10 +86,7 @@ def register_output_tools(mcp: MCPServer) -> None:
     @mcp.resource("session://{session_id}/outputs/{+path}", description="A file from a session's outputs folder.")
     async def output_resource(session_id: str, path: str, ctx: Context) -> str | bytes:
         sessions = cast(Runtime, ctx.request_context.lifespan_context).sessions
-        try:
-            chunk = await sessions.read_output(session_id, path, 0, MAX_READ_BYTES)
-        except ServerError as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+        chunk = await sessions.read_output(session_id, path, 0, MAX_READ_BYTES)
         if chunk.mime_type.startswith("text/"):
             return chunk.data.decode("utf-8", errors="replace")
         return chunk.data

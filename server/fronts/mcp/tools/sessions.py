@@ -6,14 +6,13 @@ from typing import Annotated, Any, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
 
 from server.core.agents import ModelId
 from server.core.common import PLAIN_TEXT, Metadata
-from server.core.errors import NotFoundError
 from server.core.events import EventType, StopReason
+from server.core.ids import SessionId, VaultId
 from server.core.sessions import Session, SessionStatus
 from server.egress.repositories import GitHubRepositoryResource
 from server.fronts.mcp.tools.common import (
@@ -24,18 +23,15 @@ from server.fronts.mcp.tools.common import (
     Cursor,
     IncludeArchived,
     Limit,
-    SessionList,
     Version,
     reply,
     runtime,
 )
 from server.services.runtime import Runtime
-from server.services.sessions import NewSession, SessionDeleted
+from server.services.sessions import NewSession, SessionDeleted, SessionList
 
 __all__ = ["register_session_tools"]
 
-VaultId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^vlt_[0-9a-z]+$")]
-SessionId = Annotated[str, Field(min_length=1, max_length=64, description="A session id (sesn_...).")]
 MAX_WAIT_S = 55
 
 
@@ -129,10 +125,7 @@ def register_session_tools(mcp: MCPServer) -> None:
             resources=resources or [],
             vault_ids=vault_ids or [],
         )
-        session = await runtime(ctx).sessions.create(request)
-        if message is not None:
-            await runtime(ctx).inbox.send_message(session.id, message, 0, None)
-            session = await runtime(ctx).sessions.get(session.id)
+        session = await runtime(ctx).lifecycle.create(request, first_message=message)
         return reply(session, f"Created session {session.id} ({session.status}).")
 
     @mcp.tool(annotations=READ_ONLY)
@@ -160,15 +153,13 @@ def register_session_tools(mcp: MCPServer) -> None:
     @mcp.tool(annotations=DESTRUCTIVE)
     async def archive_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, Session]:
         """Archive a session: it becomes terminated and read-only; its log stays. Refused while running."""
-        session = await runtime(ctx).sessions.archive(session_id)
-        await runtime(ctx).remote_mcp.close(session_id)  # its remote MCP connections end with it
+        session = await runtime(ctx).lifecycle.archive(session_id)
         return reply(session, _summary(session))
 
     @mcp.tool(annotations=DESTRUCTIVE)
     async def delete_session(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, SessionDeleted]:
         """Delete a session with its events, output files and sandbox. Refused while running."""
-        deleted = await runtime(ctx).sessions.delete(session_id)
-        await runtime(ctx).remote_mcp.close(session_id)
+        deleted = await runtime(ctx).lifecycle.delete(session_id)
         return reply(deleted, f"Deleted session {session_id}.")
 
     @mcp.tool(annotations=READ_ONLY)
@@ -197,8 +188,5 @@ def register_session_tools(mcp: MCPServer) -> None:
 
     @mcp.resource("session://{session_id}", mime_type="application/json", description="A session as JSON.")
     async def session_resource(session_id: str, ctx: Context) -> str:
-        try:
-            session = await cast(Runtime, ctx.request_context.lifespan_context).sessions.get(session_id)
-        except NotFoundError as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+        session = await cast(Runtime, ctx.request_context.lifespan_context).sessions.get(session_id)
         return session.model_dump_json(indent=2)
