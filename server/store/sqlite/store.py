@@ -105,9 +105,7 @@ class Store:
         """Sessions whose log says a run was going (after a crash: the ones to resume)."""
         return [
             row[0]
-            for row in self._read(
-                "select session_id from sessions where status in ('running', 'rescheduling') and archived_at is null"
-            )
+            for row in self._read("select session_id from sessions where status = 'running' and archived_at is null")
         ]
 
     def close(self) -> None:
