@@ -10,6 +10,7 @@ gets the state rebuilt from the log (the log is the truth).
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+from pydantic import ValidationError
 
 from server.core.config import ServerConfig
+from server.core.errors import ServerError
 from server.hands.docker.pool import find_leftovers
 from server.store.sqlite.store import Store
 from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore, VaultError, Vaults, describe_backend
@@ -165,13 +168,15 @@ def check_session_states(config: ServerConfig, *, repair: bool = False) -> Check
     """Each session's cached state against a replay of its event log; with `repair`, rebuilt from the log."""
     if not config.database_path.exists():
         return Check("session state", "ok", "no store yet")
-    store = Store.open(config.database_path)
     try:
-        stale = store.stale_state_ids()
-        for session_id in stale if repair else ():
-            store.rebuild_state(session_id)
-    finally:
-        store.close()
+        stale = _stale_states(config, repair=repair)
+    except (sqlite3.Error, ServerError, ValidationError) as exc:  # an unreadable store is reported, not a crash
+        return Check(
+            "session state",
+            "FAIL",
+            f"cannot read {str(config.database_path)!r}: {exc}",
+            "restore the file from a backup (the server cannot start on it either)",
+        )
     listed = ", ".join(stale[:MAX_LISTED_SESSIONS]) + (", ..." if len(stale) > MAX_LISTED_SESSIONS else "")
     if not stale:
         return Check("session state", "ok", "every session's cached state matches its event log")
@@ -183,6 +188,18 @@ def check_session_states(config: ServerConfig, *, repair: bool = False) -> Check
         f"{len(stale)} session(s) whose cached status or usage disagrees with the event log: {listed}",
         "run 'managed-sessions doctor --repair' to rebuild it from the log (safe while the server runs)",
     )
+
+
+def _stale_states(config: ServerConfig, *, repair: bool) -> list[str]:
+    """The sessions whose cached state disagrees with their log; with `repair`, rebuilt from it."""
+    store = Store.open(config.database_path)
+    try:
+        stale = store.stale_state_ids()
+        for session_id in stale if repair else ():
+            store.rebuild_state(session_id)
+    finally:
+        store.close()
+    return stale
 
 
 def check_model(config: ServerConfig) -> Check:

@@ -18,11 +18,13 @@ from processes import LineChild, run_command
 
 from server.core.agents import FULL_TOOLSET, Agent, AgentSnapshot, ModelConfig
 from server.core.common import now_rfc3339
+from server.core.config import ServerConfig
 from server.core.environments import EnvironmentSpec
 from server.core.errors import DataDirUnwritableError, NotFoundError
 from server.core.events import EventType, NewEvent, StopReason, Usage
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
+from server.services.doctor import check_session_states
 from server.store.sqlite.migrations import MIGRATIONS, apply_migrations
 from server.store.sqlite.state import SessionState, fold
 from server.store.sqlite.store import SessionFilter, Store
@@ -585,6 +587,16 @@ def test_doctor_reports_a_stale_state_cache_and_doctor_repair_rebuilds_it(
     assert cached_state(db_path, session_id) == truth
     again = run_command(["doctor"], env)
     assert session_state_line(again.stdout) == "[ok ] session state every session's cached state matches its event log"
+
+
+def test_doctor_reports_a_store_it_cannot_read_instead_of_crashing(db_path: Path) -> None:
+    db_path.write_bytes(b"not a database, " * 1000)
+
+    check = check_session_states(ServerConfig(data_dir=db_path.parent), repair=True)
+
+    assert (check.name, check.level) == ("session state", "FAIL")
+    assert "store.db" in check.detail
+    assert "backup" in check.fix
 
 
 # Reading the log ------------------------------------------------------------------------------------------
