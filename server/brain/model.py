@@ -8,7 +8,7 @@ turn with a `session.error` that says what to fix.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -60,9 +60,6 @@ class ModelTurn:
     usage: TokenUsage = field(default_factory=TokenUsage)
 
 
-TextSink = Callable[[str], Awaitable[None]]
-
-
 class ModelClient(Protocol):
     async def turn(
         self,
@@ -72,5 +69,4 @@ class ModelClient(Protocol):
         messages: Sequence[dict[str, JsonValue]],
         tools: Sequence[dict[str, JsonValue]],
         max_tokens: int,
-        on_text: TextSink | None = None,
     ) -> ModelTurn: ...

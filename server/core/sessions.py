@@ -22,6 +22,8 @@ __all__ = [
 ]
 
 SessionStatus = Literal["idle", "running", "rescheduling", "terminated"]
+"""The contract's statuses. This server retries a failed model call inside the turn and never enters
+`rescheduling` (nor emits `session.status_rescheduled`): a client may still filter on it and gets nothing."""
 
 
 class SessionStats(BaseModel):

@@ -5,12 +5,11 @@ from the host, outside the sandbox, with the host's place in the network. So the
 way into that network (SSRF). Every hop, the first URL and each redirect, is checked before a byte is sent:
 
 1. the scheme is http or https;
-2. the host name passes the policy's domain lists, where a domain covers its subdomains (else `url_not_allowed`);
-3. the name is resolved once and every address it resolves to must be public: not loopback, private (RFC 1918,
+2. the host name is resolved once and every address it resolves to must be public: not loopback, private (RFC 1918,
    ULA), link-local (cloud metadata answers at 169.254.169.254), shared (CGNAT), multicast, reserved or unspecified,
    also when wrapped in IPv6 (IPv4-mapped, 6to4, NAT64); unless the policy allows private addresses, or the
    address lies in one of its `allowed_networks`;
-4. the connection goes to a checked address, never to the name: the request is sent to the IP with the original
+3. the connection goes to a checked address, never to the name: the request is sent to the IP with the original
    `Host` header and TLS server name, so a DNS answer that changes between check and connect (rebinding) is never
    used.
 
@@ -99,8 +98,6 @@ class FetchPolicy:
         timeout_s: deadline for the whole fetch, redirects included.
         allow_private: reach any address, private ones included (a trusted, local setup only).
         allowed_networks: CIDR blocks exempt from the private-address refusal, e.g. an internal docs server.
-        allowed_domains: if given, only these domains and their subdomains can be fetched.
-        blocked_domains: if given, these domains and their subdomains cannot be fetched.
         max_redirects: redirects followed before giving up.
         max_text_chars: characters of text returned; the rest is cut off with a marker.
     """
@@ -109,14 +106,10 @@ class FetchPolicy:
     timeout_s: float = DEFAULT_TIMEOUT_S
     allow_private: bool = False
     allowed_networks: tuple[str, ...] = ()
-    allowed_domains: tuple[str, ...] | None = None
-    blocked_domains: tuple[str, ...] | None = None
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
 
     def __post_init__(self) -> None:
-        if self.allowed_domains is not None and self.blocked_domains is not None:
-            raise ValueError("give allowed_domains or blocked_domains, not both")
         if self.max_bytes < 1 or self.max_text_chars < 1 or self.timeout_s <= 0 or self.max_redirects < 0:
             raise ValueError(f"limits must be positive: {self!r}")
         for network in self.allowed_networks:
@@ -215,7 +208,6 @@ async def _open(
     transport: httpx2.AsyncHTTPTransport, url: httpx2.URL, policy: FetchPolicy, resolve: Resolver
 ) -> httpx2.Response:
     """Sends the GET for one hop to the first checked address that accepts a connection."""
-    _check_domain(url, policy)
     port = url.port or (443 if url.scheme == "https" else 80)
     addresses = await _checked_addresses(_hostname(url), port, policy, resolve)
     failure: httpx2.ConnectError | None = None
@@ -232,24 +224,6 @@ def _pinned_request(url: httpx2.URL, address: str) -> httpx2.Request:
     extensions = {"sni_hostname": _hostname(url)} if url.scheme == "https" else {}
     headers = {**_HEADERS, "Host": url.netloc.decode("ascii")}
     return httpx2.Request("GET", url.copy_with(host=address), headers=headers, extensions=extensions)
-
-
-def _check_domain(url: httpx2.URL, policy: FetchPolicy) -> None:
-    host = _hostname(url)
-    if policy.allowed_domains is not None and not _covers(policy.allowed_domains, host):
-        listed = ", ".join(policy.allowed_domains)
-        raise WebFetchError("url_not_allowed", f"{str(url)!r}: {host!r} is not one of the allowed domains ({listed})")
-    if policy.blocked_domains is not None and _covers(policy.blocked_domains, host):
-        raise WebFetchError("url_not_allowed", f"{str(url)!r}: {host!r} is a blocked domain")
-
-
-def _covers(domains: Sequence[str], host: str) -> bool:
-    """Whether `host` is one of `domains` or a subdomain of one."""
-    for entry in domains:
-        domain = entry.strip().rstrip(".").lower()
-        if host == domain or host.endswith(f".{domain}"):
-            return True
-    return False
 
 
 async def _checked_addresses(host: str, port: int, policy: FetchPolicy, resolve: Resolver) -> list[str]:

@@ -3,11 +3,14 @@
 Each check prints one line (`ok`, `warn` or `FAIL`) and, when something is
 wrong, the fix. The exit status is 1 when a required check fails. No check
 ever prints a secret: the model key is reported as present or missing.
+With `--repair`, a session whose cached state disagrees with its event log
+gets the state rebuilt from the log (the log is the truth).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
@@ -17,8 +20,10 @@ from urllib.parse import urlsplit
 
 import docker
 import docker.errors
+from pydantic import ValidationError
 
 from server.core.config import ServerConfig
+from server.core.errors import ServerError
 from server.hands.docker.pool import find_leftovers
 from server.store.sqlite.store import Store
 from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore, VaultError, Vaults, describe_backend
@@ -26,6 +31,9 @@ from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore
 __all__ = ["Check", "run_checks", "run_doctor"]
 
 Level = Literal["ok", "warn", "FAIL"]
+
+MAX_LISTED_SESSIONS = 5
+"""A line names a few stale sessions; the rest are counted (and all of them repaired)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,44 @@ def check_data_dir(config: ServerConfig) -> Check:
     return Check("data dir", "ok", str(config.data_dir))
 
 
+def check_session_states(config: ServerConfig, *, repair: bool = False) -> Check:
+    """Each session's cached state against a replay of its event log; with `repair`, rebuilt from the log."""
+    if not config.database_path.exists():
+        return Check("session state", "ok", "no store yet")
+    try:
+        stale = _stale_states(config, repair=repair)
+    except (sqlite3.Error, ServerError, ValidationError) as exc:  # an unreadable store is reported, not a crash
+        return Check(
+            "session state",
+            "FAIL",
+            f"cannot read {str(config.database_path)!r}: {exc}",
+            "restore the file from a backup (the server cannot start on it either)",
+        )
+    listed = ", ".join(stale[:MAX_LISTED_SESSIONS]) + (", ..." if len(stale) > MAX_LISTED_SESSIONS else "")
+    if not stale:
+        return Check("session state", "ok", "every session's cached state matches its event log")
+    if repair:
+        return Check("session state", "ok", f"rebuilt {len(stale)} session(s)' state from the event log: {listed}")
+    return Check(
+        "session state",
+        "FAIL",
+        f"{len(stale)} session(s) whose cached status or usage disagrees with the event log: {listed}",
+        "run 'managed-sessions doctor --repair' to rebuild it from the log (safe while the server runs)",
+    )
+
+
+def _stale_states(config: ServerConfig, *, repair: bool) -> list[str]:
+    """The sessions whose cached state disagrees with their log; with `repair`, rebuilt from it."""
+    store = Store.open(config.database_path)
+    try:
+        stale = store.stale_state_ids()
+        for session_id in stale if repair else ():
+            store.rebuild_state(session_id)
+    finally:
+        store.close()
+    return stale
+
+
 def check_model(config: ServerConfig) -> Check:
     endpoint = "the default endpoint"
     if config.model_base_url:
@@ -171,18 +217,18 @@ def check_model(config: ServerConfig) -> Check:
     return Check("model credentials", "ok", f"a key is set for {endpoint}; default model {config.model}")
 
 
-def run_checks(config: ServerConfig) -> list[Check]:
+def run_checks(config: ServerConfig, *, repair: bool = False) -> list[Check]:
     steps: list[Callable[[], list[Check]]] = [
         lambda: check_docker(config),
         lambda: [check_keyring(config), check_vault(config)],
-        lambda: [check_data_dir(config)],
+        lambda: [check_data_dir(config), check_session_states(config, repair=repair)],
         lambda: [check_model(config)],
     ]
     return [check for step in steps for check in step()]
 
 
-def run_doctor(config: ServerConfig) -> int:
-    checks = run_checks(config)
+def run_doctor(config: ServerConfig, *, repair: bool = False) -> int:
+    checks = run_checks(config, repair=repair)
     width = max(len(c.name) for c in checks)
     for check in checks:
         sys.stdout.write(f"[{check.level:<4}] {check.name:<{width}}  {check.detail}\n")

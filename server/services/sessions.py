@@ -340,7 +340,7 @@ def check_output_path(path: str) -> str:
 
 
 def _refuse_while_running(session: Session, action: str) -> None:
-    if session.status in ("running", "rescheduling"):
+    if session.status == "running":
         raise SessionBusyError(
             f"session {session.id!r} is {session.status}; call interrupt_session, then {action} it once idle"
         )

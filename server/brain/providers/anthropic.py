@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 from pydantic import JsonValue
 
-from server.brain.model import ModelError, ModelTurn, TextSink, TokenUsage
+from server.brain.model import ModelError, ModelTurn, TokenUsage
 
 if TYPE_CHECKING:
     import anthropic
@@ -64,7 +64,6 @@ class AnthropicModel:
         messages: Sequence[dict[str, JsonValue]],
         tools: Sequence[dict[str, JsonValue]],
         max_tokens: int,
-        on_text: TextSink | None = None,
     ) -> ModelTurn:
         client = self._sdk()
         import anthropic
@@ -85,9 +84,7 @@ class AnthropicModel:
             stream = await client.messages.create(**request, stream=True)
             async with stream:
                 async for event in stream:
-                    text = turn.add(event)
-                    if text and on_text is not None:
-                        await on_text(text)
+                    turn.add(event)
         except anthropic.APIStatusError as exc:
             raise _status_error(exc, model) from exc
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:  # a dropped stream is the latter
@@ -108,21 +105,19 @@ class _Turn:
         self.stop_reason: str | None = None
         self._usage: dict[str, int] = {}
 
-    def add(self, event: Any) -> str:
-        """Takes one event; returns the text it added, if any."""
+    def add(self, event: Any) -> None:
+        """Takes one event."""
         kind = event.type
         if kind == "content_block_delta":
             delta = event.delta
             if delta.type == "text_delta" and event.index in self._blocks:
                 self._blocks[event.index]["text"] += delta.text
-                return str(delta.text)
             if delta.type == "input_json_delta" and event.index in self._json:
                 self._json[event.index].append(delta.partial_json)
         elif kind == "content_block_start":
             block = event.content_block
             if block.type == "text":
                 self._blocks[event.index] = {"type": "text", "text": block.text}
-                return str(block.text)
             if block.type == "tool_use":
                 self._blocks[event.index] = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
                 self._json[event.index] = []
@@ -131,7 +126,6 @@ class _Turn:
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason
             self._count(event.usage)
-        return ""
 
     def _count(self, usage: Any) -> None:
         """Later counts replace earlier ones: `message_delta` carries running totals."""

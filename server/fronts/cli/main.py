@@ -36,7 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help=f"HTTP port (default {DEFAULT_HTTP_PORT})")
 
-    commands.add_parser("doctor", help="check Docker, the sandbox image, the keyring, the data dir, model credentials")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check Docker, the sandbox image, the keyring, the data dir, the sessions' state, model credentials",
+    )
+    doctor.add_argument(
+        "--repair", action="store_true", help="rebuild each session's cached state that disagrees with its event log"
+    )
 
     image = commands.add_parser("image", help="manage the sandbox image")
     image_commands = image.add_subparsers(dest="image_command", required=True)
@@ -80,7 +86,7 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig) -> int:
     if args.command == "doctor":
         from server.services.doctor import run_doctor
 
-        return run_doctor(config)
+        return run_doctor(config, repair=args.repair)
     if args.command == "image":
         from server.hands.docker.base_image import build_default_image
 

@@ -19,7 +19,6 @@ __all__ = ["SessionState", "fold"]
 _STATUS_BY_EVENT: dict[str, SessionStatus] = {
     "session.status_running": "running",
     "session.status_idle": "idle",
-    "session.status_rescheduled": "rescheduling",
     "session.status_terminated": "terminated",
 }
 

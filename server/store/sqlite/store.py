@@ -13,8 +13,9 @@ Design:
   primary key, so seqs are gap-free and unique even with concurrent writers.
 - A session row carries a cache of `state.fold(events)` (status, stop reason,
   usage, counts), updated in the same transaction as each append, so reading
-  a session never replays its log. `rebuild_state` replays it to prove the
-  cache right, or to repair it after a change to the fold.
+  a session never replays its log. `stale_state_ids` replays each log to find
+  a cache that disagrees (`managed-sessions doctor`), and `rebuild_state`
+  rewrites it from the log (`doctor --repair`), e.g. after a change to the fold.
 - Agents are stored as immutable versions; environments and sessions as JSON
   bodies beside the columns that lists filter on.
 
@@ -40,6 +41,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from server.core.agents import Agent
 from server.core.common import now_rfc3339
@@ -102,9 +105,7 @@ class Store:
         """Sessions whose log says a run was going (after a crash: the ones to resume)."""
         return [
             row[0]
-            for row in self._read(
-                "select session_id from sessions where status in ('running', 'rescheduling') and archived_at is null"
-            )
+            for row in self._read("select session_id from sessions where status = 'running' and archived_at is null")
         ]
 
     def close(self) -> None:
@@ -415,16 +416,33 @@ class Store:
     def rebuild_state(self, session_id: str) -> SessionState:
         """Replays the whole log; writes and returns the state it gives."""
         with self._write() as db:
-            rows = db.execute(
-                "select seq, event_id, type, processed_at, payload from events where session_id = ? order by seq",
-                (session_id,),
-            ).fetchall()
-            state = fold(_event_from_row(row) for row in rows)
+            state = _replayed_state(db, session_id)
             db.execute(
                 "update sessions set status = ?, state = ? where session_id = ?",
                 (state.status, state.model_dump_json(), session_id),
             )
         return state
+
+    def stale_state_ids(self) -> list[str]:
+        """Sessions whose cached state (or status column) is not what replaying their log gives: a cache
+        edited by hand, or written by a fold that has changed since. `rebuild_state` repairs each."""
+        return [session_id for session_id in self.session_ids() if self._state_is_stale(session_id)]
+
+    def _state_is_stale(self, session_id: str) -> bool:
+        # One read transaction: a server appending meanwhile cannot make the cache look stale.
+        with self._lock:
+            self._db.execute("begin")
+            try:
+                row = self._db.execute(
+                    "select status, state from sessions where session_id = ?", (session_id,)
+                ).fetchone()
+                replayed = _replayed_state(self._db, session_id)
+            finally:
+                self._db.execute("commit")
+        if row is None:  # deleted since it was listed
+            return False
+        status, state_json = row
+        return bool(status != replayed.status or _parsed_state(state_json) != replayed)
 
     def integrity_check(self) -> str:
         return str(self._read("pragma integrity_check")[0][0])
@@ -486,6 +504,22 @@ def _session_from_row(row: tuple[Any, ...]) -> Session:
 
 def _env_body(env: Environment) -> str:
     return env.model_dump_json(exclude={"archived_at"})
+
+
+def _replayed_state(db: sqlite3.Connection, session_id: str) -> SessionState:
+    rows = db.execute(
+        "select seq, event_id, type, processed_at, payload from events where session_id = ? order by seq",
+        (session_id,),
+    ).fetchall()
+    return fold(_event_from_row(row) for row in rows)
+
+
+def _parsed_state(state_json: str) -> SessionState | None:
+    """The cached state, or None when the cache no longer parses (so it can only be rebuilt)."""
+    try:
+        return SessionState.model_validate_json(state_json)
+    except ValidationError:
+        return None
 
 
 def _event_from_row(row: tuple[Any, ...]) -> Event:

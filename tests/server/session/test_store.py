@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import LineChild
+from processes import LineChild, run_command
 
 from server.core.agents import FULL_TOOLSET, Agent, AgentSnapshot, ModelConfig
 from server.core.common import now_rfc3339
+from server.core.config import ServerConfig
 from server.core.environments import EnvironmentSpec
 from server.core.errors import DataDirUnwritableError, NotFoundError
 from server.core.events import EventType, NewEvent, StopReason, Usage
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
+from server.services.doctor import check_session_states
 from server.store.sqlite.migrations import MIGRATIONS, apply_migrations
 from server.store.sqlite.state import SessionState, fold
 from server.store.sqlite.store import SessionFilter, Store
@@ -513,6 +515,88 @@ def test_an_archived_session_stays_terminated_whatever_comes_after(store: Store,
     assert store.rebuild_state(session_id).status == "terminated"
     assert store.list_sessions(10, None, SessionFilter()) == []
     assert [s.id for s in store.list_sessions(10, None, SessionFilter(include_archived=True))] == [session_id]
+
+
+def corrupt_state_cache(db_path: Path, session_id: str, status: str, state_json: str) -> None:
+    """Writes the session row's cache past the store, as a hand edit or an older fold would have."""
+    with closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("update sessions set status = ?, state = ? where session_id = ?", (status, state_json, session_id))
+
+
+def an_idle_session_after_one_turn(store: Store) -> str:
+    session_id = insert_session(store)
+    store.append_events(
+        session_id,
+        [
+            NewEvent("session.status_running", {}),
+            *a_turn(100, 20),
+            NewEvent("session.status_idle", {"stop_reason": {"type": "end_turn"}}),
+        ],
+    )
+    return session_id
+
+
+def test_a_stale_or_unreadable_state_cache_is_found_and_rebuilt_from_the_events(store: Store, db_path: Path) -> None:
+    stale, unreadable, untouched = (an_idle_session_after_one_turn(store) for _ in range(3))
+    truths = {session_id: cached_state(db_path, session_id) for session_id in (stale, unreadable, untouched)}
+    assert store.stale_state_ids() == []
+
+    corrupt_state_cache(db_path, stale, "running", SessionState(status="running", event_count=1).model_dump_json())
+    corrupt_state_cache(db_path, unreadable, "idle", '{"status": "no such status"}')
+
+    assert sorted(store.stale_state_ids()) == sorted([stale, unreadable])
+    assert store.get_session(stale).status == "running"  # readers trust the cache: hence the repair
+    assert store.rebuild_state(stale) == truths[stale] == fold(store.read_events(stale, 0, ALL_EVENTS))
+    assert store.rebuild_state(unreadable) == truths[unreadable]
+    assert store.stale_state_ids() == []
+    assert store.get_session(stale).status == "idle"
+    assert [s.id for s in store.list_sessions(10, None, SessionFilter(status="running"))] == []
+    assert cached_state(db_path, untouched) == truths[untouched]
+
+
+def session_state_line(stdout: str) -> str:
+    """Doctor's `session state` line, with the padding that aligns the names squeezed out."""
+    line = next(line for line in stdout.splitlines() if "session state" in line)
+    return " ".join(line.split())
+
+
+def test_doctor_reports_a_stale_state_cache_and_doctor_repair_rebuilds_it(
+    subprocess_env: dict[str, str], data_dir: Path
+) -> None:
+    db_path = data_dir / "store.db"
+    with closing(Store.open(db_path)) as store:
+        session_id = an_idle_session_after_one_turn(store)
+    truth = cached_state(db_path, session_id)
+    corrupt_state_cache(db_path, session_id, "running", SessionState(status="running").model_dump_json())
+    env = {
+        **subprocess_env,
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+
+    found = run_command(["doctor"], env)
+    assert session_state_line(found.stdout).startswith("[FAIL] session state 1 session(s)"), found.stdout
+    assert session_id in session_state_line(found.stdout)
+    assert "fix: run 'managed-sessions doctor --repair'" in found.stdout
+    assert cached_state(db_path, session_id) != truth  # finding it changes nothing
+
+    repaired = run_command(["doctor", "--repair"], env)
+    assert session_state_line(repaired.stdout) == (
+        f"[ok ] session state rebuilt 1 session(s)' state from the event log: {session_id}"
+    ), repaired.stdout
+    assert cached_state(db_path, session_id) == truth
+    again = run_command(["doctor"], env)
+    assert session_state_line(again.stdout) == "[ok ] session state every session's cached state matches its event log"
+
+
+def test_doctor_reports_a_store_it_cannot_read_instead_of_crashing(db_path: Path) -> None:
+    db_path.write_bytes(b"not a database, " * 1000)
+
+    check = check_session_states(ServerConfig(data_dir=db_path.parent), repair=True)
+
+    assert (check.name, check.level) == ("session state", "FAIL")
+    assert "store.db" in check.detail
+    assert "backup" in check.fix
 
 
 # Reading the log ------------------------------------------------------------------------------------------
