@@ -41,7 +41,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from server.core.errors import ServerError
 from server.core.sessions import BranchCheckout, Checkout, CommitCheckout
@@ -52,10 +51,10 @@ __all__ = [
     "CheckedOut",
     "Checkout",
     "CommitCheckout",
-    "GitHubRepositoryResource",
     "RepositoryCache",
     "RepositoryError",
     "RepositoryErrorKind",
+    "check_mount_path",
     "normalize_url",
     "repository_name",
 ]
@@ -89,51 +88,6 @@ class RepositoryError(ServerError):
 # --- the resource model -------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class GitHubRepositoryResource(_Model):
-    """A git repository to clone into the session's /workspace before the first turn.
-
-    `authorization_token` is write-only: it is excluded from dumps and reprs; read it with `token()`.
-    """
-
-    type: Literal["github_repository"]
-    url: str = Field(description="An https (or http) URL of any smart-HTTP git host, without credentials.")
-    mount_path: str | None = Field(default=None, description="Absolute, under /workspace; default /workspace/<repo>.")
-    checkout: Checkout | None = Field(default=None, description="A branch or commit; default: the default branch.")
-    authorization_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @field_validator("url")
-    @classmethod
-    def _plain_url(cls, url: str) -> str:
-        normalize_url(url)
-        return url
-
-    @field_validator("mount_path")
-    @classmethod
-    def _under_workspace(cls, mount_path: str | None) -> str | None:
-        if mount_path is not None:
-            _check_mount_path(mount_path)
-        return mount_path
-
-    @model_validator(mode="after")
-    def _named(self) -> GitHubRepositoryResource:
-        repository_name(self.url)  # a URL with no repository name has no default mount path
-        return self
-
-    @property
-    def target(self) -> str:
-        """Where the working tree goes in the container."""
-        return self.mount_path or f"{WORKSPACE}/{repository_name(self.url)}"
-
-    def token(self) -> Secret | None:
-        if self.authorization_token is None:
-            return None
-        return Secret("authorization_token", self.authorization_token.get_secret_value())
-
-
 def normalize_url(url: str) -> str:
     """The URL as the cache keys it: scheme and host lower-cased, default port, `.git` and trailing `/` dropped.
 
@@ -165,7 +119,7 @@ def repository_name(url: str) -> str:
     return name
 
 
-def _check_mount_path(mount_path: str) -> None:
+def check_mount_path(mount_path: str) -> None:
     if not mount_path.startswith("/") or posixpath.normpath(mount_path) != mount_path:
         raise ValueError(f"mount_path {mount_path!r} must be an absolute, normalized path (no '..', no trailing '/')")
     if not mount_path.startswith(WORKSPACE + "/"):

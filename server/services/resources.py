@@ -14,20 +14,25 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import anyio
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.common import now_rfc3339
 from server.core.errors import InvalidRequestError
 from server.core.events import NewEvent
 from server.core.ids import new_id
-from server.core.sessions import Session, SessionResource
+from server.core.sessions import Checkout, Session, SessionResource
 from server.egress.repositories import (
     TOKEN_USER,
-    GitHubRepositoryResource,
+    WORKSPACE,
     RepositoryCache,
     RepositoryError,
+    check_mount_path,
+    normalize_url,
+    repository_name,
 )
 from server.hands.docker.pool import SandboxPool
 from vault.errors import KeyringUnavailableError, VaultError
@@ -35,11 +40,54 @@ from vault.redactor import MIN_SECRET_LENGTH, Redactor
 from vault.secret import Secret
 from vault.vaults import Vaults
 
-__all__ = ["SessionRepositories"]
+__all__ = ["GitHubRepositoryResource", "SessionRepositories"]
 
 logger = logging.getLogger(__name__)
 
 MAX_REPOSITORIES = 16
+
+
+class GitHubRepositoryResource(BaseModel):
+    """A git repository to clone into the session's /workspace before the first turn.
+
+    `authorization_token` is write-only: it is excluded from dumps and reprs; read it with `token()`.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: Literal["github_repository"]
+    url: str = Field(description="An https (or http) URL of any smart-HTTP git host, without credentials.")
+    mount_path: str | None = Field(default=None, description="Absolute, under /workspace; default /workspace/<repo>.")
+    checkout: Checkout | None = Field(default=None, description="A branch or commit; default: the default branch.")
+    authorization_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, url: str) -> str:
+        normalize_url(url)
+        return url
+
+    @field_validator("mount_path")
+    @classmethod
+    def _under_workspace(cls, mount_path: str | None) -> str | None:
+        if mount_path is not None:
+            check_mount_path(mount_path)
+        return mount_path
+
+    @model_validator(mode="after")
+    def _named(self) -> GitHubRepositoryResource:
+        repository_name(self.url)  # a URL with no repository name has no default mount path
+        return self
+
+    @property
+    def target(self) -> str:
+        """Where the working tree goes in the container."""
+        return self.mount_path or f"{WORKSPACE}/{repository_name(self.url)}"
+
+    def token(self) -> Secret | None:
+        if self.authorization_token is None:
+            return None
+        return Secret("authorization_token", self.authorization_token.get_secret_value())
 
 
 class SessionRepositories:

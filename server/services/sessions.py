@@ -32,12 +32,11 @@ from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
-from server.egress.repositories import GitHubRepositoryResource
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxLostError, posture_of
 from server.hands.helper.channel import HelperError
 from server.services.notifier import EventNotifier
-from server.services.resources import SessionRepositories
+from server.services.resources import GitHubRepositoryResource, SessionRepositories
 from server.store.sqlite.appender import Appender
 from server.store.sqlite.store import SessionFilter, Store
 from vault.errors import VaultError

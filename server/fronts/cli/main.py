@@ -88,9 +88,9 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig) -> int:
 
         return run_doctor(config, repair=args.repair)
     if args.command == "image":
-        from server.hands.docker.base_image import build_default_image
+        from server.services.images import build_base_image
 
-        build_default_image(config, tag=args.tag, source=args.source)
+        build_base_image(config, tag=args.tag, source=args.source)
         return 0
     if args.command == "vault":
         return run_vault_command(args, config)

@@ -24,12 +24,12 @@ from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.egress.repositories import (
     BranchCheckout,
     CommitCheckout,
-    GitHubRepositoryResource,
     RepositoryCache,
     RepositoryError,
     _FileLock,
     normalize_url,
 )
+from server.services.resources import GitHubRepositoryResource
 from server.services.runtime import open_runtime
 from server.services.sessions import NewSession
 from vault import Secret

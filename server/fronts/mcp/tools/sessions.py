@@ -14,7 +14,6 @@ from server.core.common import PLAIN_TEXT, Metadata
 from server.core.events import EventType, StopReason
 from server.core.ids import SessionId, VaultId
 from server.core.sessions import Session, SessionStatus
-from server.egress.repositories import GitHubRepositoryResource
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -27,6 +26,7 @@ from server.fronts.mcp.tools.common import (
     reply,
     runtime,
 )
+from server.services.resources import GitHubRepositoryResource
 from server.services.runtime import Runtime
 from server.services.sessions import NewSession, SessionDeleted, SessionList
 
