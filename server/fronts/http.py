@@ -21,7 +21,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,21 +32,13 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
-from server.core.errors import ServerError
 from server.fronts.mcp.server import build_server
-from server.services.runtime import open_runtime
-from vault import KEYRING_SERVICE, KeyringStore, Secret, VaultError  # the token sits beside the vault's secrets
+from server.services.http_token import HttpSetupError, HttpToken
+from server.services.runtime import http_token, open_runtime
 
-__all__ = ["BearerAuth", "HttpSetupError", "http_app", "resolve_token", "serve_http"]
+__all__ = ["BearerAuth", "http_app", "resolve_token", "serve_http"]
 
 logger = logging.getLogger(__name__)
-
-TOKEN_NAME = "http-token"  # noqa: S105 - the keyring entry's name, not a secret
-TOKEN_BYTES = 32
-
-
-class HttpSetupError(ServerError):
-    """The HTTP transport cannot start as configured."""
 
 
 def is_loopback(host: str) -> bool:
@@ -59,24 +50,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_token(config: ServerConfig, host: str, store: KeyringStore | None = None) -> str:
+def resolve_token(config: ServerConfig, host: str, tokens: HttpToken | None = None) -> str:
     """The token HTTP clients must present (see the module docstring for where it comes from)."""
-    if config.token:
-        return config.token
+    tokens = tokens if tokens is not None else http_token(config)
+    configured = tokens.configured()
+    if configured:
+        return configured
     if not is_loopback(host):
         raise HttpSetupError(
             f"refusing to listen on {host!r} (not loopback) without an explicit token: "
             "set MANAGED_SESSIONS_TOKEN to a long random value and give the same value to your clients"
         )
-    store = store or KeyringStore(KEYRING_SERVICE)
-    try:
-        existing = store.get(TOKEN_NAME)
-        if existing is not None:
-            return existing.reveal()
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        store.set(Secret(TOKEN_NAME, token))
-    except VaultError as exc:
-        raise HttpSetupError(f"{exc}. Or set MANAGED_SESSIONS_TOKEN yourself.") from exc
+    existing = tokens.stored()
+    if existing is not None:
+        return existing
+    token = tokens.make()
     # Straight to the terminal, not through logging: log files must never hold the token.
     sys.stderr.write(
         "\nmanaged-sessions: generated an HTTP bearer token (kept in the OS keyring; shown this once):\n"

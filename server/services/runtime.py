@@ -25,17 +25,19 @@ from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
+from server.services.http_token import HttpToken
 from server.services.lifecycle import SessionLifecycle
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
 from server.services.vaults import VaultService
 from server.store.sqlite.store import Store
+from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.secret import Secret
 from vault.store import SecretStore
 from vault.vaults import Vaults
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["Runtime", "http_token", "keyring_secrets", "open_runtime"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ async def open_runtime(
     store = store if store is not None else await in_thread(Store.open, config.database_path)
     vaults = Vaults(
         config.vault_index_path,
-        secrets,
+        secrets if secrets is not None else keyring_secrets(),
         allow_insecure_keyring=config.vault_allow_insecure_keyring,
         redactor=REDACTOR,
     )
@@ -188,3 +190,13 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
         return await in_vault_thread(vaults.bearer_for, session.vault_ids, url)
 
     return bearer_for
+
+
+def keyring_secrets() -> SecretStore:
+    """The production secret store: the OS keyring, under the service name the vault uses."""
+    return KeyringStore(KEYRING_SERVICE)
+
+
+def http_token(config: ServerConfig) -> HttpToken:
+    """The HTTP bearer token service over the production secret store."""
+    return HttpToken(config, keyring_secrets())
