@@ -64,11 +64,10 @@ class _Part(_Body):
     """A nested object of an event (its own `type`, if it has one, always counts as set)."""
 
 
+# Also the `stop_reason` clients read on a Session: its docstring is in the public output schema (keep it), and
+# it stays open to fields a newer version may add.
 class StopReason(BaseModel):
-    """Why an idle session stopped: end_turn, requires_action (+ event_ids), retries_exhausted, ...
-
-    Also the `stop_reason` clients read on a Session, whose schema is public: open to fields a newer
-    version may add."""
+    """Why an idle session stopped: end_turn, requires_action (+ event_ids), retries_exhausted, ..."""
 
     model_config = ConfigDict(extra="allow")
 
