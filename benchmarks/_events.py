@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from pydantic import JsonValue
 
-from server.core.events import NewEvent
+from server.core.events import EventBody, raw_event
 from server.core.ids import new_id
 
 __all__ = ["realistic_events"]
@@ -60,7 +60,7 @@ def _text(rng: random.Random, chars: int) -> str:
     return " ".join(words)[:chars]
 
 
-def _turn(rng: random.Random) -> list[NewEvent]:
+def _turn(rng: random.Random) -> list[EventBody]:
     start_id, tool_use_id = new_id("sevt"), new_id("sevt")
     command = f"cd /workspace && python -m pytest tests/test_{rng.choice(_WORDS)}.py -q -x"
     usage: dict[str, JsonValue] = {
@@ -70,29 +70,29 @@ def _turn(rng: random.Random) -> list[NewEvent]:
         "cache_creation_input_tokens": rng.randint(0, 2000),
     }
     return [
-        NewEvent("span.model_request_start", {}),
-        NewEvent("agent.message", {"content": [{"type": "text", "text": _text(rng, 200)}]}),
-        NewEvent(
+        raw_event("span.model_request_start", {}),
+        raw_event("agent.message", {"content": [{"type": "text", "text": _text(rng, 200)}]}),
+        raw_event(
             "agent.tool_use",
             {"name": "bash", "input": {"command": command, "timeout_ms": 120_000}, "evaluated_permission": "allow"},
         ),
-        NewEvent(
+        raw_event(
             "span.model_request_end",
             {"model_request_start_id": start_id, "is_error": False, "model_usage": usage},
         ),
-        NewEvent(
+        raw_event(
             "agent.tool_result",
             {"tool_use_id": tool_use_id, "content": [{"type": "text", "text": _text(rng, 600)}], "is_error": False},
         ),
     ]
 
 
-def realistic_events(seed: int = 7) -> Iterator[NewEvent]:
+def realistic_events(seed: int = 7) -> Iterator[EventBody]:
     """An endless, deterministic stream of events in the order an agent loop writes them."""
     rng = random.Random(seed)
     while True:
-        yield NewEvent("user.message", {"content": [{"type": "text", "text": _text(rng, 120)}]})
-        yield NewEvent("session.status_running", {})
+        yield raw_event("user.message", {"content": [{"type": "text", "text": _text(rng, 120)}]})
+        yield raw_event("session.status_running", {})
         for _ in range(TURNS_PER_RUN):
             yield from _turn(rng)
-        yield NewEvent("session.status_idle", {"stop_reason": {"type": "end_turn"}})
+        yield raw_event("session.status_idle", {"stop_reason": {"type": "end_turn"}})

@@ -4,7 +4,7 @@
 then pages of 100 are read after random cursors, the same cursors for every path:
   - `store`:      `Store.read_events` (SQL, JSON and pydantic per event),
   - `manager`:    `SessionManager.events` (async: thread hops, cursor lookup, session read, cut),
-  - `tool`:       the `get_events` tool through the in-memory `Client(build_server(config))`,
+  - `tool`:       the `get_events` tool through the in-memory `Client(build_server(runtime))`,
   - `tool_stdio`: the same tool over a real stdio connection (`python -m server serve` child).
 Baseline: the same `select ... limit 100` through a bare `sqlite3` connection.
 Target: a page of 100 in <= 5 ms through the `get_events` tool (in-memory client).
@@ -52,7 +52,7 @@ from mcp import Client, StdioServerParameters
 
 from server.core.common import now_rfc3339
 from server.core.config import ServerConfig
-from server.core.events import NewEvent
+from server.core.events import EventBody, stored_fields
 from server.core.log import configure_logging
 from server.core.redaction import REDACTOR
 from server.egress.web_fetch import FetchPolicy
@@ -212,26 +212,26 @@ async def timed_reads(paths: dict[str, ReadPath], events: int, reads: int) -> di
 # (b) Appends ----------------------------------------------------------------------------------------
 
 
-def one_by_one(store: Store, session_id: str, events: list[NewEvent]) -> None:
+def one_by_one(store: Store, session_id: str, events: list[EventBody]) -> None:
     for event in events:
         store.append_events(session_id, [event])
 
 
-async def manager_one_by_one(manager: SessionManager, session_id: str, events: list[NewEvent]) -> None:
+async def manager_one_by_one(manager: SessionManager, session_id: str, events: list[EventBody]) -> None:
     for event in events:
         await manager.append(session_id, [event])
 
 
-async def manager_concurrent(manager: SessionManager, session_ids: list[str], events: list[NewEvent]) -> None:
+async def manager_concurrent(manager: SessionManager, session_ids: list[str], events: list[EventBody]) -> None:
     async with anyio.create_task_group() as tg:
         for index, session_id in enumerate(session_ids):
             tg.start_soon(manager_one_by_one, manager, session_id, events[index :: len(session_ids)])
 
 
-def store_threads(store: Store, session_ids: list[str], events: list[NewEvent]) -> None:
+def store_threads(store: Store, session_ids: list[str], events: list[EventBody]) -> None:
     barrier, errors = threading.Barrier(len(session_ids)), []
 
-    def work(session_id: str, mine: list[NewEvent]) -> None:
+    def work(session_id: str, mine: list[EventBody]) -> None:
         barrier.wait()
         try:
             one_by_one(store, session_id, mine)
@@ -263,13 +263,13 @@ class RawLog:
             (at, at, state),
         )
 
-    def rows(self, events: list[NewEvent]) -> list[tuple[str, str, str, str]]:
+    def rows(self, events: list[EventBody]) -> list[tuple[str, str, str, str]]:
         """Everything a row needs, serialised before the clock starts."""
         at, first = now_rfc3339(), self.rows_made
         self.rows_made += len(events)
-        return [(f"sevt_raw{first + i:021d}", e.type, at, json.dumps(e.payload)) for i, e in enumerate(events)]
+        return [(f"sevt_raw{first + i:021d}", e.type, at, json.dumps(stored_fields(e))) for i, e in enumerate(events)]
 
-    def insert_per_transaction(self, events: list[NewEvent]) -> None:
+    def insert_per_transaction(self, events: list[EventBody]) -> None:
         """One `insert` per transaction (into a session with no row: nothing else to update)."""
         rows, db = self.rows(events), self.db
         start = now()
@@ -283,7 +283,7 @@ class RawLog:
             db.execute("commit")
         self.elapsed = now() - start
 
-    def store_sql_per_transaction(self, events: list[NewEvent]) -> None:
+    def store_sql_per_transaction(self, events: list[EventBody]) -> None:
         """The statements `Store.append_events` runs, without the Python around them."""
         rows, db = self.rows(events), self.db
         state = SessionState().model_dump_json()
@@ -312,7 +312,7 @@ async def appends(scratch: Path, total: int, task_group: TaskGroup) -> dict[str,
     stream = realistic_events(seed=3)
     totals: dict[str, list[float]] = {}
 
-    async def timed(name: str, run: Callable[[list[NewEvent]], Awaitable[float | None]], count: int) -> None:
+    async def timed(name: str, run: Callable[[list[EventBody]], Awaitable[float | None]], count: int) -> None:
         events = list(islice(stream, count))
         start = now()
         reported = await run(events)
@@ -320,10 +320,10 @@ async def appends(scratch: Path, total: int, task_group: TaskGroup) -> dict[str,
         done, seconds = totals.get(name, [0.0, 0.0])
         totals[name] = [done + count, seconds + elapsed]
 
-    async def sync(fn: Callable[[list[NewEvent]], None], events: list[NewEvent]) -> None:
+    async def sync(fn: Callable[[list[EventBody]], None], events: list[EventBody]) -> None:
         fn(events)
 
-    async def raw_run(fn: Callable[[list[NewEvent]], None], events: list[NewEvent]) -> float:
+    async def raw_run(fn: Callable[[list[EventBody]], None], events: list[EventBody]) -> float:
         fn(events)
         return raw.elapsed  # excludes serialising the rows
 

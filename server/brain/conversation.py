@@ -29,12 +29,37 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, assert_never
 
 from pydantic import JsonValue
 
 from server.brain.tools import mcp_tool_name
-from server.core.events import Event
+from server.core.content import ContentBlock, TextBlock
+from server.core.events import (
+    AgentCustomToolUse,
+    AgentMcpToolResult,
+    AgentMcpToolUse,
+    AgentMessage,
+    AgentThinking,
+    AgentThreadContextCompacted,
+    AgentToolResult,
+    AgentToolUse,
+    Event,
+    SessionError,
+    SessionStatusIdle,
+    SessionStatusRescheduled,
+    SessionStatusRunning,
+    SessionStatusTerminated,
+    SessionUpdated,
+    SessionUsage,
+    SpanModelRequestEnd,
+    SpanModelRequestStart,
+    UnknownEvent,
+    UserCustomToolResult,
+    UserInterrupt,
+    UserMessage,
+    UserToolConfirmation,
+)
 
 __all__ = [
     "TRIMMED",
@@ -49,12 +74,7 @@ __all__ = [
 Message = dict[str, JsonValue]
 ToolUseKind = Literal["agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"]
 
-_ASSISTANT_TYPES = frozenset({"agent.message", "agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"})
-_RESULT_TYPES = {
-    "agent.tool_result": "tool_use_id",
-    "agent.mcp_tool_result": "mcp_tool_use_id",
-    "user.custom_tool_result": "custom_tool_use_id",
-}
+ToolUse = AgentToolUse | AgentCustomToolUse | AgentMcpToolUse
 
 
 @dataclass(frozen=True)
@@ -109,33 +129,58 @@ class ConversationBuilder:
 
     def add(self, event: Event) -> None:
         self.last_seq = event.seq
-        payload = event.payload()
-        if event.type == "span.model_request_start":
-            self._flush_arrivals()  # a request that never ended (interrupted, crashed) ends here
-            self._new_response, self._in_flight = True, True
-        elif event.type == "span.model_request_end":
-            self._in_flight = False
-            self._flush_arrivals()
-        elif event.type == "user.message":
-            if self._in_flight:  # sent while the model was answering: it comes after that answer
-                self._arrived_during_request.extend(_blocks(payload.get("content")))
-            else:
-                _add(self._messages, "user", _blocks(payload.get("content")))
-        elif event.type in _ASSISTANT_TYPES:
-            self._assistant(event)
-        elif event.type in _RESULT_TYPES:
-            use_id = str(payload.get(_RESULT_TYPES[event.type], ""))
-            if self._open_uses.pop(use_id, None) is not None:
-                self._result_seqs[use_id] = event.seq
-                _add(self._messages, "user", [_result_block(use_id, payload)])
-        elif event.type == "user.tool_confirmation":
-            _confirm(self._open_uses, payload)
-        elif event.type == "agent.thread_context_compacted":
-            mark = payload.get("trimmed_before_seq")
-            if isinstance(mark, int) and mark > self._trimmed_before_seq:
-                self._trimmed_before_seq = mark
-                # Later results have later seqs than the mark, so trimming what is here now is enough.
-                _trim_results(self._messages, self._result_seqs, mark)
+        match event.body:
+            case SpanModelRequestStart():
+                self._flush_arrivals()  # a request that never ended (interrupted, crashed) ends here
+                self._new_response, self._in_flight = True, True
+            case SpanModelRequestEnd():
+                self._in_flight = False
+                self._flush_arrivals()
+            case UserMessage(content=content):
+                if self._in_flight:  # sent while the model was answering: it comes after that answer
+                    self._arrived_during_request.extend(_blocks(content))
+                else:
+                    _add(self._messages, "user", _blocks(content))
+            case AgentMessage(content=content):
+                self._assistant(_text_block(content))
+            case AgentToolUse() | AgentCustomToolUse() | AgentMcpToolUse() as use:
+                self._assistant(_tool_use_block(event.id, use))
+                self._open_uses[event.id] = _pending(event.id, use)
+            case (
+                AgentToolResult(tool_use_id=use_id)
+                | AgentMcpToolResult(mcp_tool_use_id=use_id)
+                | UserCustomToolResult(custom_tool_use_id=use_id)
+            ) as result:
+                self._result(event.seq, use_id, result)
+            case UserToolConfirmation() as confirmation:
+                _confirm(self._open_uses, confirmation)
+            case AgentThreadContextCompacted(trimmed_before_seq=mark):
+                if mark is not None and mark > self._trimmed_before_seq:
+                    self._trimmed_before_seq = mark
+                    # Later results have later seqs than the mark, so trimming what is here now is enough.
+                    _trim_results(self._messages, self._result_seqs, mark)
+            case (
+                UserInterrupt()
+                | AgentThinking()
+                | SessionStatusRunning()
+                | SessionStatusIdle()
+                | SessionStatusRescheduled()
+                | SessionStatusTerminated()
+                | SessionError()
+                | SessionUsage()
+                | SessionUpdated()
+                | UnknownEvent()
+            ):
+                pass  # not part of the conversation
+            case _:
+                assert_never(event.body)
+
+    def _result(
+        self, seq: int, use_id: str, result: AgentToolResult | AgentMcpToolResult | UserCustomToolResult
+    ) -> None:
+        if self._open_uses.pop(use_id, None) is not None:
+            self._result_seqs[use_id] = seq
+            _add(self._messages, "user", [_result_block(use_id, result)])
 
     def conversation(self) -> Conversation:
         """The conversation as of the newest event; the messages are the caller's to change."""
@@ -144,8 +189,7 @@ class ConversationBuilder:
             _add(messages, "user", list(self._arrived_during_request))
         return Conversation(messages, list(self._open_uses.values()), dict(self._result_seqs))
 
-    def _assistant(self, event: Event) -> None:
-        block = _assistant_block(event)
+    def _assistant(self, block: JsonValue) -> None:
         messages = self._messages
         if self._new_response or not messages or messages[-1]["role"] != "assistant":
             messages.append({"role": "assistant", "content": [block]})
@@ -154,8 +198,6 @@ class ConversationBuilder:
             content = messages[-1]["content"]
             assert isinstance(content, list)
             content.append(block)
-        if event.type != "agent.message":
-            self._open_uses[event.id] = _pending(event)
 
     def _flush_arrivals(self) -> None:
         if self._arrived_during_request:
@@ -198,56 +240,42 @@ def estimated_tokens(messages: Sequence[Message]) -> int:
     return len(json.dumps(messages)) // 4
 
 
-def _blocks(content: JsonValue) -> list[JsonValue]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    return list(content) if isinstance(content, list) else []
+def _blocks(content: list[ContentBlock]) -> list[JsonValue]:
+    return [block.model_dump(mode="json", exclude_unset=True) for block in content]
 
 
-def _assistant_block(event: Event) -> JsonValue:
-    payload = event.payload()
-    if event.type == "agent.message":
-        texts = [b.get("text", "") for b in _blocks(payload.get("content")) if isinstance(b, dict)]
-        return {"type": "text", "text": "".join(str(t) for t in texts)}
-    name = str(payload.get("name", ""))
-    if event.type == "agent.mcp_tool_use":
-        name = mcp_tool_name(str(payload.get("mcp_server_name", "")), name)
-    return {"type": "tool_use", "id": event.id, "name": name, "input": payload.get("input", {})}
+def _text_block(content: list[ContentBlock]) -> JsonValue:
+    return {"type": "text", "text": "".join(block.text for block in content if isinstance(block, TextBlock))}
 
 
-def _result_block(use_id: str, payload: dict[str, JsonValue]) -> JsonValue:
-    block: dict[str, JsonValue] = {"type": "tool_result", "tool_use_id": use_id, "content": payload.get("content", [])}
-    if payload.get("is_error"):
+def _tool_use_block(event_id: str, use: ToolUse) -> JsonValue:
+    name = mcp_tool_name(use.mcp_server_name, use.name) if isinstance(use, AgentMcpToolUse) else use.name
+    return {"type": "tool_use", "id": event_id, "name": name, "input": dict(use.input)}
+
+
+def _result_block(use_id: str, result: AgentToolResult | AgentMcpToolResult | UserCustomToolResult) -> JsonValue:
+    block: dict[str, JsonValue] = {"type": "tool_result", "tool_use_id": use_id, "content": _blocks(result.content)}
+    if result.is_error:
         block["is_error"] = True
     return block
 
 
-def _pending(event: Event) -> PendingToolUse:
-    payload = event.payload()
-    tool_input = payload.get("input")
-    permission = payload.get("evaluated_permission")
-    server = payload.get("mcp_server_name")
+def _pending(event_id: str, use: ToolUse) -> PendingToolUse:
     return PendingToolUse(
-        event_id=event.id,
-        kind=event.type,  # type: ignore[arg-type]  # one of _ASSISTANT_TYPES minus agent.message
-        name=str(payload.get("name", "")),
-        input=tool_input if isinstance(tool_input, dict) else {},
-        evaluated_permission=str(permission) if permission is not None else None,
-        server_name=str(server) if event.type == "agent.mcp_tool_use" and server is not None else None,
+        event_id=event_id,
+        kind=use.type,
+        name=use.name,
+        input=dict(use.input),
+        evaluated_permission=None if isinstance(use, AgentCustomToolUse) else use.evaluated_permission,
+        server_name=use.mcp_server_name if isinstance(use, AgentMcpToolUse) else None,
     )
 
 
-def _confirm(open_uses: dict[str, PendingToolUse], payload: dict[str, JsonValue]) -> None:
-    use = open_uses.get(str(payload.get("tool_use_id", "")))
-    result = payload.get("result")
-    if use is None or result not in ("allow", "deny"):
+def _confirm(open_uses: dict[str, PendingToolUse], confirmation: UserToolConfirmation) -> None:
+    use = open_uses.get(confirmation.tool_use_id)
+    if use is None:
         return
-    message = payload.get("deny_message")
-    open_uses[use.event_id] = replace(
-        use,
-        confirmation="allow" if result == "allow" else "deny",
-        deny_message=str(message) if message is not None else None,
-    )
+    open_uses[use.event_id] = replace(use, confirmation=confirmation.result, deny_message=confirmation.deny_message)
 
 
 def needs_action(pending: Sequence[PendingToolUse]) -> list[str]:

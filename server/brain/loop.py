@@ -66,7 +66,26 @@ from server.brain.model import ModelClient, ModelError, ModelTurn
 from server.brain.ports import RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
 from server.brain.tools import OfferedTool, offered_tools
 from server.core.errors import EngineUnreachableError, SandboxUnavailableError, ServerError, UnexpectedError
-from server.core.events import Event, NewEvent
+from server.core.events import (
+    AgentCustomToolUse,
+    AgentMcpToolResult,
+    AgentMcpToolUse,
+    AgentMessage,
+    AgentThreadContextCompacted,
+    AgentToolResult,
+    AgentToolUse,
+    Event,
+    EventBody,
+    ModelUsage,
+    PermissionEvaluation,
+    SessionError,
+    SessionStatusIdle,
+    SessionStatusRunning,
+    SessionUsage,
+    SpanModelRequestEnd,
+    SpanModelRequestStart,
+    StopReason,
+)
 from server.core.sessions import Session
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
@@ -202,11 +221,11 @@ class SessionRunner:
         if session.archived_at is not None:
             return
         if session.status != "running":  # a message may have marked it running already
-            await self._append(session_id, [NewEvent("session.status_running", {})])
+            await self._append(session_id, [SessionStatusRunning()])
         try:
             await self._steps(session)
         except _SandboxDown as down:
-            await self._append(session_id, [_error_event("unknown_error", str(down), "exhausted")])
+            await self._append(session_id, [SessionError.of("unknown_error", str(down), "exhausted")])
             await self._idle(session_id, {"type": "retries_exhausted"})
 
     async def _steps(self, session: Session) -> None:
@@ -245,10 +264,10 @@ class SessionRunner:
 
     async def _settle(
         self, session: Session, pending: Sequence[PendingToolUse], waiting: Sequence[str]
-    ) -> list[NewEvent]:
+    ) -> list[EventBody]:
         """Answers the pending uses that need no client. Each result is written as soon as it exists,
         except the last, which is returned for the caller to write with what comes next."""
-        results: list[NewEvent] = []
+        results: list[EventBody] = []
         for use in pending:
             if use.event_id in waiting:
                 continue
@@ -289,7 +308,7 @@ class SessionRunner:
                 if delays is None:
                     delays = _backoff(self._engine_wait_s)
                     waiting = f"{exc}. Waiting up to {self._engine_wait_s:.0f} s for it before this turn gives up"
-                    await self._append(session_id, [_error_event("unknown_error", waiting, "retrying")])
+                    await self._append(session_id, [SessionError.of("unknown_error", waiting, "retrying")])
                 delay = next(delays, None)
                 if delay is None:
                     raise _SandboxDown(
@@ -343,21 +362,19 @@ class SessionRunner:
         for mark in (seqs[-KEEP_RECENT_RESULTS] if len(seqs) > KEEP_RECENT_RESULTS else None, seqs[-1] + 1):
             if mark is None:
                 continue
-            compacted = NewEvent(
-                "agent.thread_context_compacted", {"trimmed_before_seq": mark, "estimated_tokens_before": size}
-            )
+            compacted = AgentThreadContextCompacted(trimmed_before_seq=mark, estimated_tokens_before=size)
             await self._append(session_id, [compacted])
             conversation = await self._conversation(session_id)
             if estimated_tokens(conversation.messages) <= self._context_budget_tokens:
                 break
         return conversation
 
-    async def _model_turn(self, session: Session, offered: dict[str, OfferedTool], lead: list[NewEvent]) -> bool:
+    async def _model_turn(self, session: Session, offered: dict[str, OfferedTool], lead: list[EventBody]) -> bool:
         """Asks the model for a turn and records it (its content, then the span's end); False if it gave up.
 
         `lead` (a tool result not yet written) goes into the same write as the span's start."""
         for attempt in range(len(self._retry_delays_s) + 1):
-            start = (await self._append(session.id, [*lead, NewEvent("span.model_request_start", {})]))[-1]
+            start = (await self._append(session.id, [*lead, SpanModelRequestStart()]))[-1]
             lead = []
             conversation = await self._within_budget(session.id, await self._conversation(session.id))
             try:
@@ -376,28 +393,28 @@ class SessionRunner:
                 retrying = exc.retryable and attempt < len(self._retry_delays_s)
                 if not retrying:
                     await self._append(
-                        session.id, [_span_end(start, None), _error_event(exc.kind, str(exc), "exhausted")]
+                        session.id, [_span_end(start, None), SessionError.of(exc.kind, str(exc), "exhausted")]
                     )
                     await self._idle(session.id, {"type": "retries_exhausted"})
                     return False
                 scheduled = self._retry_delays_s[attempt]
                 delay = min(scheduled if exc.retry_after_s is None else exc.retry_after_s, MAX_RETRY_AFTER_S)
                 retry = f"{exc}; retrying in {delay:g} s (retry {attempt + 1} of {len(self._retry_delays_s)})"
-                await self._append(session.id, [_span_end(start, None), _error_event(exc.kind, retry, "retrying")])
+                await self._append(session.id, [_span_end(start, None), SessionError.of(exc.kind, retry, "retrying")])
                 await anyio.sleep(delay)
                 continue
             await self._append(session.id, [*_turn_events(turn, offered), _span_end(start, turn)])
             return True
         return False
 
-    async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[NewEvent] = ()) -> None:
+    async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[EventBody] = ()) -> None:
         session = await self._log.get(session_id)
         await self._append(
             session_id,
             [
                 *lead,
-                NewEvent("session.usage", {"usage": session.usage.model_dump()}),
-                NewEvent("session.status_idle", {"stop_reason": stop_reason}),
+                SessionUsage(usage=ModelUsage(**session.usage.model_dump())),
+                SessionStatusIdle(stop_reason=StopReason.model_validate(stop_reason)),
             ],
         )
 
@@ -421,7 +438,7 @@ class SessionRunner:
                 "log. Send a message to go on"
             )
         try:
-            await self._append(session_id, [_error_event("unknown_error", message, "exhausted")])
+            await self._append(session_id, [SessionError.of("unknown_error", message, "exhausted")])
             await self._idle(session_id, {"type": "retries_exhausted"})
         except Exception as record_failure:  # noqa: BLE001 - the store itself failed; the log is all that is left
             self._unrecorded[session_id] = (
@@ -434,7 +451,7 @@ class SessionRunner:
                 record_failure,
             )
 
-    async def _append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+    async def _append(self, session_id: str, events: Sequence[EventBody]) -> list[Event]:
         appended = await self._log.append(session_id, events) if events else []
         builder = self._builders.get(session_id)
         if builder is not None and appended and appended[0].seq == builder.last_seq + 1:
@@ -465,61 +482,59 @@ class SessionRunner:
         self.start(session_id)
 
 
-def _turn_events(turn: ModelTurn, offered: dict[str, OfferedTool]) -> list[NewEvent]:
-    events: list[NewEvent] = []
+def _turn_events(turn: ModelTurn, offered: dict[str, OfferedTool]) -> list[EventBody]:
+    events: list[EventBody] = []
     for block in turn.content:
         if block["type"] == "text" and block.get("text"):
-            events.append(NewEvent("agent.message", {"content": [{"type": "text", "text": block["text"]}]}))
+            events.append(AgentMessage.text(str(block["text"])))
         elif block["type"] == "tool_use":
             events.append(_tool_use_event(block, offered.get(str(block["name"]))))
     return events
 
 
-def _tool_use_event(block: dict[str, JsonValue], tool: OfferedTool | None) -> NewEvent:
-    name, tool_input = block["name"], block.get("input") or {}
+def _tool_use_event(block: dict[str, JsonValue], tool: OfferedTool | None) -> EventBody:
+    name, tool_input = str(block["name"]), block.get("input") or {}
+    assert isinstance(tool_input, dict)
     if tool is not None and tool.kind == "custom":
-        return NewEvent("agent.custom_tool_use", {"name": name, "input": tool_input})
-    permission = "deny" if tool is None else tool.permission
-    payload: dict[str, JsonValue] = {"name": name, "input": tool_input, "evaluated_permission": permission}
-    if tool is not None:
-        payload["evaluation"] = {"type": "always_ask" if permission == "ask" else "always_allow"}
-    if tool is not None and tool.kind == "mcp":  # recorded by its bare name; the conversation renames it back
-        rest = {key: value for key, value in payload.items() if key != "name"}
-        payload = {"name": tool.tool_name, "mcp_server_name": tool.server_name, **rest}
-        return NewEvent("agent.mcp_tool_use", payload)
-    return NewEvent("agent.tool_use", payload)
-
-
-def _tool_result_event(use: PendingToolUse, result: ToolResult) -> NewEvent:
-    content: list[JsonValue] = list(result.content)
-    if use.kind == "agent.mcp_tool_use":
-        return NewEvent(
-            "agent.mcp_tool_result", {"mcp_tool_use_id": use.event_id, "content": content, "is_error": result.is_error}
+        return AgentCustomToolUse(name=name, input=tool_input)
+    if tool is None:
+        return AgentToolUse(name=name, input=tool_input, evaluated_permission="deny")
+    evaluation = PermissionEvaluation(type="always_ask" if tool.permission == "ask" else "always_allow")
+    if tool.kind == "mcp":  # recorded by its bare name; the conversation renames it back
+        assert tool.tool_name is not None
+        assert tool.server_name is not None
+        return AgentMcpToolUse(
+            name=tool.tool_name,
+            mcp_server_name=tool.server_name,
+            input=tool_input,
+            evaluated_permission=tool.permission,
+            evaluation=evaluation,
         )
-    return NewEvent("agent.tool_result", {"tool_use_id": use.event_id, "content": content, "is_error": result.is_error})
+    return AgentToolUse(name=name, input=tool_input, evaluated_permission=tool.permission, evaluation=evaluation)
 
 
-def _span_end(start: Event, turn: ModelTurn | None) -> NewEvent:
-    payload: dict[str, JsonValue] = {"model_request_start_id": start.id, "is_error": turn is None}
-    if turn is not None:
-        usage = turn.usage
-        payload["model_usage"] = {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_input_tokens": usage.cache_read_input_tokens,
-            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        }
-    return NewEvent("span.model_request_end", payload)
+def _tool_result_event(use: PendingToolUse, result: ToolResult) -> EventBody:
+    content: list[Any] = list(result.content)
+    if use.kind == "agent.mcp_tool_use":
+        return AgentMcpToolResult(mcp_tool_use_id=use.event_id, content=content, is_error=result.is_error)
+    return AgentToolResult(tool_use_id=use.event_id, content=content, is_error=result.is_error)
 
 
-def _mcp_error_event(failure: RemoteMcpError) -> NewEvent:
-    error: dict[str, JsonValue] = {
-        "type": failure.kind,
-        "message": str(failure),
-        "retry_status": {"type": "exhausted"},
-        "mcp_server_name": failure.server_name,
-    }
-    return NewEvent("session.error", {"error": error})
+def _span_end(start: Event, turn: ModelTurn | None) -> EventBody:
+    if turn is None:
+        return SpanModelRequestEnd(model_request_start_id=start.id, is_error=True)
+    usage = turn.usage
+    model_usage = ModelUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+    )
+    return SpanModelRequestEnd(model_request_start_id=start.id, is_error=False, model_usage=model_usage)
+
+
+def _mcp_error_event(failure: RemoteMcpError) -> EventBody:
+    return SessionError.of(failure.kind, str(failure), "exhausted", mcp_server_name=failure.server_name)
 
 
 def _backoff(budget_s: float) -> Iterator[float]:
@@ -530,9 +545,3 @@ def _backoff(budget_s: float) -> Iterator[float]:
         yield step
         waited += step
         delay = min(delay * 2, MAX_ENGINE_RETRY_DELAY_S)
-
-
-def _error_event(kind: str, message: str, retry_status: str) -> NewEvent:
-    return NewEvent(
-        "session.error", {"error": {"type": kind, "message": message, "retry_status": {"type": retry_status}}}
-    )

@@ -13,7 +13,7 @@ from typing import Protocol
 from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
-from server.core.events import Event, NewEvent
+from server.core.events import Event, EventBody
 from server.core.sessions import Session
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
@@ -27,7 +27,7 @@ class SessionLog(Protocol):
         """The session, its status and usage folded from its events."""
         ...
 
-    async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, session_id: str, events: Sequence[EventBody]) -> list[Event]:
         """Appends the events in one write (waking whoever waits on the log) and returns them as stored."""
         ...
 
@@ -63,7 +63,7 @@ class SessionSandboxes(Protocol):
 class ResourceDelivery(Protocol):
     """Puts a session's resources (repositories) into its sandbox before its first turn."""
 
-    async def deliver(self, session: Session) -> list[NewEvent]:
+    async def deliver(self, session: Session) -> list[EventBody]:
         """The `session.error` events of the resources that could not be delivered (empty when all were)."""
         ...
 

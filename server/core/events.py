@@ -1,19 +1,101 @@
 """Events: the append-only log that is the truth about a session.
 
-Each event is `{id, seq, type, processed_at, ...fields}` with the types and
-fields of the Managed Agents API. `seq` is the event's 1-based position in its
-session's log; `id` is `sevt_` + a ULID. The fields beyond those four are kept
-as the event's payload, so this module does not need to know every shape.
+Each event is `{id, seq, type, processed_at, ...fields}` with the types and fields of the Managed Agents API.
+`seq` is the event's 1-based position in its session's log; `id` is `sevt_` + a ULID.
+
+Two layers:
+
+- An event *body* (`EventBody`) is one frozen, `extra="forbid"` model per type, discriminated on `type`
+  (`server/core/event_bodies.py`). Code that writes events builds bodies; code that reads them `match`es on
+  `event.body`. A body is stored as its fields that were set, in declaration order, without `type`
+  (`stored_fields`): optional fields that were not given stay absent, as they always have.
+- An `Event` is a stored event: the envelope (id, seq, type, processed_at) and the stored fields as they are,
+  which is what clients read. Its typed `body` is parsed on first use, so a page that is only shown to a client
+  costs no validation.
+
+Rows no model describes (a type this version does not know, or fields it does not expect: written by a newer
+version, or by an older one before a field was dropped) are never a reason to fail a read. Clients get them as
+stored; `body` drops the fields it does not know and, if the rest still does not fit (or the type is unknown),
+is an `UnknownEvent` that readers skip.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, cast, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, ValidationError, field_validator
+from typing_extensions import override
 
-__all__ = ["EVENT_TYPES", "Event", "EventType", "NewEvent", "StopReason", "Usage"]
+from server.core.event_bodies import (
+    BODY_TYPES,
+    AgentCustomToolUse,
+    AgentMcpToolResult,
+    AgentMcpToolUse,
+    AgentMessage,
+    AgentThinking,
+    AgentThreadContextCompacted,
+    AgentToolResult,
+    AgentToolUse,
+    EventBody,
+    ModelUsage,
+    PermissionEvaluation,
+    RetryStatus,
+    SessionError,
+    SessionErrorDetail,
+    SessionStatusIdle,
+    SessionStatusRescheduled,
+    SessionStatusRunning,
+    SessionStatusTerminated,
+    SessionUpdated,
+    SessionUsage,
+    SpanModelRequestEnd,
+    SpanModelRequestStart,
+    StopReason,
+    UnknownEvent,
+    UserCustomToolResult,
+    UserInterrupt,
+    UserMessage,
+    UserToolConfirmation,
+    stored_fields,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "AgentCustomToolUse",
+    "AgentMcpToolResult",
+    "AgentMcpToolUse",
+    "AgentMessage",
+    "AgentThinking",
+    "AgentThreadContextCompacted",
+    "AgentToolResult",
+    "AgentToolUse",
+    "Event",
+    "EventBody",
+    "EventType",
+    "ModelUsage",
+    "PermissionEvaluation",
+    "RetryStatus",
+    "SessionError",
+    "SessionErrorDetail",
+    "SessionStatusIdle",
+    "SessionStatusRescheduled",
+    "SessionStatusRunning",
+    "SessionStatusTerminated",
+    "SessionUpdated",
+    "SessionUsage",
+    "SpanModelRequestEnd",
+    "SpanModelRequestStart",
+    "StopReason",
+    "UnknownEvent",
+    "Usage",
+    "UserCustomToolResult",
+    "UserInterrupt",
+    "UserMessage",
+    "UserToolConfirmation",
+    "parse_body",
+    "raw_event",
+    "stored_fields",
+]
 
 EventType = Literal[
     "user.message",
@@ -42,27 +124,78 @@ EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 
 
 class Event(BaseModel):
-    """One event as tools return it; type-specific fields follow the four common ones."""
+    """One stored event as tools return it: the envelope, then the body's fields as stored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     id: str = Field(description="sevt_ id; pass it as `after` to read what came next.")
     seq: int = Field(description="1-based position in the session's log.")
-    type: EventType
+    type: str = Field(description="One of the Managed Agents event types.")
     processed_at: str | None
+    _body: EventBody | None = PrivateAttr(default=None)
+
+    @classmethod
+    def stored(cls, body: EventBody, *, event_id: str, seq: int, processed_at: str | None) -> Event:
+        """The event a body becomes once appended (its body known, so never parsed again)."""
+        event = cls.model_validate(
+            {"id": event_id, "seq": seq, "type": body.type, "processed_at": processed_at, **stored_fields(body)}
+        )
+        event._body = body
+        return event
+
+    @property
+    def body(self) -> EventBody:
+        """The typed body (parsed once, on first use)."""
+        if self._body is None:
+            self._body = parse_body(self.type, self.payload(), lenient=True)
+        return self._body
+
+    @override
+    def __eq__(self, other: object) -> bool:
+        """Equal when stored the same (whether `body` was parsed yet does not count)."""
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # the stored fields are dicts and lists
 
     def payload(self) -> dict[str, JsonValue]:
         """The type-specific fields, as stored."""
         return dict(self.model_extra or {})
 
+    def with_payload(self, payload: dict[str, JsonValue]) -> Event:
+        """The same event with other stored fields (e.g. long strings cut for display)."""
+        return Event.model_validate(
+            {"id": self.id, "seq": self.seq, "type": self.type, "processed_at": self.processed_at, **payload}
+        )
 
-class StopReason(BaseModel):
-    """Why an idle session stopped: end_turn, requires_action (+ event_ids), retries_exhausted, ..."""
 
-    model_config = ConfigDict(extra="allow")
+def raw_event(event_type: str, fields: dict[str, Any]) -> EventBody:
+    """A body from fields as a stored row holds them (imports, benchmarks, tests): read leniently, as the log is."""
+    return parse_body(event_type, fields, lenient=True)
 
-    type: str
-    event_ids: list[str] | None = None
+
+def parse_body(event_type: str, payload: dict[str, Any], *, lenient: bool = False) -> EventBody:
+    """The body of a stored event.
+
+    Strict (the default) raises `ValidationError` on an unknown type or fields that do not fit. Lenient (reading
+    the log) never raises: unknown fields are dropped, and what still does not fit is an `UnknownEvent`.
+    """
+    model = BODY_TYPES.get(event_type)
+    if model is None:
+        if lenient:
+            return UnknownEvent(type=event_type, fields=payload)
+        raise ValueError(f"unknown event type {event_type!r}")
+    try:
+        return cast(EventBody, model.model_validate(payload))
+    except ValidationError:
+        if not lenient:
+            raise
+    known = {key: value for key, value in payload.items() if key in model.model_fields}
+    try:
+        return cast(EventBody, model.model_validate(known))
+    except ValidationError:
+        return UnknownEvent(type=event_type, fields=payload)
 
 
 class Usage(BaseModel):
@@ -79,13 +212,5 @@ class Usage(BaseModel):
         """The Messages API reports cache counts as null when no cache was involved."""
         return 0 if value is None else value
 
-    def plus(self, other: Usage) -> Usage:
-        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in Usage.model_fields})
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event to append: its type and type-specific fields."""
-
-    type: EventType
-    payload: dict[str, JsonValue]
+    def plus(self, other: Usage | ModelUsage) -> Usage:
+        return Usage(**{name: getattr(self, name) + (getattr(other, name) or 0) for name in Usage.model_fields})

@@ -9,6 +9,7 @@ started if the session can go on. `send_message` also waits, up to
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
@@ -16,8 +17,20 @@ from pydantic import BaseModel, Field, JsonValue
 from server.brain.conversation import PendingToolUse, needs_action, rebuild
 from server.brain.loop import SessionRunner
 from server.core.blocking import in_thread
+from server.core.content import TextBlock
 from server.core.errors import ConflictError, InvalidRequestError
-from server.core.events import Event, NewEvent, StopReason
+from server.core.events import (
+    AgentMessage,
+    Event,
+    EventBody,
+    SessionStatusIdle,
+    SessionStatusRunning,
+    StopReason,
+    UserCustomToolResult,
+    UserInterrupt,
+    UserMessage,
+    UserToolConfirmation,
+)
 from server.core.sessions import Session, SessionStatus
 from server.services.sessions import SessionManager, bounded
 from server.store.sqlite.store import Store
@@ -51,9 +64,9 @@ class Inbox:
         self, session_id: str, text: str, wait_s: float, progress: Progress | None
     ) -> MessageOutcome:
         session = await self._open_session(session_id)
-        events = [NewEvent("user.message", {"content": [{"type": "text", "text": text}]})]
+        events: list[EventBody] = [UserMessage.text(text)]
         if session.status != "running":  # the turn starts now: say so before this call returns
-            events.append(NewEvent("session.status_running", {}))
+            events.append(SessionStatusRunning())
         message, *_ = await self._sessions.append(session.id, events)
         self._runner.start(session.id)
         return await self.wait_idle(session.id, message, wait_s, progress)
@@ -97,10 +110,12 @@ class Inbox:
             )
         if deny_message is not None and allow:
             raise InvalidRequestError("deny_message goes with allow=false only")
-        payload: dict[str, JsonValue] = {"tool_use_id": tool_use_id, "result": "allow" if allow else "deny"}
-        if deny_message is not None:
-            payload["deny_message"] = deny_message
-        await self._record_answer(session, NewEvent("user.tool_confirmation", payload))
+        verdict: Literal["allow", "deny"] = "allow" if allow else "deny"
+        if deny_message is None:
+            answer = UserToolConfirmation(tool_use_id=tool_use_id, result=verdict)
+        else:
+            answer = UserToolConfirmation(tool_use_id=tool_use_id, result=verdict, deny_message=deny_message)
+        await self._record_answer(session, answer)
         return await self._sessions.get(session_id)
 
     async def submit_result(self, session_id: str, tool_use_id: str, content: str, is_error: bool) -> Session:
@@ -109,17 +124,15 @@ class Inbox:
             raise InvalidRequestError(
                 f"event {tool_use_id!r} is a {use.kind}, not a custom tool use; confirm it with confirm_tool_use"
             )
-        payload: dict[str, JsonValue] = {
-            "custom_tool_use_id": tool_use_id,
-            "content": [{"type": "text", "text": content}],
-            "is_error": is_error,
-        }
-        await self._record_answer(session, NewEvent("user.custom_tool_result", payload))
+        answer = UserCustomToolResult(
+            custom_tool_use_id=tool_use_id, content=[TextBlock(text=content)], is_error=is_error
+        )
+        await self._record_answer(session, answer)
         return await self._sessions.get(session_id)
 
     async def interrupt(self, session_id: str) -> Session:
         session = await self._open_session(session_id)
-        await self._sessions.append(session.id, [NewEvent("user.interrupt", {})])
+        await self._sessions.append(session.id, [UserInterrupt()])
         await self._runner.interrupt(session.id)
         return await self._sessions.get(session_id)
 
@@ -141,14 +154,14 @@ class Inbox:
             )
         return session, use
 
-    async def _record_answer(self, session: Session, answer: NewEvent) -> None:
+    async def _record_answer(self, session: Session, answer: EventBody) -> None:
         """Records the answer; once nothing waits any more, the session runs on (else it re-idles)."""
         await self._sessions.append(session.id, [answer])
         conversation = rebuild(await self._sessions.read_events(session.id, 0))
         remaining = needs_action(conversation.pending)
         if remaining:
-            stop: dict[str, JsonValue] = {"type": "requires_action", "event_ids": list(remaining)}
-            await self._sessions.append(session.id, [NewEvent("session.status_idle", {"stop_reason": stop})])
+            idle = SessionStatusIdle.because("requires_action", list(remaining))
+            await self._sessions.append(session.id, [idle])
         else:
             self._runner.start(session.id)
 
@@ -160,13 +173,7 @@ def _outcome(
     events: list[Event],
     settled: bool,
 ) -> MessageOutcome:
-    reply = None
-    if settled and status == "idle":
-        texts = [e for e in events if e.type == "agent.message"]
-        if texts:
-            content = texts[-1].payload().get("content")
-            blocks = content if isinstance(content, list) else []
-            reply = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict))
+    reply = _last_reply(events) if settled and status == "idle" else None
     shown = [bounded(e).model_dump(mode="json") for e in events[-MAX_REPLY_EVENTS:]]
     return MessageOutcome(
         session_id=session_id,
@@ -176,3 +183,16 @@ def _outcome(
         events=shown,
         next_cursor=events[-1].id if events else None,
     )
+
+
+def _last_reply(events: list[Event]) -> str | None:
+    """The text of the newest `agent.message` (its text blocks joined), if there is one."""
+    for event in reversed(events):
+        if event.type != "agent.message":
+            continue
+        match event.body:
+            case AgentMessage(content=blocks):
+                return "".join(block.text for block in blocks if isinstance(block, TextBlock))
+            case _:  # stored fields that do not read as a message: no text
+                return ""
+    return None

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.common import now_rfc3339
 from server.core.errors import InvalidRequestError
-from server.core.events import NewEvent
+from server.core.events import EventBody, SessionError
 from server.core.ids import new_id
 from server.core.sessions import Checkout, Session, SessionResource
 from server.egress.repositories import (
@@ -153,9 +153,9 @@ class SessionRepositories:
             except VaultError as exc:
                 logger.warning("session %s: could not remove the token of %s: %s", session.id, resource.id, exc)
 
-    async def deliver(self, session: Session) -> list[NewEvent]:
+    async def deliver(self, session: Session) -> list[EventBody]:
         """Clones each repository not yet in the sandbox into it; the failures, as `session.error` events."""
-        errors: list[NewEvent] = []
+        errors: list[EventBody] = []
         for resource in session.resources:
             marker = self._data_dir / "sessions" / session.id / "resources" / f"{resource.id}.delivered"
             if await in_thread(marker.exists):
@@ -212,10 +212,8 @@ class SessionRepositories:
         return token, unreadable
 
 
-def _repository_error(kind: str, message: str) -> NewEvent:
-    return NewEvent(
-        "session.error", {"error": {"type": kind, "message": message, "retry_status": {"type": "exhausted"}}}
-    )
+def _repository_error(kind: str, message: str) -> EventBody:
+    return SessionError.of(kind, message, "exhausted")
 
 
 def _touch(marker: Path) -> None:

@@ -27,7 +27,7 @@ from server.core.errors import (
     SessionBusyError,
     from_vault_error,
 )
-from server.core.events import Event, NewEvent
+from server.core.events import Event, EventBody, parse_body, stored_fields
 from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
@@ -247,10 +247,10 @@ class SessionManager:
             if session.archived_at is not None:
                 await self._sandboxes.stop(session.id, session.environment)
 
-    async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, session_id: str, events: Sequence[EventBody]) -> list[Event]:
         """Appends events (redacted: no secret the server used is ever stored) and wakes their waiters."""
         if REDACTOR:
-            events = [NewEvent(e.type, _redacted(e.payload)) for e in events]
+            events = [_redacted(e) for e in events]
         appended = await self._appender.append(session_id, events)
         if appended:
             self.latest_seq[session_id] = max(self.latest_seq.get(session_id, 0), appended[-1].seq)
@@ -347,12 +347,10 @@ def _refuse_while_running(session: Session, action: str) -> None:
 
 def bounded(event: Event) -> Event:
     """The event with every long string cut to `MAX_EVENT_FIELD_CHARS` and a visible marker."""
-    if not _has_long_string(event.payload()):
+    payload = event.payload()
+    if not _has_long_string(payload):
         return event
-    payload = {key: _cut(value) for key, value in event.payload().items()}
-    return Event.model_validate(
-        {**payload, "id": event.id, "seq": event.seq, "type": event.type, "processed_at": event.processed_at}
-    )
+    return event.with_payload({key: _cut(value) for key, value in payload.items()})
 
 
 def _has_long_string(value: JsonValue) -> bool:
@@ -376,5 +374,7 @@ def _cut(value: JsonValue) -> JsonValue:
     return value
 
 
-def _redacted(payload: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    return cast(dict[str, JsonValue], REDACTOR.redact_json(cast(JsonLike, payload)))
+def _redacted(body: EventBody) -> EventBody:
+    """The body with every secret the server used masked (its stored fields redacted, then read back)."""
+    fields = cast(dict[str, JsonValue], REDACTOR.redact_json(cast(JsonLike, stored_fields(body))))
+    return parse_body(body.type, fields, lenient=True)

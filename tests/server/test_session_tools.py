@@ -15,7 +15,7 @@ from scenario import call_error, call_ok
 from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from server.core.events import NewEvent
+from server.core.events import raw_event
 from server.core.sessions import EventPage
 from server.hands.docker.sandbox import LABEL_SESSION
 from server.services.runtime import open_runtime
@@ -122,7 +122,7 @@ async def make_session_with_events(config: ServerConfig, count: int) -> tuple[st
         session = await runtime.sessions.create(NewSession())
         events = await runtime.sessions.append(
             session.id,
-            [NewEvent("agent.message", {"content": [{"type": "text", "text": f"m{i}"}]}) for i in range(count)],
+            [raw_event("agent.message", {"content": [{"type": "text", "text": f"m{i}"}]}) for i in range(count)],
         )
     return session.id, [e.id for e in events]
 
@@ -158,7 +158,7 @@ async def test_long_strings_are_cut_in_tool_returns_but_kept_whole_in_the_store(
         session = await runtime.sessions.create(NewSession())
         big = "x" * (MAX_EVENT_FIELD_CHARS * 3)
         await runtime.sessions.append(
-            session.id, [NewEvent("agent.message", {"content": [{"type": "text", "text": big}]})]
+            session.id, [raw_event("agent.message", {"content": [{"type": "text", "text": big}]})]
         )
         stored = runtime.store.read_events(session.id, 0, 10)
         assert stored[0].payload()["content"] == [{"type": "text", "text": big}]
@@ -185,10 +185,10 @@ async def test_a_long_poll_returns_as_soon_as_an_event_is_appended(data_dir: Pat
                 tg.start_soon(poll)
                 await anyio.wait_all_tasks_blocked()
                 assert not returned.is_set()  # the poll is waiting: the log is empty
-                [appended] = await runtime.sessions.append(session.id, [NewEvent("session.status_running", {})])
+                [appended] = await runtime.sessions.append(session.id, [raw_event("session.status_running", {})])
                 await returned.wait()
                 # Appended only after the poll had returned: a poll that waited on would have taken it too.
-                later = NewEvent("agent.message", {"content": [{"type": "text", "text": "later"}]})
+                later = raw_event("agent.message", {"content": [{"type": "text", "text": "later"}]})
                 await runtime.sessions.append(session.id, [later])
         assert [e.id for e in results[0].events] == [appended.id]
         assert results[0].status == "running"
@@ -204,7 +204,7 @@ async def test_a_long_poll_with_nothing_new_returns_empty_after_its_wait(data_di
 async def test_a_running_session_cannot_be_archived_or_deleted(config: ServerConfig, client: Client) -> None:
     async with open_runtime(config) as runtime:
         session = await runtime.sessions.create(NewSession())
-        await runtime.sessions.append(session.id, [NewEvent("session.status_running", {})])
+        await runtime.sessions.append(session.id, [raw_event("session.status_running", {})])
     for tool in ("archive_session", "delete_session"):
         error = await call_error(client, tool, {"session_id": session.id})
         assert "is running; call interrupt_session" in error

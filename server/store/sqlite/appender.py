@@ -21,7 +21,7 @@ import anyio
 
 from server.core.blocking import in_thread
 from server.core.errors import NotFoundError
-from server.core.events import Event, NewEvent
+from server.core.events import Event, EventBody
 from server.store.sqlite.store import Store
 
 __all__ = ["Appender"]
@@ -30,7 +30,7 @@ __all__ = ["Appender"]
 @dataclass
 class _Request:
     session_id: str
-    events: Sequence[NewEvent]
+    events: Sequence[EventBody]
     done: anyio.Event = field(default_factory=anyio.Event)
     result: list[Event] | Exception | None = None
 
@@ -41,7 +41,7 @@ class Appender:
         self._pending: list[_Request] = []
         self._committing = False
 
-    async def append(self, session_id: str, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, session_id: str, events: Sequence[EventBody]) -> list[Event]:
         """Appends `events` to the session's log; returns them once they are committed."""
         request = _Request(session_id, events)
         self._pending.append(request)

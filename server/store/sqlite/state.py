@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from server.core.events import Event, StopReason, Usage
+from server.core.events import (
+    Event,
+    SessionStatusIdle,
+    SessionStatusRunning,
+    SessionStatusTerminated,
+    SpanModelRequestEnd,
+    StopReason,
+    Usage,
+)
 from server.core.sessions import SessionStatus
 
 __all__ = ["SessionState", "fold"]
-
-_STATUS_BY_EVENT: dict[str, SessionStatus] = {
-    "session.status_running": "running",
-    "session.status_idle": "idle",
-    "session.status_terminated": "terminated",
-}
 
 
 class SessionState(BaseModel):
@@ -35,12 +37,14 @@ class SessionState(BaseModel):
     def apply(self, event: Event) -> SessionState:
         """The state after `event`; events that change nothing here still count."""
         changes: dict[str, object] = {"event_count": self.event_count + 1, "last_event_at": event.processed_at}
-        status = _STATUS_BY_EVENT.get(event.type)
-        if status is not None and self.status != "terminated":
-            changes["status"] = status
-            changes["stop_reason"] = _stop_reason(event) if status == "idle" else None
-        if event.type == "span.model_request_end":
-            changes["usage"] = self.usage.plus(_model_usage(event))
+        if event.type in _STATUS_TYPES and self.status != "terminated":
+            changes.update(_status_changes(event))
+        elif event.type == "span.model_request_end":
+            match event.body:
+                case SpanModelRequestEnd(model_usage=usage) if usage is not None:
+                    changes["usage"] = self.usage.plus(usage)
+                case _:
+                    pass
         return self.model_copy(update=changes)
 
 
@@ -52,17 +56,20 @@ def fold(events: Iterable[Event], start: SessionState | None = None) -> SessionS
     return state
 
 
-def _stop_reason(event: Event) -> StopReason | None:
-    raw = event.payload().get("stop_reason")
-    try:
-        return StopReason.model_validate(raw) if raw is not None else None
-    except ValidationError:
-        return None
+_STATUS_TYPES = frozenset({"session.status_running", "session.status_idle", "session.status_terminated"})
+"""`session.status_rescheduled` is readable but changes nothing: this server never emits it."""
 
 
-def _model_usage(event: Event) -> Usage:
-    raw = event.payload().get("model_usage")
-    try:
-        return Usage.model_validate(raw) if isinstance(raw, dict) else Usage()
-    except ValidationError:
-        return Usage()
+def _status_changes(event: Event) -> dict[str, object]:
+    """Status events set the status; only idle carries a stop reason (one that does not read is none).
+
+    Checked on `type` first, so the events that change nothing here are never parsed."""
+    match event.body:
+        case SessionStatusIdle(stop_reason=stop_reason):
+            return {"status": "idle", "stop_reason": stop_reason}
+        case SessionStatusRunning():
+            return {"status": "running", "stop_reason": None}
+        case SessionStatusTerminated():
+            return {"status": "terminated", "stop_reason": None}
+        case _:  # an idle event whose stop reason does not read
+            return {"status": "idle", "stop_reason": None}

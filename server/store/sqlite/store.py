@@ -48,7 +48,7 @@ from server.core.agents import Agent
 from server.core.common import now_rfc3339
 from server.core.environments import Environment
 from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundError
-from server.core.events import Event, NewEvent
+from server.core.events import Event, EventBody, SessionStatusTerminated
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats, SessionStatus
 from server.store.sqlite.migrations import apply_migrations
@@ -304,12 +304,12 @@ class Store:
 
     # Events ---------------------------------------------------------------------------------------------
 
-    def append_events(self, session_id: str, new_events: Sequence[NewEvent]) -> list[Event]:
+    def append_events(self, session_id: str, new_events: Sequence[EventBody]) -> list[Event]:
         """Appends events in one transaction and updates the session's cached state; returns them."""
         with self._write() as db:
             return self._append(db, session_id, new_events)
 
-    def append_many(self, requests: Sequence[tuple[str, Sequence[NewEvent]]]) -> list[list[Event] | NotFoundError]:
+    def append_many(self, requests: Sequence[tuple[str, Sequence[EventBody]]]) -> list[list[Event] | NotFoundError]:
         """Group commit: several appends in one transaction, each in its own savepoint.
 
         One request failing (its session is gone) leaves the others to commit; its slot in the
@@ -330,12 +330,12 @@ class Store:
     def archive_session(self, session_id: str, at: str) -> list[Event]:
         """Records `session.status_terminated` and marks the session archived, atomically."""
         with self._write() as db:
-            events = self._append(db, session_id, [NewEvent("session.status_terminated", {})])
+            events = self._append(db, session_id, [SessionStatusTerminated()])
             db.execute("update sessions set archived_at = ? where session_id = ?", (at, session_id))
             return events
 
     @staticmethod
-    def _append(db: sqlite3.Connection, session_id: str, new_events: Sequence[NewEvent]) -> list[Event]:
+    def _append(db: sqlite3.Connection, session_id: str, new_events: Sequence[EventBody]) -> list[Event]:
         row = db.execute("select last_seq, state from sessions where session_id = ?", (session_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no session {session_id!r}")
@@ -343,12 +343,10 @@ class Store:
         appended = []
         for new in new_events:
             seq += 1
-            event = Event.model_validate(
-                {**new.payload, "id": new_id("sevt"), "seq": seq, "type": new.type, "processed_at": now_rfc3339()}
-            )
+            event = Event.stored(new, event_id=new_id("sevt"), seq=seq, processed_at=now_rfc3339())
             db.execute(
                 "insert into events values (?, ?, ?, ?, ?, ?)",
-                (session_id, seq, event.id, event.type, event.processed_at, json.dumps(new.payload)),
+                (session_id, seq, event.id, event.type, event.processed_at, json.dumps(event.payload())),
             )
             state = state.apply(event)
             appended.append(event)

@@ -12,7 +12,7 @@ from server.core.agents import AgentSnapshot, ModelConfig
 from server.core.common import now_rfc3339
 from server.core.environments import EnvironmentSpec
 from server.core.errors import NotFoundError
-from server.core.events import Event, NewEvent
+from server.core.events import Event, EventBody, raw_event
 from server.core.sessions import Session, SessionStats
 from server.store.sqlite.appender import Appender
 from server.store.sqlite.store import Store
@@ -25,7 +25,7 @@ class CountingStore(Store):
 
     batches: list[int]
 
-    def append_many(self, requests: Sequence[tuple[str, Sequence[NewEvent]]]) -> list[list[Event] | NotFoundError]:
+    def append_many(self, requests: Sequence[tuple[str, Sequence[EventBody]]]) -> list[list[Event] | NotFoundError]:
         self.batches.append(len(requests))
         return super().append_many(requests)
 
@@ -64,7 +64,7 @@ async def test_concurrent_appends_keep_each_sessions_order_and_share_transaction
 
     async def writer(session_id: str) -> None:
         for n in range(per_session):
-            [event] = await appender.append(session_id, [NewEvent("agent.message", {"n": n})])
+            [event] = await appender.append(session_id, [raw_event("agent.message", {"n": n})])
             assert event.payload() == {"n": n}
 
     async with anyio.create_task_group() as tg:
@@ -88,7 +88,7 @@ async def test_an_append_to_a_missing_session_fails_alone(tmp_path: Path) -> Non
 
     async def append(session_id: str) -> None:
         try:
-            outcomes[session_id] = await appender.append(session_id, [NewEvent("agent.message", {})])
+            outcomes[session_id] = await appender.append(session_id, [raw_event("agent.message", {})])
         except NotFoundError as exc:
             outcomes[session_id] = exc
 

@@ -21,7 +21,7 @@ from server.core.common import now_rfc3339
 from server.core.config import ServerConfig
 from server.core.environments import EnvironmentSpec
 from server.core.errors import DataDirUnwritableError, NotFoundError
-from server.core.events import EventType, NewEvent, StopReason, Usage
+from server.core.events import EventBody, EventType, StopReason, Usage, raw_event
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
 from server.services.doctor import check_session_states
@@ -57,7 +57,7 @@ APPENDER = """
 import json, sys
 from pathlib import Path
 from server.store.sqlite.store import Store
-from server.core.events import NewEvent
+from server.core.events import EventBody, raw_event
 
 db_path, session_id, appends = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 store = Store.open(db_path)
@@ -65,7 +65,7 @@ print("ready", flush=True)
 sys.stdin.readline()
 batches = []
 for i in range(appends):
-    batch = [NewEvent("agent.message", {"content": [{"type": "text", "text": f"{i}.{j}"}]}) for j in range(1 + i % 3)]
+    batch = [raw_event("agent.message", {"content": [{"type": "text", "text": f"{i}.{j}"}]}) for j in range(1 + i % 3)]
     batches.append([[e.seq, e.id] for e in store.append_events(session_id, batch)])
 store.close()
 print(json.dumps(batches), flush=True)
@@ -76,14 +76,14 @@ WRITER = """
 import sys
 from pathlib import Path
 from server.store.sqlite.store import Store
-from server.core.events import NewEvent
+from server.core.events import EventBody, raw_event
 
 store = Store.open(Path(sys.argv[1]))
 session_id = sys.argv[2]
 for i in range(100_000):
     # Now and then a payload spanning several pages, so a kill can land in the middle of one.
     text = "x" * (20_000 if i % 17 == 0 else i % 300)
-    batch = [NewEvent("agent.message", {"content": [{"type": "text", "text": text}]}) for _ in range(1 + i % 3)]
+    batch = [raw_event("agent.message", {"content": [{"type": "text", "text": text}]}) for _ in range(1 + i % 3)]
     events = store.append_events(session_id, batch)
     print(" ".join(str(e.seq) for e in events), flush=True)
 """
@@ -122,8 +122,8 @@ def insert_session(store: Store) -> str:
     return session.id
 
 
-def message(text: str) -> NewEvent:
-    return NewEvent("agent.message", {"content": [{"type": "text", "text": text}]})
+def message(text: str) -> EventBody:
+    return raw_event("agent.message", {"content": [{"type": "text", "text": text}]})
 
 
 def cached_state(db_path: Path, session_id: str) -> SessionState:
@@ -313,7 +313,7 @@ def test_appending_to_an_unknown_session_raises_and_writes_nothing(store: Store,
 # Seqs under concurrent writers ----------------------------------------------------------------------------
 
 
-def batch_of(tag: str, i: int) -> list[NewEvent]:
+def batch_of(tag: str, i: int) -> list[EventBody]:
     """One to three events, so batches of different sizes interleave."""
     return [message(f"{tag}.{i}.{j}") for j in range(1 + i % 3)]
 
@@ -413,7 +413,7 @@ def test_every_commit_survives_kill_9_and_the_log_stays_whole(db_path: Path, spa
 # The cached state and the fold ----------------------------------------------------------------------------
 
 
-def a_turn(input_tokens: int, output_tokens: int) -> list[NewEvent]:
+def a_turn(input_tokens: int, output_tokens: int) -> list[EventBody]:
     usage = {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -421,9 +421,9 @@ def a_turn(input_tokens: int, output_tokens: int) -> list[NewEvent]:
         "cache_creation_input_tokens": 3,
     }
     return [
-        NewEvent("span.model_request_start", {}),
-        NewEvent("agent.message", {"content": [{"type": "text", "text": "Done."}]}),
-        NewEvent("span.model_request_end", {"model_request_start_id": "sevt_x", "model_usage": usage}),
+        raw_event("span.model_request_start", {}),
+        raw_event("agent.message", {"content": [{"type": "text", "text": "Done."}]}),
+        raw_event("span.model_request_end", {"model_request_start_id": "sevt_x", "model_usage": usage}),
     ]
 
 
@@ -432,8 +432,8 @@ def test_the_cached_state_follows_the_events_and_equals_the_fold(store: Store, d
     store.append_events(
         session_id,
         [
-            NewEvent("user.message", {"content": [{"type": "text", "text": "Fix the tests"}]}),
-            NewEvent("session.status_running", {}),
+            raw_event("user.message", {"content": [{"type": "text", "text": "Fix the tests"}]}),
+            raw_event("session.status_running", {}),
         ],
     )
     running = store.get_session(session_id)
@@ -441,7 +441,7 @@ def test_the_cached_state_follows_the_events_and_equals_the_fold(store: Store, d
 
     store.append_events(session_id, a_turn(100, 20))
     last = store.append_events(
-        session_id, [*a_turn(50, 5), NewEvent("session.status_idle", {"stop_reason": {"type": "end_turn"}})]
+        session_id, [*a_turn(50, 5), raw_event("session.status_idle", {"stop_reason": {"type": "end_turn"}})]
     )
 
     idle = store.get_session(session_id)
@@ -464,14 +464,14 @@ def test_a_new_turn_clears_the_stop_reason_and_keeps_adding_usage(store: Store) 
     store.append_events(
         session_id,
         [
-            NewEvent("session.status_running", {}),
+            raw_event("session.status_running", {}),
             *a_turn(10, 1),
-            NewEvent("session.status_idle", {"stop_reason": waiting}),
+            raw_event("session.status_idle", {"stop_reason": waiting}),
         ],
     )
     assert store.get_session(session_id).stop_reason == StopReason(type="requires_action", event_ids=["sevt_tool"])
 
-    store.append_events(session_id, [NewEvent("session.status_running", {}), *a_turn(10, 1)])
+    store.append_events(session_id, [raw_event("session.status_running", {}), *a_turn(10, 1)])
 
     session = store.get_session(session_id)
     assert (session.status, session.stop_reason) == ("running", None)
@@ -488,21 +488,21 @@ def test_a_model_usage_with_null_cache_counts_still_counts_its_tokens(store: Sto
         "cache_read_input_tokens": None,
         "cache_creation_input_tokens": None,
     }
-    store.append_events(session_id, [NewEvent("span.model_request_end", {"model_usage": usage})])
+    store.append_events(session_id, [raw_event("span.model_request_end", {"model_usage": usage})])
 
     assert store.get_session(session_id).usage == Usage(input_tokens=100, output_tokens=20)
 
 
 def test_an_archived_session_stays_terminated_whatever_comes_after(store: Store, db_path: Path) -> None:
     session_id = insert_session(store)
-    store.append_events(session_id, [NewEvent("session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+    store.append_events(session_id, [raw_event("session.status_idle", {"stop_reason": {"type": "end_turn"}})])
 
     terminated = store.archive_session(session_id, now_rfc3339())
     store.append_events(
         session_id,
         [
-            NewEvent("session.status_running", {}),
-            NewEvent("session.status_idle", {"stop_reason": {"type": "end_turn"}}),
+            raw_event("session.status_running", {}),
+            raw_event("session.status_idle", {"stop_reason": {"type": "end_turn"}}),
         ],
     )
 
@@ -528,9 +528,9 @@ def an_idle_session_after_one_turn(store: Store) -> str:
     store.append_events(
         session_id,
         [
-            NewEvent("session.status_running", {}),
+            raw_event("session.status_running", {}),
             *a_turn(100, 20),
-            NewEvent("session.status_idle", {"stop_reason": {"type": "end_turn"}}),
+            raw_event("session.status_idle", {"stop_reason": {"type": "end_turn"}}),
         ],
     )
     return session_id
@@ -611,7 +611,7 @@ def test_read_events_pages_after_a_seq_and_filters_by_type(store: Store) -> None
         "agent.thinking",
         "agent.message",
     ] * 2
-    appended = store.append_events(session_id, [NewEvent(t, {"n": n}) for n, t in enumerate(types)])
+    appended = store.append_events(session_id, [raw_event(t, {"n": n}) for n, t in enumerate(types)])
 
     page = store.read_events(session_id, after_seq=3, limit=4)
     messages = store.read_events(session_id, after_seq=0, limit=100, types=["agent.message"])
