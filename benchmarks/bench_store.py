@@ -55,6 +55,7 @@ from server.core.config import ServerConfig
 from server.core.events import EventBody, stored_fields
 from server.core.log import configure_logging
 from server.core.redaction import REDACTOR
+from server.core.state import SessionState
 from server.egress.web_fetch import FetchPolicy
 from server.fronts.mcp.server import build_server
 from server.hands.docker.pool import SandboxPool
@@ -62,7 +63,6 @@ from server.hands.docker.sandbox import SandboxSettings
 from server.services.resources import SessionRepositories
 from server.services.runtime import open_runtime
 from server.services.sessions import NewSession, SessionManager
-from server.store.sqlite.state import SessionState
 from server.store.sqlite.store import Store
 from vault.vaults import Vaults
 

@@ -19,7 +19,7 @@ from server.core.environments import Environment, Networking, Packages, Resource
 from server.core.errors import ConflictError, InvalidRequestError
 from server.core.ids import new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
-from server.store.sqlite.store import Store
+from server.store.ports import DefinitionStore
 
 __all__ = ["AgentChanges", "AgentList", "Definitions", "EnvironmentChanges", "EnvironmentList"]
 
@@ -66,7 +66,7 @@ class EnvironmentChanges(BaseModel):
 class Definitions:
     """Creates, edits and lists agents and environments."""
 
-    def __init__(self, store: Store, default_model: str) -> None:
+    def __init__(self, store: DefinitionStore, default_model: str) -> None:
         self._store = store
         self._default_model = default_model
 

@@ -33,7 +33,7 @@ from server.core.events import (
 )
 from server.core.sessions import Session, SessionStatus
 from server.services.sessions import SessionManager, bounded
-from server.store.sqlite.store import Store
+from server.store.ports import SessionStore
 
 __all__ = ["MAX_MESSAGE_CHARS", "Inbox", "MessageOutcome"]
 
@@ -55,7 +55,7 @@ class MessageOutcome(BaseModel):
 
 
 class Inbox:
-    def __init__(self, store: Store, sessions: SessionManager, runner: SessionRunner) -> None:
+    def __init__(self, store: SessionStore, sessions: SessionManager, runner: SessionRunner) -> None:
         self._store = store
         self._sessions = sessions
         self._runner = runner

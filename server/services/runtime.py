@@ -31,7 +31,8 @@ from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
 from server.services.vaults import VaultService
-from server.store.sqlite.store import Store
+from server.store.ports import SessionStore, Storage
+from server.store.sqlite.store import Store as SqliteStore
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.secret import Secret
 from vault.store import SecretStore
@@ -47,7 +48,7 @@ class Runtime:
     """The services of one data dir, and the adapters they were wired with (for tests and benchmarks)."""
 
     config: ServerConfig
-    store: Store
+    store: Storage
     definitions: Definitions
     sessions: SessionManager
     sandboxes: SandboxPool
@@ -65,7 +66,7 @@ async def open_runtime(
     *,
     model: ModelClient | None = None,
     sandboxes: Callable[[anyio.abc.TaskGroup], SandboxPool] | None = None,
-    store: Store | None = None,
+    store: Storage | None = None,
     secrets: SecretStore | None = None,
 ) -> AsyncIterator[Runtime]:
     """The composition root: opens the store (running migrations), wires the services to their adapters, resumes
@@ -76,7 +77,7 @@ async def open_runtime(
     `store` (default: SQLite in the data dir; one passed in is not closed here), `secrets` (default: the OS
     keyring)."""
     opened = store is None
-    store = store if store is not None else await in_thread(Store.open, config.database_path)
+    store = store if store is not None else await in_thread(SqliteStore.open, config.database_path)
     vaults = Vaults(
         config.vault_index_path,
         secrets if secrets is not None else keyring_secrets(),
@@ -107,7 +108,7 @@ async def open_runtime(
 
 def _wire(
     config: ServerConfig,
-    store: Store,
+    store: Storage,
     vaults: Vaults,
     task_group: anyio.abc.TaskGroup,
     model: ModelClient,
@@ -153,7 +154,7 @@ def _wire(
     )
 
 
-async def _resume_running(store: Store, runner: SessionRunner) -> None:
+async def _resume_running(store: SessionStore, runner: SessionRunner) -> None:
     """Sessions that were running when the server stopped go on where their logs end.
 
     A session that cannot be resumed now (the store refuses writes, say) is left as it is: it goes on with
@@ -171,7 +172,7 @@ async def _resume_running(store: Store, runner: SessionRunner) -> None:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
 
 
-async def _reap_at_start(store: Store, sandboxes: SandboxPool) -> None:
+async def _reap_at_start(store: SessionStore, sandboxes: SandboxPool) -> None:
     """Removes containers and volumes of sessions that no longer exist (never blocks start-up)."""
     try:
         await sandboxes.reap(await in_thread(store.session_ids))

@@ -37,8 +37,8 @@ from server.hands.docker.sandbox import SandboxLostError, posture_of
 from server.hands.helper.channel import HelperError
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
+from server.store.ports import SessionFilter, Storage
 from server.store.sqlite.appender import Appender
-from server.store.sqlite.store import SessionFilter, Store
 from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults
@@ -84,7 +84,7 @@ class SessionManager:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         data_dir: Path,
         default_model: str,
         default_image: str,

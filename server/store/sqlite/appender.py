@@ -22,7 +22,7 @@ import anyio
 from server.core.blocking import in_thread
 from server.core.errors import NotFoundError
 from server.core.events import Event, EventBody
-from server.store.sqlite.store import Store
+from server.store.ports import SessionStore
 
 __all__ = ["Appender"]
 
@@ -36,7 +36,7 @@ class _Request:
 
 
 class Appender:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SessionStore) -> None:
         self._store = store
         self._pending: list[_Request] = []
         self._committing = False

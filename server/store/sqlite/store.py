@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,23 +49,17 @@ from server.core.environments import Environment
 from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundError
 from server.core.events import Event, EventBody, SessionStatusTerminated
 from server.core.ids import new_id
-from server.core.sessions import Session, SessionStats, SessionStatus
+from server.core.sessions import Session, SessionStats
+from server.core.state import SessionState, fold
+from server.store.ports import SessionFilter
 from server.store.sqlite.migrations import apply_migrations
-from server.store.sqlite.state import SessionState, fold
 
-__all__ = ["SessionFilter", "Store"]
+__all__ = ["Store"]
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_AUTOCHECKPOINT_PAGES = 4_000
-
-
-@dataclass(frozen=True)
-class SessionFilter:
-    status: SessionStatus | None = None
-    agent_id: str | None = None
-    include_archived: bool = False
 
 
 class Store:

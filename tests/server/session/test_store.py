@@ -24,10 +24,11 @@ from server.core.errors import DataDirUnwritableError, NotFoundError
 from server.core.events import EventBody, EventType, StopReason, Usage, raw_event
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
+from server.core.state import SessionState, fold
 from server.services.doctor import check_session_states
+from server.store.ports import SessionFilter
 from server.store.sqlite.migrations import MIGRATIONS, apply_migrations
-from server.store.sqlite.state import SessionState, fold
-from server.store.sqlite.store import SessionFilter, Store
+from server.store.sqlite.store import Store
 
 CHILD_DEADLINE_S = 60.0
 """Generous: a child pays for a Python start-up and the imports before it does anything."""

@@ -1,0 +1,83 @@
+"""What the services need of a store: the definitions (agents, environments) and the sessions with their
+append-only event logs. `sqlite/Store` is today's adapter; another store implements these Protocols and is
+passed as `open_runtime(config, store=...)`.
+
+Calls are synchronous (the services run them in a worker thread) and atomic: an append writes all its events
+and the session's folded state (`core/state.py`) in one transaction, or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.core.agents import Agent
+from server.core.environments import Environment
+from server.core.errors import NotFoundError
+from server.core.events import Event, EventBody
+from server.core.sessions import Session, SessionStatus
+from server.core.state import SessionState
+
+__all__ = ["DefinitionStore", "SessionFilter", "SessionStore", "Storage"]
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    status: SessionStatus | None = None
+    agent_id: str | None = None
+    include_archived: bool = False
+
+
+class DefinitionStore(Protocol):
+    """Agents (immutable versions) and environments. Lookups of unknown ids raise `NotFoundError`."""
+
+    def insert_agent(self, agent: Agent) -> None: ...
+    def add_agent_version(self, agent: Agent) -> None: ...
+    def get_agent(self, agent_id: str, version: int | None = None) -> Agent: ...
+    def list_agents(self, limit: int, before: str | None, include_archived: bool) -> list[Agent]: ...
+    def archive_agent(self, agent_id: str, at: str) -> None: ...
+    def insert_environment(self, env: Environment) -> None: ...
+    def replace_environment(self, env: Environment) -> None: ...
+    def get_environment(self, environment_id: str) -> Environment: ...
+    def list_environments(self, limit: int, before: str | None, include_archived: bool) -> list[Environment]: ...
+    def archive_environment(self, environment_id: str, at: str) -> None: ...
+    def delete_environment(self, environment_id: str) -> None: ...
+
+
+class SessionStore(Protocol):
+    """Sessions and their event logs: `seq` is assigned by the store, 1-based and gap-free per session."""
+
+    @property
+    def store_id(self) -> str:
+        """Names this store's sandboxes, so two stores on one engine never touch each other's."""
+        ...
+
+    def session_ids(self) -> dict[str, bool]: ...
+    def running_session_ids(self) -> list[str]: ...
+    def insert_session(self, session: Session) -> None: ...
+    def get_session(self, session_id: str) -> Session: ...
+    def list_sessions(self, limit: int, before: str | None, where: SessionFilter) -> list[Session]: ...
+    def delete_session(self, session_id: str) -> None: ...
+    def archive_session(self, session_id: str, at: str) -> list[Event]: ...
+    def append_events(self, session_id: str, new_events: Sequence[EventBody]) -> list[Event]: ...
+
+    def append_many(self, requests: Sequence[tuple[str, Sequence[EventBody]]]) -> list[list[Event] | NotFoundError]:
+        """Several sessions' appends in one transaction (group commit); a missing session fails alone."""
+        ...
+
+    def read_events(
+        self, session_id: str, after_seq: int, limit: int, types: Sequence[str] | None = None
+    ) -> list[Event]: ...
+
+    def read_page(
+        self, session_id: str, after_event_id: str | None, limit: int, types: Sequence[str] | None = None
+    ) -> tuple[list[Event], SessionState]:
+        """Events after a cursor and the session's state, read together (one consistent snapshot)."""
+        ...
+
+
+class Storage(DefinitionStore, SessionStore, Protocol):
+    """Everything the services keep: what `open_runtime(config, store=...)` takes."""
+
+    def close(self) -> None: ...
