@@ -70,7 +70,7 @@ from server.core.events import Event, NewEvent
 from server.core.sessions import Session
 from server.core.tools import ToolResult
 from server.egress.remote_mcp import BearerToken, RemoteMcpError, RemoteMcpServers, RemoteTool
-from server.hands.docker.pool import SandboxPool
+from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.sessions import SessionManager
 from server.store.sqlite.store import Store
@@ -114,7 +114,7 @@ class SessionRunner:
         self,
         store: Store,
         sessions: SessionManager,
-        sandboxes: SandboxPool,
+        sandboxes: SandboxBackend,
         model: ModelClient,
         task_group: anyio.abc.TaskGroup,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,

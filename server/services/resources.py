@@ -29,7 +29,7 @@ from server.egress.repositories import (
     RepositoryCache,
     RepositoryError,
 )
-from server.hands.docker.pool import SandboxPool
+from server.hands.sandbox import SandboxBackend
 from vault.errors import KeyringUnavailableError, VaultError
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.redactor import MIN_SECRET_LENGTH, Redactor
@@ -50,7 +50,7 @@ class SessionRepositories:
         self,
         data_dir: Path,
         vaults: Vaults,
-        sandboxes: SandboxPool,
+        sandboxes: SandboxBackend,
         redactor: Redactor,
         keyring: KeyringStore | None = None,
     ) -> None:
@@ -142,8 +142,7 @@ class SessionRepositories:
                 raise RepositoryError(
                     exc.kind, f"{exc}; and its own authorization_token, if it had one, could not be read: {unreadable}"
                 ) from exc
-            sandbox = self._sandboxes.sandbox(session.id, session.environment)
-            await sandbox.put_directory(tree, resource.mount_path)
+            await self._sandboxes.put_directory(session.id, session.environment, tree, resource.mount_path)
         finally:
             with anyio.CancelScope(shield=True):
                 await in_thread(shutil.rmtree, scratch, True)

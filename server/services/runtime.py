@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-import docker.errors
 
 from server.brain.loop import RETRY_DELAYS_S, McpBearerLookup, SessionRunner
 from server.brain.providers.anthropic import AnthropicModel
@@ -20,6 +19,7 @@ from server.core.sessions import Session
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
+from server.hands.sandbox import SandboxBackend
 from server.services.definitions import Definitions
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
@@ -39,7 +39,7 @@ class Runtime:
     store: Store
     definitions: Definitions
     sessions: SessionManager
-    sandboxes: SandboxPool
+    sandboxes: SandboxBackend
     runner: SessionRunner
     inbox: Inbox
     vaults: Vaults
@@ -64,7 +64,6 @@ async def open_runtime(config: ServerConfig) -> AsyncIterator[Runtime]:
                 default_model=config.model,
                 default_image=config.image,
                 sandboxes=sandboxes,
-                extra_ca_bundle=config.extra_ca_bundle is not None,
                 vaults=vaults,
                 repositories=repositories,
             )
@@ -115,11 +114,11 @@ async def _resume_running(store: Store, runner: SessionRunner) -> None:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
 
 
-async def _reap_at_start(store: Store, sandboxes: SandboxPool) -> None:
+async def _reap_at_start(store: Store, sandboxes: SandboxBackend) -> None:
     """Removes containers and volumes of sessions that no longer exist (never blocks start-up)."""
     try:
         await sandboxes.reap(await in_thread(store.session_ids))
-    except (SandboxUnavailableError, docker.errors.DockerException) as exc:
+    except SandboxUnavailableError as exc:
         logger.info("skipped reaping sandboxes: Docker is not reachable (%s)", exc)
     except Exception:  # a background task: it must not end the server's task group
         logger.exception("reaping stray sandboxes failed")

@@ -7,11 +7,12 @@ never written directly: they follow from its events (see `state.py`).
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import shutil
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
@@ -33,9 +34,7 @@ from server.core.pagination import check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.egress.repositories import GitHubRepositoryResource
-from server.hands.docker.pool import SandboxPool
-from server.hands.docker.sandbox import SandboxLostError, posture_of
-from server.hands.helper.channel import HelperError
+from server.hands.sandbox import SandboxBackend
 from server.services.notifier import EventNotifier
 from server.services.resources import SessionRepositories
 from server.store.sqlite.appender import Appender
@@ -85,8 +84,7 @@ class SessionManager:
         data_dir: Path,
         default_model: str,
         default_image: str,
-        sandboxes: SandboxPool | None = None,
-        extra_ca_bundle: bool = False,
+        sandboxes: SandboxBackend | None = None,
         vaults: Vaults | None = None,
         repositories: SessionRepositories | None = None,
     ) -> None:
@@ -95,7 +93,6 @@ class SessionManager:
         self._default_model = default_model
         self._default_image = default_image
         self._sandboxes = sandboxes
-        self._extra_ca_bundle = extra_ca_bundle
         self._vaults = vaults
         self.repositories = repositories
         self.notifier = EventNotifier()
@@ -105,7 +102,9 @@ class SessionManager:
 
     def _shown(self, session: Session) -> Session:
         """The session with its sandbox posture, which follows from its environment and this server."""
-        return session.model_copy(update={"sandbox": posture_of(session.environment, self._extra_ca_bundle)})
+        if self._sandboxes is None:
+            return session
+        return session.model_copy(update={"sandbox": self._sandboxes.posture(session.environment).shown()})
 
     async def create(self, request: NewSession) -> Session:
         agent = await self._agent_snapshot(request)
@@ -220,34 +219,32 @@ class SessionManager:
 
     async def output_files(self, session_id: str) -> OutputFiles:
         session = await self.get(session_id)
-        result = await self._output_call(session, "list_outputs", {})
-        return OutputFiles(session_id=session_id, files=[OutputFile.model_validate(f) for f in result["files"]])
+        async with self._outputs_of(session) as sandboxes:
+            files = await sandboxes.list_outputs(session.id, session.environment)
+        return OutputFiles(session_id=session_id, files=[OutputFile(**dataclasses.asdict(f)) for f in files])
 
     async def read_output(self, session_id: str, path: str, offset: int, max_bytes: int) -> OutputChunk:
         session = await self.get(session_id)
-        args: dict[str, JsonValue] = {"path": check_output_path(path), "offset": offset, "max_bytes": max_bytes}
-        result = await self._output_call(session, "read_output", args)
+        checked = check_output_path(path)
+        async with self._outputs_of(session) as sandboxes:
+            chunk = await sandboxes.read_output(session.id, session.environment, checked, offset, max_bytes)
         return OutputChunk(
             session_id=session_id,
             path=path,
-            mime_type=result["mime_type"],
-            size_bytes=result["size_bytes"],
+            mime_type=chunk.mime_type,
+            size_bytes=chunk.size_bytes,
             offset=offset,
-            data=base64.b64decode(result["data"]),
-            eof=result["eof"],
+            data=chunk.data,
+            eof=chunk.eof,
         )
 
-    async def _output_call(self, session: Session, op: str, args: dict[str, JsonValue]) -> dict[str, Any]:
-        """A helper call about output files; an archived session's sandbox is started for it and removed after."""
+    @asynccontextmanager
+    async def _outputs_of(self, session: Session) -> AsyncIterator[SandboxBackend]:
+        """The sandboxes, to read output files; an archived session's sandbox is started for it and removed after."""
         if self._sandboxes is None:
             raise SandboxUnavailableError("this server runs without sandboxes")
-        sandbox = self._sandboxes.sandbox(session.id, session.environment)
         try:
-            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
-        except HelperError as exc:
-            raise InvalidRequestError(str(exc)) from exc
-        except (SandboxLostError, TimeoutError) as exc:
-            raise SandboxUnavailableError(f"the sandbox of {session.id!r} did not answer; try again") from exc
+            yield self._sandboxes
         finally:
             if session.archived_at is not None:
                 await self._sandboxes.stop(session.id, session.environment)
@@ -317,9 +314,6 @@ class OutputChunk(BaseModel):
     offset: int
     data: bytes
     eof: bool
-
-
-OUTPUT_CALL_TIMEOUT_S = 60.0
 
 
 def check_output_path(path: str) -> str:
