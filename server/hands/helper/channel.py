@@ -113,12 +113,9 @@ class HelperChannel:
         self._waiting[request_id] = waiter
         line = json.dumps({"id": request_id, "op": op, "args": args}, separators=(",", ":")).encode() + b"\n"
         try:
-            async with self._send_lock:
-                await self._stream.send(line)
-            with anyio.fail_after(timeout_s):
+            await self._send(line)
+            with anyio.fail_after(timeout_s):  # outside the OSError handler: TimeoutError is an OSError
                 await waiter.done.wait()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise ChannelClosedError("the sandbox channel broke while sending") from exc
         finally:
             self._waiting.pop(request_id, None)
         if waiter.response is None:
@@ -127,6 +124,13 @@ class HelperChannel:
             raise HelperError(str(waiter.response.get("error") or "the sandbox helper failed"))
         result: dict[str, Any] = waiter.response.get("result") or {}
         return result
+
+    async def _send(self, line: bytes) -> None:
+        try:
+            async with self._send_lock:
+                await self._stream.send(line)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ChannelClosedError("the sandbox channel broke while sending") from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()

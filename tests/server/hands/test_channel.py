@@ -104,6 +104,22 @@ async def test_a_connection_that_ends_fails_the_waiting_request_and_every_later_
             await channel.request("ping", {}, timeout_s=5)
 
 
+async def test_no_answer_in_time_is_a_timeout_and_a_late_answer_is_dropped() -> None:
+    async with channel_and_helper() as (channel, helper):
+        with pytest.raises(TimeoutError):
+            await channel.request("bash", {"command": "sleep 9"}, timeout_s=0.05)
+        late = await helper.next_request()
+        await helper.stream.send(helper.line(late["id"], ok=True, result={}))
+
+        async def answer() -> None:
+            request = await helper.next_request()
+            await helper.stream.send(helper.line(request["id"], ok=True, result={"pong": True}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            assert await channel.request("ping", {}, timeout_s=5) == {"pong": True}
+
+
 def _frame(stream_id: int, payload: bytes) -> bytes:
     return struct.pack(">BxxxL", stream_id, len(payload)) + payload
 
