@@ -3,15 +3,18 @@ script. Tests that claim to test the tools themselves use the real Docker sandbo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import anyio.abc
 from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
+from server.core.errors import InvalidRequestError
 from server.core.tools import ToolResult
+from server.hands.sandbox import Confinement, Leftovers, OutputChunkData, OutputFileInfo
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class FakeSandboxes:
     calls: list[ToolCall] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     destroyed: list[str] = field(default_factory=list)
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    """Output files by session id, then path under /mnt/session/outputs/."""
+    put: list[tuple[str, str]] = field(default_factory=list)
 
     def __call__(self, task_group: anyio.abc.TaskGroup) -> FakeSandboxes:
         return self
@@ -63,5 +69,44 @@ class FakeSandboxes:
     async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
         self.destroyed.append(session_id)
 
-    async def reap(self, session_ids: Iterable[str]) -> Any:
-        return None
+    async def reap(self, sessions: Mapping[str, bool]) -> Leftovers:
+        return Leftovers()
+
+    async def leftovers(self, sessions: Mapping[str, bool]) -> Leftovers:
+        return Leftovers()
+
+    async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
+        files = self.files.get(session_id, {})
+        return [
+            OutputFileInfo(path, len(data), "text/plain", hashlib.sha256(data).hexdigest(), "2026-01-01T00:00:00Z")
+            for path, data in sorted(files.items())
+        ]
+
+    async def read_output(
+        self, session_id: str, environment: EnvironmentSpec, path: str, offset: int, max_bytes: int
+    ) -> OutputChunkData:
+        data = self.files.get(session_id, {}).get(path)
+        if data is None:
+            raise InvalidRequestError(f"no output file {path!r}")
+        chunk = data[offset : offset + max_bytes]
+        return OutputChunkData("text/plain", len(data), chunk, offset + len(chunk) >= len(data))
+
+    async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
+        self.put.append((session_id, target))
+        return True
+
+    def posture(self, environment: EnvironmentSpec) -> Confinement:
+        """What a real backend would report; in memory nothing is confined, and nothing runs either."""
+        return Confinement(
+            image=environment.image or "in-memory",
+            user="sandbox",
+            network="none",
+            capabilities=(),
+            no_new_privileges=True,
+            memory_mb=0,
+            cpus=0.0,
+            pids_limit=0,
+            disk_mb=None,
+            engine_socket=False,
+            extra_ca_bundle=False,
+        )

@@ -13,16 +13,16 @@ message for the model; only "the sandbox cannot run at all" is raised.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from server.core.tools import ToolResult
 from server.egress.web_fetch import FetchPolicy, WebFetchError, web_fetch
-from server.hands.docker.sandbox import DockerSandbox, SandboxLostError
 from server.hands.helper.channel import HelperError
+from server.hands.sandbox import SandboxLostError
 
-__all__ = ["BUILTIN_TOOL_SPECS", "SandboxTools"]
+__all__ = ["BUILTIN_TOOL_SPECS", "HelperCalls", "SandboxTools"]
 
 DEFAULT_BASH_TIMEOUT_MS = 120_000
 MAX_BASH_TIMEOUT_MS = 600_000
@@ -103,10 +103,18 @@ BUILTIN_TOOL_SPECS: dict[str, dict[str, Any]] = {
 """Tool definitions in the Messages API's shape, for the model."""
 
 
+class HelperCalls(Protocol):
+    """One session's helper, however the backend reaches it (see helper/PROTOCOL.md for the ops)."""
+
+    async def call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
+        """Raises `HelperError` (tell the model), `SandboxLostError`, `TimeoutError` or `SandboxUnavailableError`."""
+        ...
+
+
 class SandboxTools:
     """The `Sandbox` the agent loop calls: built-in tools for one session."""
 
-    def __init__(self, sandbox: DockerSandbox, fetch_policy: FetchPolicy) -> None:
+    def __init__(self, sandbox: HelperCalls, fetch_policy: FetchPolicy) -> None:
         self._sandbox = sandbox
         self._fetch_policy = fetch_policy
 

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+import anyio
 import docker
 import docker.errors
 from pydantic import ValidationError
 
 from server.core.config import ServerConfig
-from server.core.errors import ServerError
-from server.hands.docker.pool import find_leftovers
+from server.core.errors import SandboxUnavailableError, ServerError
+from server.hands.sandbox import Leftovers
+from server.services.runtime import docker_sandboxes
 from server.store.sqlite.store import Store
 from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore, VaultError, Vaults, describe_backend
 
@@ -77,22 +79,33 @@ def check_docker(config: ServerConfig) -> list[Check]:
         return [engine, Check("sandbox image", "FAIL", f"cannot inspect {config.image!r}: {exc}", "check the engine")]
     size_mb = int(image.attrs.get("Size", 0)) // 1_000_000
     found = Check("sandbox image", "ok", f"{config.image} ({image.short_id}, {size_mb} MB)")
-    return [engine, found, check_leftovers(client, config)]
+    return [engine, found, check_leftovers(config)]
 
 
-def check_leftovers(client: docker.DockerClient, config: ServerConfig) -> Check:
+def check_leftovers(config: ServerConfig) -> Check:
     """Containers and volumes of deleted (or archived) sessions, which the server reaps when it starts."""
     if not config.database_path.exists():
         return Check("sandbox leftovers", "ok", "no store yet")
     store = Store.open(config.database_path)
     try:
-        leftovers = find_leftovers(client, store.store_id, store.session_ids())
+        store_id, sessions = store.store_id, store.session_ids()
     finally:
         store.close()
+    try:
+        leftovers = anyio.run(_leftovers, config, store_id, sessions)
+    except SandboxUnavailableError as exc:
+        return Check("sandbox leftovers", "warn", f"cannot look for them: {exc}", "fix Docker first")
     if not leftovers.containers and not leftovers.volumes:
         return Check("sandbox leftovers", "ok", "none")
     detail = f"{len(leftovers.containers)} container(s), {len(leftovers.volumes)} volume(s) no session needs"
     return Check("sandbox leftovers", "warn", detail, "the server removes them when it next starts")
+
+
+async def _leftovers(config: ServerConfig, store_id: str, sessions: dict[str, bool]) -> Leftovers:
+    """The Docker backend's answer; it needs a task group, which nothing here starts anything in."""
+    async with anyio.create_task_group() as task_group:
+        found = await docker_sandboxes(config, store_id, task_group).leftovers(sessions)
+    return found
 
 
 def check_keyring(config: ServerConfig) -> Check:

@@ -34,7 +34,7 @@ from server.egress.repositories import (
     normalize_url,
     repository_name,
 )
-from server.hands.docker.pool import SandboxPool
+from server.hands.sandbox import SandboxBackend
 from vault.errors import KeyringUnavailableError, VaultError
 from vault.redactor import MIN_SECRET_LENGTH, Redactor
 from vault.secret import Secret
@@ -97,7 +97,7 @@ class SessionRepositories:
         self,
         data_dir: Path,
         vaults: Vaults,
-        sandboxes: SandboxPool,
+        sandboxes: SandboxBackend,
         redactor: Redactor,
     ) -> None:
         self._data_dir = data_dir
@@ -186,8 +186,7 @@ class SessionRepositories:
                 raise RepositoryError(
                     exc.kind, f"{exc}; and its own authorization_token, if it had one, could not be read: {unreadable}"
                 ) from exc
-            sandbox = self._sandboxes.sandbox(session.id, session.environment)
-            await sandbox.put_directory(tree, resource.mount_path)
+            await self._sandboxes.put_directory(session.id, session.environment, tree, resource.mount_path)
         finally:
             with anyio.CancelScope(shield=True):
                 await in_thread(shutil.rmtree, scratch, True)

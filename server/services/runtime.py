@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.abc
-import docker.errors
 
 from server.brain.loop import RETRY_DELAYS_S, SessionRunner
 from server.brain.model import ModelClient
@@ -23,6 +22,7 @@ from server.egress.mcp_sessions import McpBearerLookup, RemoteMcpSessions
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
+from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
 from server.services.http_token import HttpToken
@@ -38,7 +38,7 @@ from vault.secret import Secret
 from vault.store import SecretStore
 from vault.vaults import Vaults
 
-__all__ = ["Runtime", "http_token", "keyring_secrets", "open_runtime"]
+__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Runtime:
     store: Storage
     definitions: Definitions
     sessions: SessionManager
-    sandboxes: SandboxPool
+    sandboxes: SandboxBackend
     runner: SessionRunner
     inbox: Inbox
     vaults: Vaults
@@ -65,7 +65,7 @@ async def open_runtime(
     config: ServerConfig,
     *,
     model: ModelClient | None = None,
-    sandboxes: Callable[[anyio.abc.TaskGroup], SandboxPool] | None = None,
+    sandboxes: Callable[[anyio.abc.TaskGroup], SandboxBackend] | None = None,
     store: Storage | None = None,
     secrets: SecretStore | None = None,
 ) -> AsyncIterator[Runtime]:
@@ -112,13 +112,11 @@ def _wire(
     vaults: Vaults,
     task_group: anyio.abc.TaskGroup,
     model: ModelClient,
-    sandbox_factory: Callable[[anyio.abc.TaskGroup], SandboxPool] | None,
+    sandbox_factory: Callable[[anyio.abc.TaskGroup], SandboxBackend] | None,
 ) -> Runtime:
     """Builds every service on its adapters (the one place that knows which adapter serves which port)."""
     if sandbox_factory is None:
-        settings = SandboxSettings(store_id=store.store_id, extra_ca_bundle=config.extra_ca_bundle)
-        fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
-        sandboxes = SandboxPool(settings, config.image, fetch_policy, task_group)
+        sandboxes = docker_sandboxes(config, store.store_id, task_group)
     else:
         sandboxes = sandbox_factory(task_group)
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
@@ -128,7 +126,6 @@ def _wire(
         default_model=config.model,
         default_image=config.image,
         sandboxes=sandboxes,
-        extra_ca_bundle=config.extra_ca_bundle is not None,
         vaults=vaults,
         repositories=repositories,
     )
@@ -172,11 +169,11 @@ async def _resume_running(store: SessionStore, runner: SessionRunner) -> None:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
 
 
-async def _reap_at_start(store: SessionStore, sandboxes: SandboxPool) -> None:
+async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None:
     """Removes containers and volumes of sessions that no longer exist (never blocks start-up)."""
     try:
         await sandboxes.reap(await in_thread(store.session_ids))
-    except (SandboxUnavailableError, docker.errors.DockerException) as exc:
+    except SandboxUnavailableError as exc:
         logger.info("skipped reaping sandboxes: Docker is not reachable (%s)", exc)
     except Exception:  # a background task: it must not end the server's task group
         logger.exception("reaping stray sandboxes failed")
@@ -191,6 +188,13 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
         return await in_vault_thread(vaults.bearer_for, session.vault_ids, url)
 
     return bearer_for
+
+
+def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.TaskGroup) -> SandboxBackend:
+    """The production sandbox backend: a Docker container per session, labelled with `store_id`."""
+    settings = SandboxSettings(store_id=store_id, extra_ca_bundle=config.extra_ca_bundle)
+    fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
+    return SandboxPool(settings, config.image, fetch_policy, task_group)
 
 
 def keyring_secrets() -> SecretStore:

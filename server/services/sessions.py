@@ -7,11 +7,12 @@ never written directly: they follow from its events (see `state.py`).
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import shutil
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Literal, cast
 
 import anyio
 from pydantic import BaseModel, Field, JsonValue
@@ -23,7 +24,6 @@ from server.core.environments import EnvironmentSpec
 from server.core.errors import (
     ConflictError,
     InvalidRequestError,
-    SandboxUnavailableError,
     SessionBusyError,
     from_vault_error,
 )
@@ -32,9 +32,7 @@ from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
-from server.hands.docker.pool import SandboxPool
-from server.hands.docker.sandbox import SandboxLostError, posture_of
-from server.hands.helper.channel import HelperError
+from server.hands.sandbox import SandboxBackend
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
 from server.store.ports import SessionFilter, Storage
@@ -89,17 +87,15 @@ class SessionManager:
         default_model: str,
         default_image: str,
         *,
-        sandboxes: SandboxPool,
+        sandboxes: SandboxBackend,
         vaults: Vaults,
         repositories: SessionRepositories,
-        extra_ca_bundle: bool = False,
     ) -> None:
         self._store = store
         self._data_dir = data_dir
         self._default_model = default_model
         self._default_image = default_image
         self._sandboxes = sandboxes
-        self._extra_ca_bundle = extra_ca_bundle
         self._vaults = vaults
         self.repositories = repositories
         self.notifier = EventNotifier()
@@ -109,7 +105,9 @@ class SessionManager:
 
     def _shown(self, session: Session) -> Session:
         """The session with its sandbox posture, which follows from its environment and this server."""
-        return session.model_copy(update={"sandbox": posture_of(session.environment, self._extra_ca_bundle)})
+        if self._sandboxes is None:
+            return session
+        return session.model_copy(update={"sandbox": self._sandboxes.posture(session.environment).shown()})
 
     async def create(self, request: NewSession) -> Session:
         agent = await self._agent_snapshot(request)
@@ -217,32 +215,30 @@ class SessionManager:
 
     async def output_files(self, session_id: str) -> OutputFiles:
         session = await self.get(session_id)
-        result = await self._output_call(session, "list_outputs", {})
-        return OutputFiles(session_id=session_id, files=[OutputFile.model_validate(f) for f in result["files"]])
+        async with self._outputs_of(session) as sandboxes:
+            files = await sandboxes.list_outputs(session.id, session.environment)
+        return OutputFiles(session_id=session_id, files=[OutputFile(**dataclasses.asdict(f)) for f in files])
 
     async def read_output(self, session_id: str, path: str, offset: int, max_bytes: int) -> OutputChunk:
         session = await self.get(session_id)
-        args: dict[str, JsonValue] = {"path": check_output_path(path), "offset": offset, "max_bytes": max_bytes}
-        result = await self._output_call(session, "read_output", args)
+        checked = check_output_path(path)
+        async with self._outputs_of(session) as sandboxes:
+            chunk = await sandboxes.read_output(session.id, session.environment, checked, offset, max_bytes)
         return OutputChunk(
             session_id=session_id,
             path=path,
-            mime_type=result["mime_type"],
-            size_bytes=result["size_bytes"],
+            mime_type=chunk.mime_type,
+            size_bytes=chunk.size_bytes,
             offset=offset,
-            data=base64.b64decode(result["data"]),
-            eof=result["eof"],
+            data=chunk.data,
+            eof=chunk.eof,
         )
 
-    async def _output_call(self, session: Session, op: str, args: dict[str, JsonValue]) -> dict[str, Any]:
-        """A helper call about output files; an archived session's sandbox is started for it and removed after."""
-        sandbox = self._sandboxes.sandbox(session.id, session.environment)
+    @asynccontextmanager
+    async def _outputs_of(self, session: Session) -> AsyncIterator[SandboxBackend]:
+        """The sandboxes, to read output files; an archived session's sandbox is started for it and removed after."""
         try:
-            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
-        except HelperError as exc:
-            raise InvalidRequestError(str(exc)) from exc
-        except (SandboxLostError, TimeoutError) as exc:
-            raise SandboxUnavailableError(f"the sandbox of {session.id!r} did not answer; try again") from exc
+            yield self._sandboxes
         finally:
             if session.archived_at is not None:
                 await self._sandboxes.stop(session.id, session.environment)
@@ -323,9 +319,6 @@ class OutputChunk(BaseModel):
     offset: int
     data: bytes
     eof: bool
-
-
-OUTPUT_CALL_TIMEOUT_S = 60.0
 
 
 def check_output_path(path: str) -> str:

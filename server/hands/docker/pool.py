@@ -1,4 +1,5 @@
-"""Every session's sandbox, made on demand, and the reaping of what no session owns any more.
+"""The Docker `SandboxBackend`: every session's sandbox, made on demand, and the reaping of what no
+session owns any more.
 
 Removing a session's container (archive) or its container and volumes (delete) never fails the
 caller: the store is the truth, so when the engine does not answer the removal is *owed*. Owed
@@ -8,37 +9,44 @@ anything labelled with this store that no live session needs.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 import docker
 import docker.errors
+from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
-from server.core.errors import SandboxUnavailableError
+from server.core.errors import InvalidRequestError, SandboxUnavailableError
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.engine import in_engine, is_unreachable, unreachable_error
 from server.hands.docker.images import ImagePreparer
-from server.hands.docker.sandbox import LABEL_SESSION, LABEL_STORE, DockerSandbox, SandboxSettings, remove_volume
+from server.hands.docker.sandbox import (
+    LABEL_SESSION,
+    LABEL_STORE,
+    DockerSandbox,
+    SandboxSettings,
+    posture_of,
+    remove_volume,
+)
+from server.hands.helper.channel import HelperError
+from server.hands.sandbox import Confinement, Leftovers, OutputChunkData, OutputFileInfo, SandboxLostError
 from server.hands.toolset import SandboxTools
 
-__all__ = ["Leftovers", "SandboxPool", "find_leftovers"]
+__all__ = ["OUTPUT_CALL_TIMEOUT_S", "SandboxPool", "find_leftovers"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class Leftovers:
-    """Docker objects labelled with a store that no session of it needs."""
-
-    containers: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
+OUTPUT_CALL_TIMEOUT_S = 60.0
 
 
-def find_leftovers(client: docker.DockerClient, store_id: str, sessions: dict[str, bool]) -> Leftovers:
+def find_leftovers(client: docker.DockerClient, store_id: str, sessions: Mapping[str, bool]) -> Leftovers:
     """Containers and volumes of deleted sessions, and containers of archived ones (blocking).
 
     `sessions` maps every existing session id to whether it is archived.
@@ -56,6 +64,8 @@ def find_leftovers(client: docker.DockerClient, store_id: str, sessions: dict[st
 
 
 class SandboxPool:
+    """Docker containers as sandboxes; satisfies `SandboxBackend` (see `hands/sandbox.py`)."""
+
     def __init__(
         self, settings: SandboxSettings, default_image: str, fetch_policy: FetchPolicy, task_group: anyio.abc.TaskGroup
     ) -> None:
@@ -143,8 +153,8 @@ class SandboxPool:
         finally:
             self._settling = False
 
-    async def reap(self, sessions: dict[str, bool]) -> Leftovers:
-        """Removes leftovers (see `find_leftovers`); returns what it removed."""
+    async def reap(self, sessions: Mapping[str, bool]) -> Leftovers:
+        """Removes leftovers (see `find_leftovers`); returns what it removed. Raises `SandboxUnavailableError`."""
         try:
             client, _ = self._docker()
         except SandboxUnavailableError:
@@ -162,6 +172,8 @@ class SandboxPool:
 
         try:
             swept = await in_engine(sweep)
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(f"the Docker engine refused to remove leftovers: {exc}") from exc
         finally:
             self.reaped.set()
         if swept.containers or swept.volumes:
@@ -169,3 +181,55 @@ class SandboxPool:
                 "reaped %d container(s) and %d volume(s) no session needs", len(swept.containers), len(swept.volumes)
             )
         return swept
+
+    async def leftovers(self, sessions: Mapping[str, bool]) -> Leftovers:
+        """What `reap` would remove (see `find_leftovers`). Raises `SandboxUnavailableError`."""
+        client, _ = self._docker()
+        try:
+            return await in_engine(find_leftovers, client, self._settings.store_id, sessions)
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(f"the Docker engine could not list leftovers: {exc}") from exc
+
+    def posture(self, environment: EnvironmentSpec) -> Confinement:
+        return posture_of(environment, self._settings.extra_ca_bundle is not None)
+
+    async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
+        """Copies a host tree into the session's /workspace (see `DockerSandbox.put_directory`)."""
+        return await self.sandbox(session_id, environment).put_directory(source, target)
+
+    async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
+        result = await self._output_call(session_id, environment, "list_outputs", {})
+        return [
+            OutputFileInfo(
+                path=f["path"],
+                size_bytes=f["size_bytes"],
+                mime_type=f["mime_type"],
+                sha256=f["sha256"],
+                modified_at=f["modified_at"],
+            )
+            for f in result["files"]
+        ]
+
+    async def read_output(
+        self, session_id: str, environment: EnvironmentSpec, path: str, offset: int, max_bytes: int
+    ) -> OutputChunkData:
+        args: dict[str, JsonValue] = {"path": path, "offset": offset, "max_bytes": max_bytes}
+        result = await self._output_call(session_id, environment, "read_output", args)
+        return OutputChunkData(
+            mime_type=result["mime_type"],
+            size_bytes=result["size_bytes"],
+            data=base64.b64decode(result["data"]),
+            eof=result["eof"],
+        )
+
+    async def _output_call(
+        self, session_id: str, environment: EnvironmentSpec, op: str, args: dict[str, JsonValue]
+    ) -> dict[str, Any]:
+        """A helper call about output files, its failures as the errors a client is told."""
+        sandbox = self.sandbox(session_id, environment)
+        try:
+            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
+        except HelperError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        except (SandboxLostError, TimeoutError) as exc:
+            raise SandboxUnavailableError(f"the sandbox of {session_id!r} did not answer; try again") from exc

@@ -46,13 +46,19 @@ from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
 from server.core.errors import EngineUnreachableError, SandboxUnavailableError
-from server.core.sessions import SandboxPosture
 from server.hands.docker.engine import in_engine
+from server.hands.docker.exec_stream import open_exec
 from server.hands.docker.images import HELPER_PATH, SANDBOX_UID, ImagePreparer
 from server.hands.helper.channel import ChannelClosedError, HelperChannel
-from server.hands.sandbox import DEFAULT_CPUS, DEFAULT_MEMORY_MB, DEFAULT_PIDS_LIMIT
+from server.hands.sandbox import (
+    DEFAULT_CPUS,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_PIDS_LIMIT,
+    Confinement,
+    SandboxLostError,
+)
 
-__all__ = ["LABEL_SESSION", "LABEL_STORE", "DockerSandbox", "SandboxLostError", "posture_of"]
+__all__ = ["LABEL_SESSION", "LABEL_STORE", "DockerSandbox", "posture_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +71,6 @@ CHANNEL_OPEN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
-class SandboxLostError(Exception):
-    """The container went away while a call was running; the call's outcome is unknown."""
-
-
 @dataclass(frozen=True)
 class SandboxSettings:
     """What every sandbox of this server shares."""
@@ -77,20 +79,20 @@ class SandboxSettings:
     extra_ca_bundle: Path | None = None
 
 
-def posture_of(environment: EnvironmentSpec, settings_ca: bool) -> SandboxPosture:
-    """The confinement a sandbox for this environment gets (a pure function of the definition)."""
+def posture_of(environment: EnvironmentSpec, settings_ca: bool) -> Confinement:
+    """The confinement a container for this environment gets (a pure function of the definition)."""
     resources = environment.resources
-    return SandboxPosture(
+    return Confinement(
         image=environment.image or "",
         user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-        network="bridge" if environment.networking.type == "unrestricted" else "none",
-        capabilities=[],
+        network="bridge" if environment.networking.type == "unrestricted" else "none",  # Docker's network modes
+        capabilities=(),
         no_new_privileges=True,
         memory_mb=resources.memory_mb or DEFAULT_MEMORY_MB,
         cpus=resources.cpus or DEFAULT_CPUS,
         pids_limit=DEFAULT_PIDS_LIMIT,
         disk_mb=resources.disk_mb,
-        docker_socket=False,
+        engine_socket=False,
         extra_ca_bundle=settings_ca,
     )
 
@@ -167,11 +169,12 @@ class DockerSandbox:
                 return self._channel
             container_id = await in_engine(self._running_container)
             try:
-                channel = await HelperChannel.open(
+                stream = await open_exec(
                     self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
                 )
             except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
                 raise SandboxUnavailableError(f"could not reach the sandbox of {self.session_id!r}: {exc}") from exc
+            channel = HelperChannel(stream, name=stream.exec_id[:12])
             self._task_group.start_soon(channel.run_reader, name=f"sandbox channel {self.session_id}")
             try:
                 await channel.request("ping", {}, CHANNEL_OPEN_TIMEOUT_S)
@@ -348,7 +351,7 @@ def remove_volume(client: docker.DockerClient, name: str) -> None:
         logger.warning("could not remove volume %s: %s", name, exc)
 
 
-def _explain_create_failure(exc: docker.errors.APIError, posture: SandboxPosture) -> str:
+def _explain_create_failure(exc: docker.errors.APIError, posture: Confinement) -> str:
     text = str(exc.explanation or exc)
     if posture.disk_mb is not None and "storage" in text.lower():
         return (

@@ -1,17 +1,14 @@
-"""The channel into a sandbox: one long-lived `docker exec -i` of the helper, spoken to in JSON lines.
+"""The channel to the sandbox helper: JSON-lines requests and responses over any byte stream.
 
 A tool call costs a line written and a line read on an open connection, not a
-`docker exec` (about 65 ms) each. The exec's hijacked connection is wrapped as
-a native anyio socket stream, so requests need no worker threads and a
-cancelled call just stops waiting. Docker multiplexes the exec's stdout and
-stderr on that connection in frames (an 8-byte header: stream id, three zero
-bytes, big-endian length); stdout carries the protocol (see PROTOCOL.md),
-stderr the helper's diagnostics, which go to the log.
+new process each. The stream carries the helper's stdout one way and its stdin
+the other (see PROTOCOL.md); how it gets there is the backend's business (Docker:
+an exec's hijacked connection, demultiplexed in `hands/docker/exec_stream.py`).
 
 Requests carry ids and may overlap; a single reader task routes each response
-to its waiter. When the connection ends (the container died, the helper
-exited), every waiter fails with `ChannelClosedError` and the sandbox opens a
-new channel, on a new container if need be.
+to its waiter. When the stream ends (the sandbox died, the helper exited),
+every waiter fails with `ChannelClosedError` and the backend opens a new
+channel, on a new sandbox if need be.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import socket
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,14 +24,10 @@ import anyio
 import anyio.abc
 from pydantic import JsonValue
 
-from server.hands.docker.engine import in_engine
-
-__all__ = ["ChannelClosedError", "HelperChannel", "HelperError"]
+__all__ = ["MAX_LINE_BYTES", "ChannelClosedError", "HelperChannel", "HelperError"]
 
 logger = logging.getLogger(__name__)
 
-_FRAME_HEADER = struct.Struct(">BxxxL")
-_STDOUT, _STDERR = 1, 2
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """A response carries at most a 20 MB PDF as base64 (about 27 MB); anything longer is a broken helper."""
 
@@ -56,71 +47,42 @@ class _Waiter:
 
 
 class HelperChannel:
-    """Requests and responses over one exec of the helper."""
+    """Requests and responses over one connection to the helper; `name` is for the log."""
 
-    def __init__(self, stream: anyio.abc.SocketStream, exec_id: str) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, name: str) -> None:
         self._stream = stream
-        self.exec_id = exec_id
+        self.name = name
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Waiter] = {}
         self._send_lock = anyio.Lock()
         self.closed = anyio.Event()
 
-    @classmethod
-    async def open(cls, docker_api: Any, container_id: str, command: list[str], user: str) -> HelperChannel:
-        """Starts the helper in the container and connects to its stdin and stdout."""
-
-        def start() -> tuple[socket.socket, str]:
-            exec_id = docker_api.exec_create(
-                container_id, command, stdin=True, stdout=True, stderr=True, tty=False, user=user
-            )["Id"]
-            hijacked = docker_api.exec_start(exec_id, socket=True)
-            if type(hijacked._sock) is not socket.socket:
-                hijacked.close()
-                raise ChannelClosedError("this Docker engine connection (TLS or SSH) cannot carry a sandbox channel")
-            # The SDK's wrapper and its HTTP response keep each other alive and close the descriptor whenever
-            # the garbage collector gets to them, under the event loop's feet: the channel owns a duplicate,
-            # and the SDK's objects are closed now.
-            raw = hijacked._sock.dup()
-            hijacked._response.close()
-            hijacked.close()
-            return raw, exec_id
-
-        raw, exec_id = await in_engine(start)  # a dead engine: EngineUnreachableError
-        if raw.family == socket.AF_UNIX:
-            stream: anyio.abc.SocketStream = await anyio.abc.UNIXSocketStream.from_socket(raw)
-        else:
-            stream = await anyio.abc.SocketStream.from_socket(raw)
-        return cls(stream, exec_id)
-
     async def run_reader(self) -> None:
-        """Routes responses to waiters until the connection ends; run it in a task group."""
-        buffer = b""
-        line = b""
+        """Routes responses to waiters until the stream ends; run it in a task group."""
         try:
-            while True:
-                while len(buffer) < _FRAME_HEADER.size:
-                    buffer += await self._stream.receive()
-                stream_id, length = _FRAME_HEADER.unpack_from(buffer)
-                buffer = buffer[_FRAME_HEADER.size :]
-                while len(buffer) < length:
-                    buffer += await self._stream.receive()
-                payload, buffer = buffer[:length], buffer[length:]
-                if stream_id == _STDERR:
-                    logger.debug("sandbox helper: %s", payload.decode(errors="replace").rstrip())
-                    continue
-                line += payload
-                *complete, line = line.split(b"\n")
-                for one in complete:
-                    self._deliver(one)
-                if len(line) > MAX_LINE_BYTES:
-                    raise ChannelClosedError("the sandbox helper sent an oversized response")
+            await self._read_lines()
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, ChannelClosedError, OSError):
             pass
         except Exception:  # one broken channel must not take the server's task group down
-            logger.exception("sandbox channel %s failed", self.exec_id[:12])
+            logger.exception("sandbox channel %s failed", self.name)
         finally:
             await self._fail_waiters()
+
+    async def _read_lines(self) -> None:
+        buffer = bytearray()
+        while True:
+            chunk = await self._stream.receive()
+            start = 0
+            scanned = len(buffer)  # what came before holds no newline: a large response is scanned once
+            buffer += chunk
+            end = buffer.find(b"\n", scanned)
+            while end != -1:
+                self._deliver(bytes(buffer[start:end]))
+                start = end + 1
+                end = buffer.find(b"\n", start)
+            del buffer[:start]
+            if len(buffer) > MAX_LINE_BYTES:
+                raise ChannelClosedError("the sandbox helper sent an oversized response")
 
     def _deliver(self, raw_line: bytes) -> None:
         try:
@@ -141,7 +103,9 @@ class HelperChannel:
             await self._stream.aclose()
 
     async def request(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
-        """Sends one request and waits for its response; `TimeoutError` after `timeout_s`."""
+        """Sends one request and waits for its response; `TimeoutError` after `timeout_s`.
+
+        Raises `HelperError` (the helper refused: tell the model) or `ChannelClosedError`."""
         if self.closed.is_set():
             raise ChannelClosedError("the sandbox channel is closed")
         request_id = next(self._ids)
@@ -149,12 +113,9 @@ class HelperChannel:
         self._waiting[request_id] = waiter
         line = json.dumps({"id": request_id, "op": op, "args": args}, separators=(",", ":")).encode() + b"\n"
         try:
-            async with self._send_lock:
-                await self._stream.send(line)
-            with anyio.fail_after(timeout_s):
+            await self._send(line)
+            with anyio.fail_after(timeout_s):  # outside the OSError handler: TimeoutError is an OSError
                 await waiter.done.wait()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise ChannelClosedError("the sandbox channel broke while sending") from exc
         finally:
             self._waiting.pop(request_id, None)
         if waiter.response is None:
@@ -163,6 +124,13 @@ class HelperChannel:
             raise HelperError(str(waiter.response.get("error") or "the sandbox helper failed"))
         result: dict[str, Any] = waiter.response.get("result") or {}
         return result
+
+    async def _send(self, line: bytes) -> None:
+        try:
+            async with self._send_lock:
+                await self._stream.send(line)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ChannelClosedError("the sandbox channel broke while sending") from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()
