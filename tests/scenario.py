@@ -26,6 +26,19 @@ async def call_error(client: Client, tool: str, arguments: dict[str, Any]) -> st
     return result.content[0].text
 
 
+async def wait_for_idle(client: Client, session_id: str, after: str) -> dict[str, Any]:
+    """Long-polls until an idle event after `after` (bounded: the server's run always idles)."""
+    for _ in range(20):
+        page = await call_ok(
+            client,
+            "get_events",
+            {"session_id": session_id, "after": after, "wait_seconds": 10, "types": ["session.status_idle"]},
+        )
+        if page["events"]:
+            return page
+    raise AssertionError("the session never went idle")
+
+
 async def run_scenario(client: Client) -> None:
     tools = {tool.name for tool in (await client.list_tools()).tools}
     assert {

@@ -25,7 +25,7 @@ McpBearerLookup = Callable[[Session, str], Awaitable[BearerToken | None]]
 class RemoteMcpSessions:
     """The remote MCP servers of every session, one `RemoteMcpServers` per session id."""
 
-    def __init__(self, task_group: anyio.abc.TaskGroup, bearer_for: McpBearerLookup | None = None) -> None:
+    def __init__(self, task_group: anyio.abc.TaskGroup, bearer_for: McpBearerLookup) -> None:
         self._task_group = task_group
         self._bearer_for = bearer_for
         self._sessions: dict[str, RemoteMcpServers] = {}
@@ -40,7 +40,7 @@ class RemoteMcpSessions:
         lookup = self._bearer_for
 
         async def bearer_for(url: str) -> BearerToken | None:
-            return await lookup(session, url) if lookup is not None else None
+            return await lookup(session, url)
 
         failures = await remote.open(session.agent.mcp_servers, bearer_for)
         return remote.tools(), failures

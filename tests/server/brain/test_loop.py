@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from fake_sandboxes import FakeSandboxes
-from mcp import Client
 from model_server import ModelServer, error, hang, reply, tool_use
-from scenario import call_error, call_ok
+from scenario import call_error, call_ok, wait_for_idle
 from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
@@ -41,19 +39,6 @@ def loop_config(data_dir: Path) -> ServerConfig:
 @pytest.fixture
 def sandboxes() -> FakeSandboxes:
     return FakeSandboxes()
-
-
-async def wait_for_idle(client: Client, session_id: str, after: str) -> dict[str, Any]:
-    """Long-polls until an idle event after `after` (bounded: the server's run always idles)."""
-    for _ in range(20):
-        page = await call_ok(
-            client,
-            "get_events",
-            {"session_id": session_id, "after": after, "wait_seconds": 10, "types": ["session.status_idle"]},
-        )
-        if page["events"]:
-            return page
-    raise AssertionError("the session never went idle")
 
 
 async def test_custom_tools_and_confirmations_wait_for_the_client(

@@ -35,19 +35,6 @@ def loop_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerCon
     )
 
 
-async def wait_for_idle(client: Client, session_id: str, after: str) -> dict[str, Any]:
-    """Long-polls until an idle event after `after` (bounded: the server's run always idles)."""
-    for _ in range(20):
-        page = await call_ok(
-            client,
-            "get_events",
-            {"session_id": session_id, "after": after, "wait_seconds": 10, "types": ["session.status_idle"]},
-        )
-        if page["events"]:
-            return page
-    raise AssertionError("the session never went idle")
-
-
 def types_of(outcome: dict[str, Any]) -> list[str]:
     return [e["type"] for e in outcome["events"]]
 

@@ -18,7 +18,6 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from model_server import ModelServer, error, reply, tool_use
 from remote_mcp_server import RemoteMcpServer
 from scenario import call_ok
 from serving import connected
+from vault_fixtures import RemoteVault, vault_with_bearer
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
-from vault import MemoryStore, Secret, Vaults
 
 pytestmark = pytest.mark.anyio
 
@@ -62,22 +61,10 @@ def remote() -> Iterator[RemoteMcpServer]:
         yield remote_server
 
 
-@dataclass
-class RemoteVault:
-    """A vault holding the remote server's token, in an in-memory secret store the runtime is opened with."""
-
-    secrets: MemoryStore
-    vault_id: str
-
-
 @pytest.fixture
 def remote_vault(data_dir: Path, remote: RemoteMcpServer) -> RemoteVault:
-    """Written as `managed-sessions vault add` writes it; sessions that name it reach the server with its token."""
-    secrets = MemoryStore()
-    vaults = Vaults(_config(data_dir).vault_index_path, secrets)
-    vault_id = vaults.create_vault("remote servers").id
-    vaults.add_credential(vault_id, "static_bearer", remote.url, secret=Secret("remote", TOKEN))
-    return RemoteVault(secrets, vault_id)
+    """A vault holding the remote server's token; sessions that name it reach the server with it."""
+    return vault_with_bearer(_config(data_dir).vault_index_path, remote.url, TOKEN)
 
 
 def _config(data_dir: Path, **changes: Any) -> ServerConfig:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,12 @@ from remote_mcp_server import RemoteMcpServer
 from sandbox_probes import LONG_COMMAND, containers_of, wait_for_running_command
 from scenario import call_ok
 from serving import connected
+from vault_fixtures import RemoteVault, vault_with_bearer
 
 from server.brain.conversation import TRIMMED
 from server.brain.loop import RETRY_DELAYS_S
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.hands.docker.sandbox import LABEL_SESSION
-from vault import MemoryStore, Secret, Vaults
 
 pytestmark = pytest.mark.anyio
 
@@ -389,22 +388,10 @@ def remote() -> Iterator[RemoteMcpServer]:
         yield running
 
 
-@dataclass
-class RemoteVault:
-    """The session's vault, holding the remote server's bearer token, in an in-memory secret store."""
-
-    secrets: MemoryStore
-    vault_id: str
-
-
 @pytest.fixture
 def remote_vault(data_dir: Path, remote: RemoteMcpServer) -> RemoteVault:
-    """Written as `managed-sessions vault add` writes it: another `Vaults` on the runtime's index and store."""
-    secrets = MemoryStore()
-    vaults = Vaults(ServerConfig(data_dir=data_dir).vault_index_path, secrets)
-    vault_id = vaults.create_vault("remote servers").id
-    vaults.add_credential(vault_id, "static_bearer", remote.url, secret=Secret("remote", MCP_TOKEN))
-    return RemoteVault(secrets, vault_id)
+    """A vault holding the remote server's token; sessions that name it reach the server with it."""
+    return vault_with_bearer(ServerConfig(data_dir=data_dir).vault_index_path, remote.url, MCP_TOKEN)
 
 
 def established_from(server_port: int, client_ports: set[int]) -> set[int]:
