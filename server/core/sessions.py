@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from server.core.agents import AgentSnapshot
 from server.core.environments import EnvironmentSpec
 from server.core.events import Event, StopReason, Usage
-from server.core.pagination import PUBLISHED_AS_OBJECTS
 
 __all__ = [
     "BranchCheckout",
@@ -109,13 +108,11 @@ class Session(BaseModel):
     archived_at: str | None = None
 
 
-class EventList(BaseModel):
-    """A page of a session's log as published (items as plain objects; see `Listing`)."""
+class EventPage(BaseModel):
+    """A page of a session's events, oldest first."""
 
     session_id: str
-    events: Annotated[list[Event], PUBLISHED_AS_OBJECTS] = Field(
-        description="Events oldest first: {id (sevt_...), seq (1-based), type, processed_at, ...type's fields}."
-    )
+    events: list[Event]
     next_cursor: str | None = Field(description="Pass as `after` to continue; the last event id seen.")
     has_more: bool = Field(description="Whether more events already exist after this page.")
     status: SessionStatus

@@ -31,7 +31,7 @@ from server.core.events import Event, EventBody, parse_body, stored_fields
 from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
-from server.core.sessions import EventList, Session, SessionStats, SessionStatus
+from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.hands.sandbox import SandboxBackend
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
@@ -272,7 +272,7 @@ class SessionManager:
         limit: int,
         types: Sequence[str] | None,
         wait_s: float,
-    ) -> EventList:
+    ) -> EventPage:
         """A page of events after the cursor; with `wait_s`, a long poll for the first new one."""
         if after and not is_id(after, "sevt"):
             raise InvalidRequestError(f"after={after!r} is not an event id; pass an id (sevt_...) from get_events")
@@ -286,7 +286,7 @@ class SessionManager:
             with anyio.move_on_after(remaining):
                 await signal.wait()
         page = events[:limit]
-        return EventList(
+        return EventPage(
             session_id=session_id,
             events=[bounded(e) for e in page],
             next_cursor=page[-1].id if page else after,

@@ -16,7 +16,7 @@ from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.core.events import raw_event
-from server.core.sessions import EventList
+from server.core.sessions import EventPage
 from server.hands.docker.sandbox import LABEL_SESSION
 from server.services.runtime import open_runtime
 from server.services.sessions import MAX_EVENT_FIELD_CHARS, NewSession
@@ -172,7 +172,7 @@ async def test_a_long_poll_returns_as_soon_as_an_event_is_appended(data_dir: Pat
     config = ServerConfig(data_dir=data_dir)
     async with open_runtime(config) as runtime:
         session = await runtime.sessions.create(NewSession())
-        results: list[EventList] = []
+        results: list[EventPage] = []
         returned = anyio.Event()
 
         async def poll() -> None:

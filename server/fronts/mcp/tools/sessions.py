@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import Field, StrictFloat, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
 
 from server.core.agents import ModelId
 from server.core.common import PLAIN_TEXT, Metadata
-from server.core.events import EventType
+from server.core.events import EventType, StopReason
 from server.core.ids import SessionId, VaultId
-from server.core.sessions import EventList, Session, SessionStatus
+from server.core.sessions import Session, SessionStatus
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -33,6 +33,22 @@ from server.services.sessions import NewSession, SessionDeleted, SessionList
 __all__ = ["register_session_tools"]
 
 MAX_WAIT_S = 55
+
+
+class EventList(BaseModel):
+    """A page of a session's log as published (items as plain objects; see `Listing`)."""
+
+    # Not the service's `EventPage`: the SDK validates a tool's structured result against this model, and
+    # plain-object items make that check cheap (typed events cost ~1 ms more per 100-event page).
+
+    session_id: str
+    events: list[dict[str, Any]] = Field(
+        description="Events oldest first: {id (sevt_...), seq (1-based), type, processed_at, ...type's fields}."
+    )
+    next_cursor: str | None = Field(description="Pass as `after` to continue; the last event id seen.")
+    has_more: bool = Field(description="Whether more events already exist after this page.")
+    status: SessionStatus
+    stop_reason: StopReason | None = None
 
 
 def _summary(session: Session) -> str:
