@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
@@ -33,12 +34,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
 from server.fronts.mcp.server import build_server
+from server.fronts.rest import rest_routes
 from server.services.http_token import HttpSetupError, HttpToken
-from server.services.runtime import http_token, open_runtime
+from server.services.runtime import Runtime, http_token, open_runtime
 
 __all__ = ["BearerAuth", "http_app", "resolve_token", "serve_http"]
 
 logger = logging.getLogger(__name__)
+
+RuntimeOpener = Callable[[ServerConfig], AbstractAsyncContextManager[Runtime]]
 
 
 def is_loopback(host: str) -> bool:
@@ -76,28 +80,55 @@ def resolve_token(config: ServerConfig, host: str, tokens: HttpToken | None = No
 
 
 class BearerAuth:
-    """ASGI middleware: a request without the right bearer token gets a bare 401."""
+    """ASGI middleware: a request without the right token gets a 401 that says which header to send, and
+    nothing else (not which part was wrong).
+
+    The token comes as `Authorization: Bearer <token>` (MCP clients, `anthropic` SDK 2.10+) or as
+    `x-api-key: <token>` (older `anthropic` SDKs). Under `/v1` the 401 is the Managed Agents API's error body,
+    so the SDK raises `AuthenticationError`."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self._app = app
-        self._expected = f"Bearer {token}".encode()
+        self._bearer = f"Bearer {token}".encode()
+        self._key = token.encode()
+
+    def _admits(self, headers: dict[bytes, bytes]) -> bool:
+        bearer = hmac.compare_digest(headers.get(b"authorization", b""), self._bearer)
+        key = hmac.compare_digest(headers.get(b"x-api-key", b""), self._key)
+        return bearer or key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)  # lifespan events carry no headers
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self._expected):
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
+        if self._admits(dict(scope["headers"])):
+            await self._app(scope, receive, send)
             return
-        await self._app(scope, receive, send)
+        if str(scope.get("path", "")).startswith("/v1/"):
+            body = json.dumps(
+                {"type": "error", "error": {"type": "authentication_error", "message": UNAUTHORIZED}}
+            ).encode()
+            content_type = b"application/json"
+        else:
+            body, content_type = UNAUTHORIZED.encode() + b"\n", b"text/plain; charset=utf-8"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"www-authenticate", b'Bearer realm="managed-sessions"'),
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+UNAUTHORIZED = (
+    "missing or wrong token: send 'Authorization: Bearer <token>' (or 'x-api-key: <token>'); "
+    "'managed-sessions token show' on the server's host prints it"
+)
 
 
 def transport_security(host: str, port: int, extra_hosts: tuple[str, ...]) -> TransportSecuritySettings:
@@ -126,27 +157,30 @@ class _Forward:
         await self.app(scope, receive, send)
 
 
-def http_app(config: ServerConfig, token: str, host: str, port: int) -> ASGIApp:
-    """One ASGI app with one lifespan: it opens the runtime and serves the MCP front at `/mcp`, behind bearer auth.
-
-    Further fronts (the REST API) mount beside `/mcp` on the same runtime."""
+def http_app(
+    config: ServerConfig, token: str, host: str, port: int, *, opener: RuntimeOpener = open_runtime
+) -> ASGIApp:
+    """One ASGI app with one lifespan: it opens the runtime and serves, behind one token, the MCP front at `/mcp`
+    and the Managed Agents REST API at `/v1`. `opener` is `open_runtime`, or (in tests) it with fake adapters."""
     mcp_app = _Forward()
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(config) as runtime:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with opener(config) as runtime:
+            app.state.runtime = runtime
             mcp = build_server(runtime)
             security = transport_security(host, port, config.allowed_hosts)
             mcp_app.app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
             async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
                 yield
 
-    return BearerAuth(Starlette(routes=[Mount("/", app=mcp_app)], lifespan=lifespan), token)
+    routes = [Mount("/v1", routes=rest_routes()), Mount("/", app=mcp_app)]
+    return BearerAuth(Starlette(routes=routes, lifespan=lifespan), token)
 
 
 def serve_http(config: ServerConfig, host: str, port: int) -> None:
     """Serves until interrupted."""
     token = resolve_token(config, host)
     app = http_app(config, token, host, port)
-    logger.info("serving MCP over Streamable HTTP at http://%s:%d/mcp", host, port)
+    logger.info("serving MCP at http://%s:%d/mcp and the REST API at http://%s:%d/v1", host, port, host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

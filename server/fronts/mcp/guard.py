@@ -40,6 +40,7 @@ from pydantic import AnyUrl, ValidationError
 from typing_extensions import override
 
 from server.core.errors import ServerError
+from server.core.validation import describe_problems
 from vault.errors import VaultError
 
 __all__ = ["MAX_ERROR_CHARS", "GuardedMCPServer", "crash_message"]
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 2_000
 """A tool error is read by a person or a model: a few lines say what is wrong; more is noise."""
-MAX_LISTED_PROBLEMS = 8
 
 
 class GuardedMCPServer(MCPServer[LifespanResultT]):
@@ -69,7 +69,7 @@ class GuardedMCPServer(MCPServer[LifespanResultT]):
             raise ToolError(f"Error executing tool {name}: {crash_message(crash)}") from exc
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(_bounded(f"Error executing tool {name}: {_problems(exc.__cause__)}")) from exc
+                raise ToolError(_bounded(f"Error executing tool {name}: {describe_problems(exc.__cause__)}")) from exc
             if len(str(exc)) > MAX_ERROR_CHARS:
                 raise ToolError(_bounded(str(exc))) from exc
             raise
@@ -126,15 +126,6 @@ def crash_message(crash: BaseException) -> str:
         f"{what}; the traceback is in the server's log. Check with the get_ or list_ tools whether the call "
         "took effect before you retry it, and report the failure if it repeats"
     )
-
-
-def _problems(exc: ValidationError) -> str:
-    """'invalid arguments: field: what is wrong; ...', at most `MAX_LISTED_PROBLEMS` of them."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    listed = [f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}" for e in errors]
-    more = len(listed) - MAX_LISTED_PROBLEMS
-    shown = "; ".join(listed[:MAX_LISTED_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-    return f"invalid arguments ({len(listed)} problem{'s' if len(listed) != 1 else ''}): {shown}"
 
 
 def _bounded(message: str) -> str:
