@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
 from server.fronts.mcp.server import build_server
-from server.fronts.rest import rest_routes
+from server.fronts.rest import rest_mount
 from server.services.http_token import HttpSetupError, HttpToken
 from server.services.runtime import Runtime, http_token, open_runtime
 
@@ -175,7 +175,7 @@ def http_app(
             async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
                 yield
 
-    routes = [Mount("/v1", routes=rest_routes()), Mount("/", app=mcp_app)]
+    routes = [rest_mount(), Mount("/", app=mcp_app)]
     return BearerAuth(Starlette(routes=routes, lifespan=lifespan), token)
 
 
