@@ -288,7 +288,11 @@ def test_archive_and_delete_are_refused_while_running(driven: Driven, config: Se
 
 @pytest.mark.anyio
 async def test_sessions_through_the_async_sdk(driven: Driven, config: ServerConfig) -> None:
-    client = driven.server.async_client()
+    async with driven.server.async_client() as client:  # closed on this test's event loop
+        await sessions_flow(client, driven, config)
+
+
+async def sessions_flow(client: anthropic.AsyncAnthropic, driven: Driven, config: ServerConfig) -> None:
     driven.model.enqueue(reply("Hi."))
     env = make_environment(config)
     agent = await client.beta.agents.create(name="coder", model=MODEL)
