@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import pytest
-from anthropic.types.beta.sessions import BetaManagedAgentsUserMessageEventParams
+from anthropic.types.beta.sessions import BetaManagedAgentsSessionEvent, BetaManagedAgentsUserMessageEventParams
 from model_server import RecordedRequest, Reply, hang, reply, tool_use
 from rest_driving import Driven, driven_server, event_types, make_environment, newest_idle_seq, wait_idle
 from rest_serving import RestServer
@@ -26,6 +27,20 @@ PDF = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
 def driven(config: ServerConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[Driven]:
     with driven_server(config, monkeypatch) as served:
         yield served
+
+
+def declared_fields() -> dict[str, set[str]]:
+    """The fields the SDK declares for each event type."""
+    union = typing.get_args(BetaManagedAgentsSessionEvent)[0]  # Annotated[Union[...], discriminator]
+    return {typing.get_args(m.model_fields["type"].annotation)[0]: set(m.model_fields) for m in typing.get_args(union)}
+
+
+def assert_every_declared_field(client: anthropic.Anthropic, session_id: str) -> None:
+    declared = declared_fields()
+    raw = client.beta.sessions.events.with_raw_response.list(session_id, limit=100).http_response.json()["data"]
+    for event in raw:
+        if event["type"] != "session.updated":  # carries only what changed, as the API says
+            assert declared[event["type"]] <= set(event), event
 
 
 def message(text: str) -> BetaManagedAgentsUserMessageEventParams:
@@ -200,6 +215,7 @@ async def custom_tool_flow(client: anthropic.AsyncAnthropic, driven: Driven, con
     assert reply_event.to_dict()["content"] == [{"type": "text", "text": "The tool said meow."}]
     with pytest.raises(anthropic.BadRequestError, match="not waiting"):
         await client.beta.sessions.events.send(session_id, events=[result])  # type: ignore[list-item]
+    assert_every_declared_field(sync, session_id)
 
 
 def test_a_tool_confirmation_allows_and_denies(driven: Driven, config: ServerConfig) -> None:
@@ -234,6 +250,7 @@ def test_a_tool_confirmation_allows_and_denies(driven: Driven, config: ServerCon
     assert len(driven.sandboxes.calls) == 1
     last = [e.to_dict() for e in client.beta.sessions.events.list(session_id, types=["agent.message"])][-1]
     assert "Not that." in last["content"][0]["text"]
+    assert_every_declared_field(client, session_id)
 
 
 def test_an_interrupt_stops_the_turn(driven: Driven, config: ServerConfig) -> None:
@@ -249,3 +266,4 @@ def test_an_interrupt_stops_the_turn(driven: Driven, config: ServerConfig) -> No
     assert wait_idle(client, session_id, before)["stop_reason"] == {"type": "end_turn"}
     assert "user.interrupt" in event_types(client, session_id)
     assert "agent.message" not in event_types(client, session_id)
+    assert_every_declared_field(client, session_id)
