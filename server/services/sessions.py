@@ -266,8 +266,7 @@ class SessionManager:
             ascending=walk.ascending,
         )
         read = await in_thread(self._store.list_sessions, query.limit + 1, walk.anchor, where)
-        page = walk.page([self._shown(s) for s in read], query.limit, lambda s: s.id)
-        return page
+        return walk.page([self._shown(s) for s in read], query.limit, lambda s: s.id)
 
     async def update(self, session_id: str, changes: SessionChanges) -> Session:
         """Sets the title and patches the metadata; records `session.updated` with only what changed (nothing
