@@ -7,11 +7,15 @@ MCP connections (whoever holds them implements `RemoteConnections`; a later run 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from server.core.errors import InvalidRequestError
+from server.core.events import UserMessage
 from server.core.sessions import Session
 from server.services.messages import Inbox
 from server.services.sessions import NewSession, SessionDeleted, SessionManager
+from server.services.user_events import UserEvent, check_user_events
 
 __all__ = ["RemoteConnections", "SessionLifecycle"]
 
@@ -32,12 +36,22 @@ class SessionLifecycle:
         self._inbox = inbox
         self._remote = remote
 
-    async def create(self, request: NewSession, first_message: str | None = None) -> Session:
-        """A new idle session; with `first_message`, running it (returns at once, without waiting for the turn)."""
+    async def create(
+        self, request: NewSession, first_message: str | None = None, initial_events: Sequence[UserEvent] = ()
+    ) -> Session:
+        """A new idle session; with `first_message` or `initial_events` (messages, recorded in order), running it
+        (returns at once, without waiting for the turn). The events are checked before the session is made."""
+        if initial_events:
+            check_user_events(initial_events)
+            if not all(isinstance(event, UserMessage) for event in initial_events):
+                raise InvalidRequestError("initial_events holds user.message events only")
         session = await self._sessions.create(request)
-        if first_message is None:
+        if first_message is not None:
+            await self._inbox.send_message(session.id, first_message, 0, None)
+        elif initial_events:
+            await self._inbox.send(session.id, initial_events)
+        else:
             return session
-        await self._inbox.send_message(session.id, first_message, 0, None)
         return await self._sessions.get(session.id)
 
     async def archive(self, session_id: str) -> Session:

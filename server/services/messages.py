@@ -8,7 +8,7 @@ started if the session can go on. `send_message` also waits, up to
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import anyio
@@ -33,11 +33,11 @@ from server.core.events import (
 )
 from server.core.sessions import Session, SessionStatus
 from server.services.sessions import SessionManager, bounded
+from server.services.user_events import MAX_MESSAGE_CHARS, UserEvent, check_user_events
 from server.store.ports import SessionStore
 
 __all__ = ["MAX_MESSAGE_CHARS", "Inbox", "MessageOutcome"]
 
-MAX_MESSAGE_CHARS = 500_000
 PAGE = 200
 MAX_REPLY_EVENTS = 50
 """A reply carries the newest events of the call; get_events has the rest."""
@@ -60,16 +60,33 @@ class Inbox:
         self._sessions = sessions
         self._runner = runner
 
+    async def send(self, session_id: str, events: Sequence[UserEvent]) -> list[Event]:
+        """Records what a client sent, in order and in one append, then acts on it; returns the recorded events.
+
+        Everything is checked before anything is recorded. A message starts the turn (marked running in the same
+        append) or joins the one going; an interrupt stops the run; answers to waiting tool uses let the session
+        run on once nothing waits any more (else it idles again on what still waits)."""
+        check_user_events(events)
+        session = await self._open_session(session_id)
+        answered = await self._check_answers(session, events)
+        starts = any(isinstance(event, UserMessage) for event in events)
+        bodies: list[EventBody] = list(events)
+        if starts and session.status != "running":  # the turn starts now: say so before this call returns
+            bodies.append(SessionStatusRunning())
+        recorded = await self._sessions.append(session.id, bodies)
+        if any(isinstance(event, UserInterrupt) for event in events):
+            await self._runner.interrupt(session.id)
+        if starts:
+            self._runner.start(session.id)
+        elif answered:
+            await self._run_on_if_answered(session.id)
+        return recorded[: len(events)]
+
     async def send_message(
         self, session_id: str, text: str, wait_s: float, progress: Progress | None
     ) -> MessageOutcome:
-        session = await self._open_session(session_id)
-        events: list[EventBody] = [UserMessage.text(text)]
-        if session.status != "running":  # the turn starts now: say so before this call returns
-            events.append(SessionStatusRunning())
-        message, *_ = await self._sessions.append(session.id, events)
-        self._runner.start(session.id)
-        return await self.wait_idle(session.id, message, wait_s, progress)
+        message, *_ = await self.send(session_id, [UserMessage.text(text)])
+        return await self.wait_idle(session_id, message, wait_s, progress)
 
     async def wait_idle(
         self, session_id: str, since: Event, wait_s: float, progress: Progress | None
@@ -102,12 +119,6 @@ class Inbox:
                     await signal.wait()
 
     async def confirm(self, session_id: str, tool_use_id: str, allow: bool, deny_message: str | None) -> Session:
-        session, use = await self._waiting_use(session_id, tool_use_id)
-        if use.kind not in ("agent.tool_use", "agent.mcp_tool_use") or use.evaluated_permission != "ask":
-            raise InvalidRequestError(
-                f"event {tool_use_id!r} is a {use.kind} that does not wait for a confirmation"
-                + ("; answer it with submit_tool_result" if use.kind == "agent.custom_tool_use" else "")
-            )
         if deny_message is not None and allow:
             raise InvalidRequestError("deny_message goes with allow=false only")
         verdict: Literal["allow", "deny"] = "allow" if allow else "deny"
@@ -115,25 +126,18 @@ class Inbox:
             answer = UserToolConfirmation(tool_use_id=tool_use_id, result=verdict)
         else:
             answer = UserToolConfirmation(tool_use_id=tool_use_id, result=verdict, deny_message=deny_message)
-        await self._record_answer(session, answer)
+        await self.send(session_id, [answer])
         return await self._sessions.get(session_id)
 
     async def submit_result(self, session_id: str, tool_use_id: str, content: str, is_error: bool) -> Session:
-        session, use = await self._waiting_use(session_id, tool_use_id)
-        if use.kind != "agent.custom_tool_use":
-            raise InvalidRequestError(
-                f"event {tool_use_id!r} is a {use.kind}, not a custom tool use; confirm it with confirm_tool_use"
-            )
         answer = UserCustomToolResult(
             custom_tool_use_id=tool_use_id, content=[TextBlock(text=content)], is_error=is_error
         )
-        await self._record_answer(session, answer)
+        await self.send(session_id, [answer])
         return await self._sessions.get(session_id)
 
     async def interrupt(self, session_id: str) -> Session:
-        session = await self._open_session(session_id)
-        await self._sessions.append(session.id, [UserInterrupt()])
-        await self._runner.interrupt(session.id)
+        await self.send(session_id, [UserInterrupt()])
         return await self._sessions.get(session_id)
 
     async def _open_session(self, session_id: str) -> Session:
@@ -142,28 +146,56 @@ class Inbox:
             raise ConflictError(f"session {session_id!r} is archived; create a new session to go on")
         return session
 
-    async def _waiting_use(self, session_id: str, tool_use_id: str) -> tuple[Session, PendingToolUse]:
-        session = await self._open_session(session_id)
-        conversation = rebuild(await self._sessions.read_events(session_id, 0))
-        waiting = needs_action(conversation.pending)
-        use = next((u for u in conversation.pending if u.event_id == tool_use_id), None)
-        if use is None or tool_use_id not in waiting:
-            raise InvalidRequestError(
-                f"event {tool_use_id!r} is not waiting for an answer in session {session_id!r}"
-                f" (waiting: {waiting or 'nothing'}); get_session shows what is"
-            )
-        return session, use
-
-    async def _record_answer(self, session: Session, answer: EventBody) -> None:
-        """Records the answer; once nothing waits any more, the session runs on (else it re-idles)."""
-        await self._sessions.append(session.id, [answer])
+    async def _check_answers(self, session: Session, events: Sequence[UserEvent]) -> bool:
+        """Checks that each answer meets a tool use waiting for that kind of answer; False if none is an answer."""
+        answers = [e for e in events if isinstance(e, UserToolConfirmation | UserCustomToolResult)]
+        if not answers:
+            return False
         conversation = rebuild(await self._sessions.read_events(session.id, 0))
+        waiting = needs_action(conversation.pending)
+        uses = {use.event_id: use for use in conversation.pending}
+        answered: set[str] = set()
+        for answer in answers:
+            use_id = answer.tool_use_id if isinstance(answer, UserToolConfirmation) else answer.custom_tool_use_id
+            use = uses.get(use_id)
+            if use is None or use_id not in waiting or use_id in answered:
+                raise InvalidRequestError(
+                    f"event {use_id!r} is not waiting for an answer in session {session.id!r}"
+                    f" (waiting: {[w for w in waiting if w not in answered] or 'nothing'}); get_session shows what is"
+                )
+            answered.add(use_id)
+            _check_answer_kind(answer, use)
+        return True
+
+    async def _run_on_if_answered(self, session_id: str) -> None:
+        """Once nothing waits any more, the session runs on (else it re-idles on what still waits)."""
+        conversation = rebuild(await self._sessions.read_events(session_id, 0))
         remaining = needs_action(conversation.pending)
         if remaining:
             idle = SessionStatusIdle.because("requires_action", list(remaining))
-            await self._sessions.append(session.id, [idle])
+            await self._sessions.append(session_id, [idle])
         else:
-            self._runner.start(session.id)
+            self._runner.start(session_id)
+
+
+def _check_answer_kind(answer: UserToolConfirmation | UserCustomToolResult, use: PendingToolUse) -> None:
+    use_id = use.event_id
+    if isinstance(answer, UserCustomToolResult):
+        if use.kind != "agent.custom_tool_use":
+            raise InvalidRequestError(
+                f"event {use_id!r} is a {use.kind}, not a custom tool use; confirm it with a tool confirmation"
+                " (MCP: confirm_tool_use)"
+            )
+        return
+    if use.kind not in ("agent.tool_use", "agent.mcp_tool_use") or use.evaluated_permission != "ask":
+        raise InvalidRequestError(
+            f"event {use_id!r} is a {use.kind} that does not wait for a confirmation"
+            + (
+                "; answer it with a custom tool result (MCP: submit_tool_result)"
+                if use.kind == "agent.custom_tool_use"
+                else ""
+            )
+        )
 
 
 def _outcome(

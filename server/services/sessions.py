@@ -11,15 +11,23 @@ import dataclasses
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import anyio
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
-from server.core.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
+from server.core.agents import (
+    FULL_TOOLSET,
+    AgentSnapshot,
+    AgentTool,
+    McpServer,
+    ModelConfig,
+    check_agent_definition,
+)
 from server.core.blocking import in_thread, in_vault_thread
-from server.core.common import now_rfc3339
+from server.core.common import PLAIN_TEXT, MetadataPatch, apply_metadata_patch, now_rfc3339
 from server.core.environments import EnvironmentSpec
 from server.core.errors import (
     ConflictError,
@@ -27,24 +35,36 @@ from server.core.errors import (
     SessionBusyError,
     from_vault_error,
 )
-from server.core.events import Event, EventBody, parse_body, stored_fields
+from server.core.events import Event, EventBody, SessionUpdated, parse_body, stored_fields
 from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
 from server.hands.sandbox import SandboxBackend
+from server.services.listing import Order, Page, TimeFilter, Walk, time_bounds
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
-from server.store.ports import SessionFilter, Storage
+from server.store.ports import EventFilter, SessionFilter, Storage
 from server.store.sqlite.appender import Appender
 from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults
 
-__all__ = ["LOG_LIMIT", "MAX_EVENT_FIELD_CHARS", "NewSession", "SessionList", "SessionManager"]
+__all__ = [
+    "LOG_LIMIT",
+    "MAX_EVENT_FIELD_CHARS",
+    "MAX_TITLE_CHARS",
+    "EventQuery",
+    "NewSession",
+    "SessionChanges",
+    "SessionList",
+    "SessionManager",
+    "SessionQuery",
+]
 
 LOG_LIMIT = 1_000_000
 """Reading a log whole: no session comes near it (a week of busy work is some 100,000 events)."""
+MAX_TITLE_CHARS = 1_000
 MAX_EVENT_FIELD_CHARS = 8_000
 """Longer strings in events returned by tools are cut (the store keeps them whole): a tool result
 has to fit a model's context, and one large file read should not crowd out everything else."""
@@ -75,6 +95,42 @@ class NewSession(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     resources: list[GitHubRepositoryResource] = Field(default_factory=list)
     vault_ids: list[str] = Field(default_factory=list)
+    tools: list[AgentTool] | None = None
+    """Replaces the agent's tools for this session (None: the agent's own)."""
+    mcp_servers: list[McpServer] | None = None
+    """Replaces the agent's MCP servers for this session (None: the agent's own)."""
+
+
+class SessionChanges(BaseModel):
+    """An update of a session: a title (null clears it) and a metadata patch. Only fields given change."""
+
+    title: Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS), PLAIN_TEXT] | None = None
+    metadata: MetadataPatch | None = None
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    """A REST list of sessions: filters, order and a cursor from a previous page (either direction)."""
+
+    limit: int = 20
+    page: str | None = None
+    order: Order = "desc"
+    statuses: tuple[SessionStatus, ...] = ()
+    agent_id: str | None = None
+    agent_version: int | None = None
+    created_at: TimeFilter = field(default_factory=TimeFilter)
+    include_archived: bool = False
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """A REST list of a session's events (compared on `processed_at`), oldest first unless `order` says."""
+
+    limit: int = 20
+    page: str | None = None
+    order: Order = "asc"
+    types: tuple[str, ...] = ()
+    created_at: TimeFilter = field(default_factory=TimeFilter)
 
 
 class SessionManager:
@@ -148,13 +204,16 @@ class SessionManager:
         if request.agent_id is None:
             if request.agent_version is not None:
                 raise InvalidRequestError("agent_version needs an agent_id; pass both, or neither for an inline agent")
-            return AgentSnapshot(
-                id=None,
-                version=None,
-                name="inline",
-                model=ModelConfig(id=request.model or self._default_model),
-                system=request.system or None,
-                tools=FULL_TOOLSET,
+            return _with_tools(
+                AgentSnapshot(
+                    id=None,
+                    version=None,
+                    name="inline",
+                    model=ModelConfig(id=request.model or self._default_model),
+                    system=request.system or None,
+                    tools=FULL_TOOLSET,
+                ),
+                request,
             )
         agent = await in_thread(self._store.get_agent, request.agent_id, request.agent_version)
         if agent.archived_at is not None:
@@ -165,7 +224,7 @@ class SessionManager:
         if request.system is not None:
             overrides["system"] = request.system or None
         snapshot = AgentSnapshot.model_validate(agent.model_dump(include=set(AgentSnapshot.model_fields)))
-        return snapshot.model_copy(update=overrides)
+        return _with_tools(snapshot.model_copy(update=overrides), request)
 
     async def _environment_snapshot(self, environment_id: str | None) -> EnvironmentSpec:
         if environment_id is None:
@@ -192,6 +251,48 @@ class SessionManager:
         sessions = await in_thread(self._store.list_sessions, limit + 1, before, where)
         shown = [self._shown(s) for s in sessions[:limit]]
         return SessionList(sessions=shown, next_cursor=page_cursor([s.id for s in sessions], limit))
+
+    async def list_sessions(self, query: SessionQuery) -> Page[Session]:
+        """A page of sessions as the REST API lists them: filtered, in `order`, with cursors both ways."""
+        if query.agent_version is not None and query.agent_id is None:
+            raise InvalidRequestError("agent_version filters one agent's sessions; pass agent_id with it")
+        walk = Walk.start(query.page, query.order)
+        where = SessionFilter(
+            agent_id=query.agent_id,
+            include_archived=query.include_archived,
+            statuses=query.statuses,
+            agent_version=query.agent_version,
+            created_at=time_bounds(query.created_at),
+            ascending=walk.ascending,
+        )
+        read = await in_thread(self._store.list_sessions, query.limit + 1, walk.anchor, where)
+        return walk.page([self._shown(s) for s in read], query.limit, lambda s: s.id)
+
+    async def update(self, session_id: str, changes: SessionChanges) -> Session:
+        """Sets the title and patches the metadata; records `session.updated` with only what changed (nothing
+        when nothing did). Refused once the session is archived. Two updates at once: the later one wins."""
+        session = await self.get(session_id)
+        if session.archived_at is not None:
+            raise ConflictError(f"session {session_id!r} is archived; it is read-only")
+        title = (changes.title or None) if "title" in changes.model_fields_set else session.title
+        try:
+            metadata = apply_metadata_patch(session.metadata, changes.metadata or {})
+        except ValueError as exc:
+            raise InvalidRequestError(f"metadata: {exc}") from exc
+        changed: dict[str, JsonValue] = {}
+        if title != session.title:
+            changed["title"] = title
+        if metadata != session.metadata:
+            changed["metadata"] = cast(JsonValue, metadata)
+        if not changed:
+            return session
+        event: EventBody = SessionUpdated(**changed)
+        if REDACTOR:
+            event = _redacted(event)
+        appended = await in_thread(self._store.update_session, session_id, title, metadata, event)
+        self.latest_seq[session_id] = max(self.latest_seq.get(session_id, 0), appended[-1].seq)
+        self.notifier.notify(session_id, settled=False)
+        return await self.get(session_id)
 
     async def archive(self, session_id: str) -> Session:
         session = await self.get(session_id)
@@ -265,6 +366,23 @@ class SessionManager:
         """A run's end is news too: a waiter that saw the last idle while the run was winding down looks again."""
         self.notifier.notify(session_id, settled=True)
 
+    async def list_events(self, session_id: str, query: EventQuery) -> Page[Event]:
+        """A page of the session's events as the REST API lists them (whole: nothing cut)."""
+        walk = Walk.start(query.page, query.order)
+        after_seq = None
+        if walk.anchor is not None:
+            if not walk.anchor.isdigit():
+                raise InvalidRequestError(f"page {query.page!r} is not an event cursor; pass next_page back unchanged")
+            after_seq = int(walk.anchor)
+        where = EventFilter(
+            after_seq=after_seq,
+            ascending=walk.ascending,
+            types=query.types,
+            processed_at=time_bounds(query.created_at),
+        )
+        read = await in_thread(self._store.list_events, session_id, query.limit + 1, where)
+        return walk.page(read, query.limit, lambda e: str(e.seq))
+
     async def events(
         self,
         session_id: str,
@@ -329,6 +447,17 @@ def check_output_path(path: str) -> str:
             f"path {path!r} must be relative to /mnt/session/outputs/ with no '..'; list_output_files shows them"
         )
     return path
+
+
+def _with_tools(snapshot: AgentSnapshot, request: NewSession) -> AgentSnapshot:
+    """The snapshot with the session's own tools and MCP servers, where given (each replaces the agent's whole)."""
+    tools = snapshot.tools if request.tools is None else request.tools
+    mcp_servers = snapshot.mcp_servers if request.mcp_servers is None else request.mcp_servers
+    try:
+        check_agent_definition(tools, mcp_servers)
+    except ValueError as exc:
+        raise InvalidRequestError(f"the session's agent: {exc}") from exc
+    return snapshot.model_copy(update={"tools": tools, "mcp_servers": mcp_servers})
 
 
 def _refuse_while_running(session: Session, action: str) -> None:

@@ -9,7 +9,7 @@ and the session's folded state (`core/state.py`) in one transaction, or nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from server.core.agents import Agent
@@ -19,14 +19,41 @@ from server.core.events import Event, EventBody
 from server.core.sessions import Session, SessionStatus
 from server.core.state import SessionState
 
-__all__ = ["DefinitionStore", "SessionFilter", "SessionStore", "Storage"]
+__all__ = ["DefinitionStore", "EventFilter", "SessionFilter", "SessionStore", "Storage", "TimeBounds"]
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """RFC 3339 bounds (`...T10:00:00.123Z`, as the store writes times), compared as strings; None: unbounded."""
+
+    gt: str | None = None
+    gte: str | None = None
+    lt: str | None = None
+    lte: str | None = None
 
 
 @dataclass(frozen=True)
 class SessionFilter:
+    """Which sessions a list holds, and in which direction it walks (by id, which sorts by creation time)."""
+
     status: SessionStatus | None = None
     agent_id: str | None = None
     include_archived: bool = False
+    statuses: tuple[SessionStatus, ...] = ()
+    agent_version: int | None = None
+    created_at: TimeBounds = field(default_factory=TimeBounds)
+    ascending: bool = False
+    """Oldest first; the cursor (`before`) then means ids above it."""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which of a session's events a list holds, walking from `after_seq` (exclusive) in its direction."""
+
+    after_seq: int | None = None
+    ascending: bool = True
+    types: tuple[str, ...] = ()
+    processed_at: TimeBounds = field(default_factory=TimeBounds)
 
 
 class DefinitionStore(Protocol):
@@ -57,7 +84,17 @@ class SessionStore(Protocol):
     def running_session_ids(self) -> list[str]: ...
     def insert_session(self, session: Session) -> None: ...
     def get_session(self, session_id: str) -> Session: ...
-    def list_sessions(self, limit: int, before: str | None, where: SessionFilter) -> list[Session]: ...
+    def list_sessions(self, limit: int, before: str | None, where: SessionFilter) -> list[Session]:
+        """Sessions past the cursor `before` in the filter's direction (descending: ids below it)."""
+        ...
+
+    def update_session(
+        self, session_id: str, title: str | None, metadata: dict[str, str], event: EventBody
+    ) -> list[Event]:
+        """Sets the session's title and metadata and appends `event` (its `session.updated`), atomically.
+        Refused (`ConflictError`) once the session is archived."""
+        ...
+
     def delete_session(self, session_id: str) -> None: ...
     def archive_session(self, session_id: str, at: str) -> list[Event]: ...
     def append_events(self, session_id: str, new_events: Sequence[EventBody]) -> list[Event]: ...
@@ -69,6 +106,10 @@ class SessionStore(Protocol):
     def read_events(
         self, session_id: str, after_seq: int, limit: int, types: Sequence[str] | None = None
     ) -> list[Event]: ...
+
+    def list_events(self, session_id: str, limit: int, where: EventFilter) -> list[Event]:
+        """A page of the session's events as the filter says (`NotFoundError` for an unknown session)."""
+        ...
 
     def read_page(
         self, session_id: str, after_event_id: str | None, limit: int, types: Sequence[str] | None = None

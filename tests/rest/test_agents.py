@@ -10,10 +10,13 @@ from rest_serving import RestServer
 def test_agent_lifecycle_through_the_sync_sdk(rest: RestServer) -> None:
     client = rest.client()
     agent = client.beta.agents.create(name="coder", model="claude-sonnet-4-6", system="Be brief.")
-    assert agent.id.startswith("agent_") and agent.version == 1 and agent.model.id == "claude-sonnet-4-6"
+    assert agent.id.startswith("agent_")
+    assert agent.version == 1
+    assert agent.model.id == "claude-sonnet-4-6"
 
     updated = client.beta.agents.update(agent.id, version=1, system="Be very brief.")
-    assert updated.version == 2 and updated.system == "Be very brief."
+    assert updated.version == 2
+    assert updated.system == "Be very brief."
     assert client.beta.agents.retrieve(agent.id, version=1).system == "Be brief."
 
     with pytest.raises(anthropic.ConflictError):
@@ -35,9 +38,11 @@ async def test_agents_paginate_through_the_async_sdk(rest: RestServer) -> None:
     client = rest.async_client()
     made = [await client.beta.agents.create(name=f"a{i}", model="claude-sonnet-4-6") for i in range(5)]
     first = await client.beta.agents.list(limit=2)
-    assert len(first.data) == 2 and first.has_next_page()
+    assert len(first.data) == 2
+    assert first.has_next_page()
     seen = [a.id async for a in await client.beta.agents.list(limit=2)]
-    assert sorted(seen) == sorted(a.id for a in made) and len(seen) == 5
+    assert sorted(seen) == sorted(a.id for a in made)
+    assert len(seen) == 5
 
 
 def test_a_wrong_token_is_an_authentication_error(rest: RestServer) -> None:

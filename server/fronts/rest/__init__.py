@@ -11,6 +11,8 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute, Mount, Router
 
 from server.fronts.rest.agents import agent_routes
+from server.fronts.rest.events import event_routes
+from server.fronts.rest.sessions import session_routes
 from server.fronts.rest.wire import http_error
 
 __all__ = ["rest_mount", "rest_routes"]
@@ -18,7 +20,7 @@ __all__ = ["rest_mount", "rest_routes"]
 
 def rest_routes() -> list[BaseRoute]:
     """Every `/v1` route, relative to `/v1`."""
-    return [*agent_routes()]
+    return [*agent_routes(), *session_routes(), *event_routes()]
 
 
 def rest_mount() -> Mount:

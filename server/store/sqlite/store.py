@@ -51,7 +51,7 @@ from server.core.events import Event, EventBody, SessionStatusTerminated
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
 from server.core.state import SessionState, fold
-from server.store.ports import SessionFilter
+from server.store.ports import EventFilter, SessionFilter, TimeBounds
 from server.store.sqlite.migrations import apply_migrations
 
 __all__ = ["Store"]
@@ -271,22 +271,39 @@ class Store:
         return _session_from_row(rows[0])
 
     def list_sessions(self, limit: int, before: str | None, where: SessionFilter) -> list[Session]:
-        """Newest session first, ids below `before` (the cursor)."""
-        rows = self._read(
-            _SESSION_COLUMNS + " where (? is null or session_id < ?) and (? is null or status = ?)"
-            " and (? is null or agent_id = ?) and (? or archived_at is null) order by session_id desc limit ?",
-            (
-                before,
-                before,
-                where.status,
-                where.status,
-                where.agent_id,
-                where.agent_id,
-                where.include_archived,
-                limit,
-            ),
-        )
-        return [_session_from_row(row) for row in rows]
+        """Sessions past the cursor `before` in the filter's direction: newest first (ids below it) by default."""
+        clauses = ["(? or archived_at is null)"]
+        params: list[Any] = [where.include_archived]
+        if before is not None:
+            clauses.append("session_id > ?" if where.ascending else "session_id < ?")
+            params.append(before)
+        statuses = [*where.statuses, *([where.status] if where.status else [])]
+        if statuses:
+            clauses.append(f"status in ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        for column, value in (("agent_id", where.agent_id), ("agent_version", where.agent_version)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        _add_time_bounds("created_at", where.created_at, clauses, params)
+        order = "asc" if where.ascending else "desc"
+        # Only fixed column names and placeholders are interpolated; every value is bound.
+        sql = f"{_SESSION_COLUMNS} where {' and '.join(clauses)} order by session_id {order} limit ?"
+        return [_session_from_row(row) for row in self._read(sql, [*params, limit])]
+
+    def update_session(
+        self, session_id: str, title: str | None, metadata: dict[str, str], event: EventBody
+    ) -> list[Event]:
+        """Writes the new title and metadata into the session's body and appends `event`, in one transaction."""
+        with self._write() as db:
+            row = db.execute("select body, archived_at from sessions where session_id = ?", (session_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no session {session_id!r}; list_sessions shows the ones that exist")
+            if row[1] is not None:
+                raise ConflictError(f"session {session_id!r} is archived; it is read-only")
+            body = {**json.loads(row[0]), "title": title, "metadata": metadata}
+            db.execute("update sessions set body = ? where session_id = ?", (json.dumps(body), session_id))
+            return self._append(db, session_id, [event])
 
     def delete_session(self, session_id: str) -> None:
         """Removes the session, then its events and file records (the trigger allows it only in this order)."""
@@ -356,6 +373,28 @@ class Store:
         """Events with `seq > after_seq`, oldest first, optionally only some types."""
         with self._lock:
             return self._select_events(self._db, session_id, after_seq, limit, types)
+
+    def list_events(self, session_id: str, limit: int, where: EventFilter) -> list[Event]:
+        """A page of the session's events in `seq` order (which is `processed_at` order), as the filter says."""
+        clauses = ["session_id = ?"]
+        params: list[Any] = [session_id]
+        if where.after_seq is not None:
+            clauses.append("seq > ?" if where.ascending else "seq < ?")
+            params.append(where.after_seq)
+        if where.types:
+            clauses.append(f"type in ({','.join('?' * len(where.types))})")
+            params.extend(where.types)
+        _add_time_bounds("processed_at", where.processed_at, clauses, params)
+        order = "asc" if where.ascending else "desc"
+        # Only fixed column names and placeholders are interpolated; every value is bound.
+        sql = (
+            "select seq, event_id, type, processed_at, payload from events"  # noqa: S608
+            f" where {' and '.join(clauses)} order by seq {order} limit ?"
+        )
+        with self._lock:
+            if self._db.execute("select 1 from sessions where session_id = ?", (session_id,)).fetchone() is None:
+                raise NotFoundError(f"no session {session_id!r}; list_sessions shows the ones that exist")
+            return [_event_from_row(row) for row in self._db.execute(sql, [*params, limit])]
 
     def read_page(
         self, session_id: str, after_event_id: str | None, limit: int, types: Sequence[str] | None = None
@@ -491,6 +530,14 @@ def _session_from_row(row: tuple[Any, ...]) -> Session:
             "archived_at": archived_at,
         }
     )
+
+
+def _add_time_bounds(column: str, bounds: TimeBounds, clauses: list[str], params: list[Any]) -> None:
+    """Adds `column > ?` and the like for each bound given (times are RFC 3339 strings of one width)."""
+    for op, value in ((">", bounds.gt), (">=", bounds.gte), ("<", bounds.lt), ("<=", bounds.lte)):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(value)
 
 
 def _env_body(env: Environment) -> str:
