@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from pydantic import JsonValue
 
-__all__ = ["ModelClient", "ModelError", "ModelErrorKind", "ModelTurn", "TokenUsage"]
+__all__ = ["ModelClient", "ModelError", "ModelErrorKind", "ModelTurn", "TokenUsage", "TurnPreview"]
 
 ModelErrorKind = Literal[
     "model_overloaded_error",
@@ -60,6 +60,15 @@ class ModelTurn:
     usage: TokenUsage = field(default_factory=TokenUsage)
 
 
+class TurnPreview(Protocol):
+    """Told what the model says while it streams, before the turn is whole (best-effort: never raises, never
+    blocks). Blocks are numbered as the model numbers them."""
+
+    def block_started(self, index: int, kind: Literal["text", "thinking"]) -> None: ...
+
+    def text(self, index: int, text: str) -> None: ...
+
+
 class ModelClient(Protocol):
     async def turn(
         self,
@@ -69,4 +78,5 @@ class ModelClient(Protocol):
         messages: Sequence[dict[str, JsonValue]],
         tools: Sequence[dict[str, JsonValue]],
         max_tokens: int,
+        preview: TurnPreview | None = None,
     ) -> ModelTurn: ...
