@@ -1,14 +1,15 @@
-"""Streamable HTTP transport: `/mcp` behind a bearer token, loopback by default.
+"""The HTTP server: MCP over Streamable HTTP at `/mcp` and the Managed Agents REST API at `/v1`, one process,
+one runtime, one token, loopback by default.
 
 Security, in order of the checks a request meets:
 
-1. Bearer token. Every request needs `Authorization: Bearer <token>`; anything
-   else gets a bare 401 (no body, no hint which part was wrong). Tokens are
-   compared in constant time. This is a static shared secret, not OAuth, so
-   no OAuth metadata is advertised (a client would go looking for an
-   authorization server that does not exist).
-2. Host/Origin checks (DNS-rebinding protection) from the MCP SDK, always on:
-   loopback names, the bound host, and `MANAGED_SESSIONS_ALLOWED_HOSTS`.
+1. The token. Every request needs `Authorization: Bearer <token>` (MCP clients, `anthropic` SDK 2.10+) or
+   `x-api-key: <token>` (older `anthropic` SDKs); anything else gets a 401 that names the header to send and
+   nothing else (not which part was wrong). Tokens are compared in constant time. This is a static shared
+   secret, not OAuth, so no OAuth metadata is advertised (a client would go looking for an authorization
+   server that does not exist).
+2. For `/mcp`, Host/Origin checks (DNS-rebinding protection) from the MCP SDK, always on: loopback names, the
+   bound host, and `MANAGED_SESSIONS_ALLOWED_HOSTS`.
 
 The token is `MANAGED_SESSIONS_TOKEN` when set. Otherwise one is generated on
 first start, kept in the OS keyring and printed once to the terminal; a
@@ -34,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
 from server.fronts.mcp.server import build_server
-from server.fronts.rest import rest_routes
+from server.fronts.rest import rest_mount
 from server.services.http_token import HttpSetupError, HttpToken
 from server.services.runtime import Runtime, http_token, open_runtime
 
@@ -174,7 +175,7 @@ def http_app(
             async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
                 yield
 
-    routes = [Mount("/v1", routes=rest_routes()), Mount("/", app=mcp_app)]
+    routes = [rest_mount(), Mount("/", app=mcp_app)]
     return BearerAuth(Starlette(routes=routes, lifespan=lifespan), token)
 
 

@@ -49,7 +49,7 @@ async def test_scenario_over_http_with_the_token(subprocess_env: dict[str, str],
     [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"bearer{TOKEN}"],
     ids=["missing", "wrong", "wrong-scheme", "longer", "malformed"],
 )
-async def test_http_refuses_requests_without_the_token_with_a_bare_401(
+async def test_http_refuses_requests_without_the_token_with_a_401_that_only_names_the_header(
     subprocess_env: dict[str, str], tmp_path: Path, authorization: str | None
 ) -> None:
     env = python_path_env({**subprocess_env, "MANAGED_SESSIONS_TOKEN": TOKEN})
@@ -60,9 +60,19 @@ async def test_http_refuses_requests_without_the_token_with_a_bare_401(
         async with httpx2.AsyncClient() as http:
             response = await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers=headers)
             health = await http.get(f"http://127.0.0.1:{port}/", headers=headers)
+            rest = await http.get(f"http://127.0.0.1:{port}/v1/sessions", headers=headers)
+    # The same answer whatever was wrong: which header to send, never which part failed or the token.
     assert response.status_code == 401
-    assert response.content == b""
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.text == (
+        "missing or wrong token: send 'Authorization: Bearer <token>' (or 'x-api-key: <token>'); "
+        "'managed-sessions token show' on the server's host prints it\n"
+    )
     assert health.status_code == 401
+    assert health.text == response.text
+    assert rest.status_code == 401
+    assert rest.json()["error"] == {"type": "authentication_error", "message": response.text.strip()}
+    assert TOKEN not in response.text + rest.text
 
 
 async def test_http_with_the_token_but_a_foreign_host_header_is_refused(

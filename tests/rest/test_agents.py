@@ -44,3 +44,18 @@ def test_a_wrong_token_is_an_authentication_error(rest: RestServer) -> None:
     client = anthropic.Anthropic(base_url=rest.base_url, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         client.beta.agents.list()
+
+
+def test_unknown_routes_and_methods_answer_the_api_error_body(rest: RestServer) -> None:
+    client = rest.client()
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.get("/v1/no-such-thing", cast_to=object)
+    assert isinstance(missing.value.body, dict)
+    assert missing.value.body["error"] == {
+        "type": "not_found_error",
+        "message": "no such route; the REST API's routes are under /v1",
+    }
+    assert missing.value.request_id is not None
+    with pytest.raises(anthropic.APIStatusError) as wrong_method:
+        client.delete("/v1/agents", cast_to=object)
+    assert wrong_method.value.status_code == 405

@@ -6,14 +6,23 @@ shapes the answer as the hosted API does; `wire.endpoint` turns every failure in
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.routing import BaseRoute, Mount, Router
 
 from server.fronts.rest.agents import agent_routes
 from server.fronts.rest.stream import stream_routes
+from server.fronts.rest.wire import http_error
 
-__all__ = ["rest_routes"]
+__all__ = ["rest_mount", "rest_routes"]
 
 
 def rest_routes() -> list[BaseRoute]:
     """Every `/v1` route, relative to `/v1`."""
     return [*agent_routes(), *stream_routes()]
+
+
+def rest_mount() -> Mount:
+    """`/v1`, where an unknown route or method also answers the API's error body."""
+    router = Router(routes=rest_routes())
+    return Mount("/v1", app=ExceptionMiddleware(router, handlers={HTTPException: http_error}))

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -36,6 +37,7 @@ __all__ = [
     "RequestModel",
     "endpoint",
     "error_response",
+    "http_error",
     "json_response",
     "read_body",
     "read_query",
@@ -85,6 +87,16 @@ def error_response(status: int, error_type: ErrorType, message: str, headers: di
 def json_response(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> Response:
     body = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
     return JSONResponse(body, status_code=status, headers={"request-id": _request_id()})
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals under `/v1` (no such route, a method the route lacks) as the API's error body."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return error_response(404, "not_found_error", "no such route; the REST API's routes are under /v1")
+    if status == 405:
+        return error_response(405, "invalid_request_error", "this route does not take that method")
+    return error_response(status, "api_error" if status >= 500 else "invalid_request_error", str(exc))
 
 
 def endpoint(handler: Handler) -> Handler:
