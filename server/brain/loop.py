@@ -71,6 +71,7 @@ from server.core.events import (
     AgentMcpToolResult,
     AgentMcpToolUse,
     AgentMessage,
+    AgentThinking,
     AgentThreadContextCompacted,
     AgentToolResult,
     AgentToolUse,
@@ -409,8 +410,8 @@ class SessionRunner:
                 await self._append(session.id, [_span_end(start, None), SessionError.of(exc.kind, retry, "retrying")])
                 await anyio.sleep(delay)
                 continue
-            message_ids = [] if preview is None else preview.message_ids
-            await self._append(session.id, [*_turn_events(turn, offered, message_ids), _span_end(start, turn)])
+            preview_ids = {} if preview is None else preview.ids
+            await self._append(session.id, [*_turn_events(turn, offered, preview_ids), _span_end(start, turn)])
             return True
         return False
 
@@ -490,42 +491,50 @@ class SessionRunner:
 
 
 class _Preview:
-    """A turn's previews: each text block becomes an agent.message whose id is chosen when the block starts,
-    so the clients that saw it stream recognise the stored event."""
+    """A turn's previews: each text block becomes an agent.message, each thinking block an agent.thinking, whose
+    id is chosen when the block starts, so the clients that saw it stream recognise the stored event."""
 
     def __init__(self, session_id: str, previews: Previews) -> None:
         self._session_id = session_id
         self._previews = previews
-        self._ids: dict[int, str] = {}
-        self.message_ids: list[str] = []
-        """The ids of the turn's text blocks, in order."""
+        self._text_ids: dict[int, str] = {}
+        self.ids: dict[str, list[str]] = {"text": [], "thinking": []}
+        """The ids of the turn's text and thinking blocks, each kind in order."""
 
     def block_started(self, index: int, kind: Literal["text", "thinking"]) -> None:
         event_id = new_id("sevt")
+        self.ids[kind].append(event_id)
         if kind == "text":
-            self._ids[index] = event_id
-            self.message_ids.append(event_id)
+            self._text_ids[index] = event_id
         self._previews.started(self._session_id, event_id, "agent.message" if kind == "text" else "agent.thinking")
 
     def text(self, index: int, text: str) -> None:
-        event_id = self._ids.get(index)
+        event_id = self._text_ids.get(index)
         if event_id is not None:
             self._previews.text(self._session_id, event_id, text)
 
 
-def _turn_events(turn: ModelTurn, offered: dict[str, OfferedTool], message_ids: Sequence[str]) -> list[EventBody]:
-    """The turn's events; the text blocks' agent.messages take the ids their previews showed (in order)."""
+def _turn_events(
+    turn: ModelTurn, offered: dict[str, OfferedTool], preview_ids: Mapping[str, Sequence[str]]
+) -> list[EventBody]:
+    """The turn's events; its text and thinking blocks take the ids their previews showed (in order)."""
     events: list[EventBody] = []
-    text_blocks = 0
+    ids = {kind: iter(preview_ids.get(kind, ())) for kind in ("text", "thinking")}
     for block in turn.content:
-        if block["type"] == "text":
-            event_id = message_ids[text_blocks] if text_blocks < len(message_ids) else None
-            text_blocks += 1
-            if block.get("text"):
-                message = AgentMessage.text(str(block["text"]))
-                events.append(message if event_id is None else with_event_id(message, event_id))
-        elif block["type"] == "tool_use":
+        kind = str(block["type"])
+        if kind == "tool_use":
             events.append(_tool_use_event(block, offered.get(str(block["name"]))))
+            continue
+        if kind not in ids:
+            continue
+        event_id = next(ids[kind], None)
+        if kind == "thinking":
+            body: EventBody = AgentThinking()
+        elif block.get("text"):
+            body = AgentMessage.text(str(block["text"]))
+        else:
+            continue
+        events.append(body if event_id is None else with_event_id(body, event_id))
     return events
 
 

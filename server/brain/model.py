@@ -53,7 +53,8 @@ class TokenUsage:
 
 @dataclass(frozen=True)
 class ModelTurn:
-    """What the model said: text and tool_use blocks (tool_use ids are the model's own), why it stopped."""
+    """What the model said: text and tool_use blocks (tool_use ids are the model's own), a bare `{"type":
+    "thinking"}` where it thought (the thinking itself is not kept), why it stopped."""
 
     content: list[dict[str, JsonValue]] = field(default_factory=list)
     stop_reason: str | None = None

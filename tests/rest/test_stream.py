@@ -20,7 +20,7 @@ from anthropic.types.beta import sessions as sdk
 from fake_sandboxes import FakeSandboxes
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from model_server import ModelServer, hang, reply
+from model_server import ModelServer, hang, reply, thinking
 from rest_serving import RestServer, rest_server
 from scenario import call_ok
 
@@ -151,6 +151,22 @@ async def test_previews_come_before_the_stored_message_and_share_its_id(served: 
     assert start.event.id == message.id
     assert {d.event_id for d in deltas} == {message.id}
     assert message.content[0].text == "Hello there"
+
+
+def test_a_thinking_preview_is_a_start_concluded_by_the_stored_agent_thinking(
+    served: RestServer, model: ModelServer
+) -> None:
+    model.enqueue(reply(thinking("Let me see."), "Done."))
+    client = served.client()
+    session_id = new_session(served)
+    with client.beta.sessions.events.stream(session_id, event_deltas=["agent.thinking"]) as stream:
+        send(served, session_id, "think")
+        events = until_idle(iter(stream))
+    previews = [e for e in events if e.type in ("event_start", "event_delta")]
+    [thought] = [e for e in events if isinstance(e, sdk.BetaManagedAgentsAgentThinkingEvent)]
+    assert [(p.type, p.event.type, p.event.id) for p in previews] == [("event_start", "agent.thinking", thought.id)]
+    assert events.index(previews[0]) < events.index(thought)
+    assert [e.type for e in events if e.type.startswith("agent.")] == ["agent.thinking", "agent.message"]
 
 
 def _previewed_text(events: list[Any]) -> str:

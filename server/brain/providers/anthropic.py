@@ -124,6 +124,8 @@ class _Turn:
                 self._preview.block_started(event.index, block.type)
             if block.type == "text":
                 self._blocks[event.index] = {"type": "text", "text": block.text}
+            if block.type == "thinking":  # only that it happened: the loop records it as an agent.thinking
+                self._blocks[event.index] = {"type": "thinking"}
             if block.type == "tool_use":
                 self._blocks[event.index] = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
                 self._json[event.index] = []
