@@ -6,6 +6,8 @@ client that never reads."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ import httpx2
 import pytest
 from anthropic.types import beta as sdk_beta
 from anthropic.types.beta import sessions as sdk
+from conftest import missing_part
 from fake_sandboxes import FakeSandboxes
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -278,3 +281,52 @@ def test_a_stalled_client_delays_neither_the_session_nor_other_clients(served: R
         messages = [json.loads(m["data"]) for m in _sse(stalled.iter_lines(), len(seen)) if "id" in m]
     assert [m["id"] for m in messages] == [e.id for e in seen]
     assert [len(m["content"][0]["text"]) for m in messages if m["type"] == "agent.message"] == [len(big)] * 3
+
+
+# --- an older SDK ---------------------------------------------------------------------------------------------
+
+READER = """
+import sys, anthropic
+base_url, token, session_id = sys.argv[1:4]
+client = anthropic.Anthropic(base_url=base_url, api_key=token, max_retries=0)
+print(anthropic.__version__, flush=True)
+with client.beta.sessions.events.stream(session_id) as stream:
+    print("ready", flush=True)
+    for event in stream:
+        print(event.type, event.id, flush=True)
+        if event.type == "session.status_idle":
+            break
+"""
+
+
+@pytest.fixture
+def old_python() -> str:
+    python = os.environ.get("OLD_ANTHROPIC_PYTHON", "")
+    if not python or not Path(python).exists():
+        missing_part("old_sdk", "OLD_ANTHROPIC_PYTHON names no Python with an older anthropic SDK")
+    return python
+
+
+def test_an_old_sdk_reads_the_stream_first_pattern(old_python: str, served: RestServer, model: ModelServer) -> None:
+    """anthropic 0.9x (pinned by frameworks): `x-api-key`, `?beta=true`, and only `event:` names it knows."""
+    model.enqueue(reply("Hello, old client."))
+    session_id = new_session(served)
+    with subprocess.Popen(
+        [old_python, "-c", READER, served.base_url, served.token, session_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
+    ) as reader:
+        assert reader.stdout is not None
+        version = reader.stdout.readline().strip()
+        assert reader.stdout.readline().strip() == "ready"
+        send(served, session_id, "hi")
+        lines = reader.stdout.read().split("\n")
+        assert reader.wait(timeout=30) == 0
+    assert version.startswith("0.")
+    types = [line.split()[0] for line in lines if line]
+    assert types[:2] == ["user.message", "session.status_running"]
+    assert "agent.message" in types
+    assert types[-1] == "session.status_idle"
+    logged = call(served, "get_events", {"session_id": session_id, "limit": 200})["events"]
+    assert [line.split()[1] for line in lines if line] == [e["id"] for e in logged]
