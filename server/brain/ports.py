@@ -87,7 +87,7 @@ class Previews(Protocol):
     that asked for previews). Best-effort: each call returns at once and never raises."""
 
     def started(self, session_id: str, event_id: str, event_type: Literal["agent.message", "agent.thinking"]) -> None:
-        """An event is being produced; `event_id` is the id it will be stored under (agent.message)."""
+        """An event is being produced; `event_id` is the id it will be stored under."""
         ...
 
     def text(self, session_id: str, event_id: str, text: str) -> None:

@@ -64,7 +64,10 @@ class LogFollower:
         Raises `NotFoundError` for an unknown session or cursor, `InvalidRequestError` for a malformed one:
         called before a stream starts, so its client gets a plain error."""
         if after is not None and not is_id(after, "sevt"):
-            raise InvalidRequestError(f"after={after!r} is not an event id; pass the id (sevt_...) of an event")
+            raise InvalidRequestError(
+                f"{after!r} is not an event id: Last-Event-ID (or after=) takes the id (sevt_...) of one of the "
+                "session's events"
+            )
         _, state = await in_thread(self._store.read_page, session_id, after, 0)
         if after is not None or state.event_count == 0:
             return after
@@ -80,7 +83,7 @@ class LogFollower:
     ) -> AsyncGenerator[FollowItem, None]:
         """The events after `after` (all, when None), then the new ones, until the session is deleted.
 
-        Subscribes to previews at once: call `start` first for the cursor, then iterate right away."""
+        Call `start` first for the cursor. Previews are subscribed to when the iteration begins."""
         with self._previews.subscribe(session_id, previews) as preview_stream:
             follow = _Follow(self._store, self._notifier, session_id, after, preview_stream)
             async for item in follow.items(heartbeat_s):
