@@ -45,13 +45,15 @@ class PreviewHub:
         """The session's previews of `kinds`, until the block ends."""
         send, receive = anyio.create_memory_object_stream[dict[str, JsonValue]](buffer)
         subscriber = _Subscriber(kinds, send)
-        self._subscribers.setdefault(session_id, []).append(subscriber)
+        if kinds:  # a connection that asked for none costs the model nothing
+            self._subscribers.setdefault(session_id, []).append(subscriber)
         try:
             with send, receive:
                 yield receive
         finally:
             listed = self._subscribers.get(session_id, [])
-            listed.remove(subscriber)
+            if subscriber in listed:
+                listed.remove(subscriber)
             if not listed:
                 self._subscribers.pop(session_id, None)
 
