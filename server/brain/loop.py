@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -63,7 +63,7 @@ from server.brain.conversation import (
     needs_action,
 )
 from server.brain.model import ModelClient, ModelError, ModelTurn
-from server.brain.ports import RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
+from server.brain.ports import Previews, RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
 from server.brain.tools import OfferedTool, offered_tools
 from server.core.errors import EngineUnreachableError, SandboxUnavailableError, ServerError, UnexpectedError
 from server.core.events import (
@@ -71,6 +71,7 @@ from server.core.events import (
     AgentMcpToolResult,
     AgentMcpToolUse,
     AgentMessage,
+    AgentThinking,
     AgentThreadContextCompacted,
     AgentToolResult,
     AgentToolUse,
@@ -85,7 +86,9 @@ from server.core.events import (
     SpanModelRequestEnd,
     SpanModelRequestStart,
     StopReason,
+    with_event_id,
 )
+from server.core.ids import new_id
 from server.core.sessions import Session
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
@@ -133,6 +136,7 @@ class SessionRunner:
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         context_budget_tokens: int = 150_000,
         engine_wait_s: float = ENGINE_WAIT_S,
+        previews: Previews | None = None,
     ) -> None:
         self._log = log
         self._sandboxes = sandboxes
@@ -144,6 +148,7 @@ class SessionRunner:
         self._retry_delays_s = tuple(retry_delays_s)
         self._context_budget_tokens = context_budget_tokens
         self._engine_wait_s = engine_wait_s
+        self._previews = previews
         self._runs: dict[str, _Run] = {}
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
@@ -377,6 +382,7 @@ class SessionRunner:
             start = (await self._append(session.id, [*lead, SpanModelRequestStart()]))[-1]
             lead = []
             conversation = await self._within_budget(session.id, await self._conversation(session.id))
+            preview = None if self._previews is None else _Preview(session.id, self._previews)
             try:
                 turn = await self._model.turn(
                     model=session.agent.model.id,
@@ -384,6 +390,7 @@ class SessionRunner:
                     messages=conversation.messages,
                     tools=[tool.spec for tool in offered.values()],
                     max_tokens=MAX_TOKENS,
+                    preview=preview,
                 )
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):  # interrupted: the span still ends, as an error
@@ -403,7 +410,8 @@ class SessionRunner:
                 await self._append(session.id, [_span_end(start, None), SessionError.of(exc.kind, retry, "retrying")])
                 await anyio.sleep(delay)
                 continue
-            await self._append(session.id, [*_turn_events(turn, offered), _span_end(start, turn)])
+            preview_ids = {} if preview is None else preview.ids
+            await self._append(session.id, [*_turn_events(turn, offered, preview_ids), _span_end(start, turn)])
             return True
         return False
 
@@ -482,13 +490,51 @@ class SessionRunner:
         self.start(session_id)
 
 
-def _turn_events(turn: ModelTurn, offered: dict[str, OfferedTool]) -> list[EventBody]:
+class _Preview:
+    """A turn's previews: each text block becomes an agent.message, each thinking block an agent.thinking, whose
+    id is chosen when the block starts, so the clients that saw it stream recognise the stored event."""
+
+    def __init__(self, session_id: str, previews: Previews) -> None:
+        self._session_id = session_id
+        self._previews = previews
+        self._text_ids: dict[int, str] = {}
+        self.ids: dict[str, list[str]] = {"text": [], "thinking": []}
+        """The ids of the turn's text and thinking blocks, each kind in order."""
+
+    def block_started(self, index: int, kind: Literal["text", "thinking"]) -> None:
+        event_id = new_id("sevt")
+        self.ids[kind].append(event_id)
+        if kind == "text":
+            self._text_ids[index] = event_id
+        self._previews.started(self._session_id, event_id, "agent.message" if kind == "text" else "agent.thinking")
+
+    def text(self, index: int, text: str) -> None:
+        event_id = self._text_ids.get(index)
+        if event_id is not None:
+            self._previews.text(self._session_id, event_id, text)
+
+
+def _turn_events(
+    turn: ModelTurn, offered: dict[str, OfferedTool], preview_ids: Mapping[str, Sequence[str]]
+) -> list[EventBody]:
+    """The turn's events; its text and thinking blocks take the ids their previews showed (in order)."""
     events: list[EventBody] = []
+    ids = {kind: iter(preview_ids.get(kind, ())) for kind in ("text", "thinking")}
     for block in turn.content:
-        if block["type"] == "text" and block.get("text"):
-            events.append(AgentMessage.text(str(block["text"])))
-        elif block["type"] == "tool_use":
+        kind = str(block["type"])
+        if kind == "tool_use":
             events.append(_tool_use_event(block, offered.get(str(block["name"]))))
+            continue
+        if kind not in ids:
+            continue
+        event_id = next(ids[kind], None)
+        if kind == "thinking":
+            body: EventBody = AgentThinking()
+        elif block.get("text"):
+            body = AgentMessage.text(str(block["text"]))
+        else:
+            continue
+        events.append(body if event_id is None else with_event_id(body, event_id))
     return events
 
 

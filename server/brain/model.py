@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from pydantic import JsonValue
 
-__all__ = ["ModelClient", "ModelError", "ModelErrorKind", "ModelTurn", "TokenUsage"]
+__all__ = ["ModelClient", "ModelError", "ModelErrorKind", "ModelTurn", "TokenUsage", "TurnPreview"]
 
 ModelErrorKind = Literal[
     "model_overloaded_error",
@@ -53,11 +53,21 @@ class TokenUsage:
 
 @dataclass(frozen=True)
 class ModelTurn:
-    """What the model said: text and tool_use blocks (tool_use ids are the model's own), why it stopped."""
+    """What the model said: text and tool_use blocks (tool_use ids are the model's own), a bare `{"type":
+    "thinking"}` where it thought (the thinking itself is not kept), why it stopped."""
 
     content: list[dict[str, JsonValue]] = field(default_factory=list)
     stop_reason: str | None = None
     usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+class TurnPreview(Protocol):
+    """Told what the model says while it streams, before the turn is whole (best-effort: never raises, never
+    blocks). Blocks are numbered as the model numbers them."""
+
+    def block_started(self, index: int, kind: Literal["text", "thinking"]) -> None: ...
+
+    def text(self, index: int, text: str) -> None: ...
 
 
 class ModelClient(Protocol):
@@ -69,4 +79,5 @@ class ModelClient(Protocol):
         messages: Sequence[dict[str, JsonValue]],
         tools: Sequence[dict[str, JsonValue]],
         max_tokens: int,
+        preview: TurnPreview | None = None,
     ) -> ModelTurn: ...

@@ -8,7 +8,7 @@ The loop imports none of those packages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import JsonValue
 
@@ -17,7 +17,7 @@ from server.core.events import Event, EventBody
 from server.core.sessions import Session
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
-__all__ = ["RemoteMcp", "ResourceDelivery", "SessionLog", "SessionSandboxes", "ToolRunner"]
+__all__ = ["Previews", "RemoteMcp", "ResourceDelivery", "SessionLog", "SessionSandboxes", "ToolRunner"]
 
 
 class SessionLog(Protocol):
@@ -80,3 +80,16 @@ class RemoteMcp(Protocol):
     async def close(self, session_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class Previews(Protocol):
+    """Where a turn's text goes while the model streams it, before its `agent.message` exists (stream clients
+    that asked for previews). Best-effort: each call returns at once and never raises."""
+
+    def started(self, session_id: str, event_id: str, event_type: Literal["agent.message", "agent.thinking"]) -> None:
+        """An event is being produced; `event_id` is the id it will be stored under."""
+        ...
+
+    def text(self, session_id: str, event_id: str, text: str) -> None:
+        """More of the text of the agent.message `event_id`."""
+        ...

@@ -27,6 +27,9 @@ DEFAULT_HTTP_PORT = 8765
 DEFAULT_ENGINE_WAIT_S = 60.0
 """How long a tool call waits for a Docker engine that does not answer before the turn gives up."""
 
+DEFAULT_STREAM_PING_S = 15.0
+"""Heartbeats on an idle event stream: well inside the idle timeouts of proxies and HTTP clients (30-120 s)."""
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -46,6 +49,7 @@ class ServerConfig:
         context_budget_tokens: past this estimated size, old tool results are trimmed before a model request.
         vault_allow_insecure_keyring: let the vault use a plaintext or null keyring backend (an explicit opt-in).
         engine_wait_s: how long a tool call waits for a Docker engine that does not answer.
+        stream_ping_s: how often an idle event stream (`/v1/sessions/{id}/events/stream`) sends a heartbeat.
     """
 
     data_dir: Path
@@ -61,6 +65,7 @@ class ServerConfig:
     context_budget_tokens: int = 150_000
     vault_allow_insecure_keyring: bool = False
     engine_wait_s: float = DEFAULT_ENGINE_WAIT_S
+    stream_ping_s: float = DEFAULT_STREAM_PING_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -82,6 +87,7 @@ class ServerConfig:
             context_budget_tokens=_positive_int(env.get("MANAGED_SESSIONS_CONTEXT_TOKENS"), 150_000),
             vault_allow_insecure_keyring=env.get("MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING") == "1",
             engine_wait_s=_seconds(env.get("MANAGED_SESSIONS_ENGINE_WAIT_S"), DEFAULT_ENGINE_WAIT_S),
+            stream_ping_s=_seconds(env.get("MANAGED_SESSIONS_STREAM_PING_S"), DEFAULT_STREAM_PING_S),
         )
 
     def problems(self) -> list[str]:

@@ -46,7 +46,9 @@ __all__ = [
     "UserInterrupt",
     "UserMessage",
     "UserToolConfirmation",
+    "preassigned_id",
     "stored_fields",
+    "with_event_id",
 ]
 
 Permission = Literal["allow", "ask", "deny"]
@@ -54,6 +56,9 @@ Permission = Literal["allow", "ask", "deny"]
 
 class _Body(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # The id the event is to be stored under, when its writer chose one beforehand (a streamed preview already
+    # showed it to clients); never a stored field. A slot, as on `Event`: no cost to validating bodies.
+    __slots__ = ("_event_id",)
 
     @override
     def model_post_init(self, context: object, /) -> None:
@@ -339,3 +344,15 @@ def stored_fields(body: EventBody) -> dict[str, Any]:
     if isinstance(body, UnknownEvent):
         return dict(body.fields)
     return body.model_dump(mode="json", exclude_unset=True, exclude={"type"})
+
+
+def with_event_id(body: EventBody, event_id: str) -> EventBody:
+    """The body, to be stored under `event_id` (chosen before the event existed: a preview already named it)."""
+    object.__setattr__(body, "_event_id", event_id)
+    return body
+
+
+def preassigned_id(body: EventBody) -> str | None:
+    """The id `with_event_id` gave the body, if any (the store makes one otherwise)."""
+    event_id: str | None = getattr(body, "_event_id", None)
+    return event_id

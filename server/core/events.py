@@ -56,7 +56,9 @@ from server.core.event_bodies import (
     UserInterrupt,
     UserMessage,
     UserToolConfirmation,
+    preassigned_id,
     stored_fields,
+    with_event_id,
 )
 
 __all__ = [
@@ -93,8 +95,10 @@ __all__ = [
     "UserMessage",
     "UserToolConfirmation",
     "parse_body",
+    "preassigned_id",
     "raw_event",
     "stored_fields",
+    "with_event_id",
 ]
 
 EventType = Literal[

@@ -34,6 +34,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
+from server.fronts.mcp.event_store import MemoryEventStore
 from server.fronts.mcp.server import build_server
 from server.fronts.rest import rest_mount
 from server.services.http_token import HttpSetupError, HttpToken
@@ -42,6 +43,9 @@ from server.services.runtime import Runtime, http_token, open_runtime
 __all__ = ["BearerAuth", "http_app", "resolve_token", "serve_http"]
 
 logger = logging.getLogger(__name__)
+
+MCP_RETRY_MS = 500
+"""How soon an MCP client whose stream dropped reconnects to resume it (sent on each stream's priming event)."""
 
 RuntimeOpener = Callable[[ServerConfig], AbstractAsyncContextManager[Runtime]]
 
@@ -171,7 +175,13 @@ def http_app(
             app.state.runtime = runtime
             mcp = build_server(runtime)
             security = transport_security(host, port, config.allowed_hosts)
-            mcp_app.app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+            mcp_app.app = mcp.streamable_http_app(
+                streamable_http_path="/mcp",
+                transport_security=security,
+                host=host,
+                event_store=MemoryEventStore(),  # a dropped stream resumes with Last-Event-ID
+                retry_interval=MCP_RETRY_MS,
+            )
             async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
                 yield
 

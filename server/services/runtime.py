@@ -25,9 +25,11 @@ from server.hands.docker.sandbox import SandboxSettings
 from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
+from server.services.follow import LogFollower
 from server.services.http_token import HttpToken
 from server.services.lifecycle import SessionLifecycle
 from server.services.messages import Inbox
+from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
 from server.services.vaults import VaultService
@@ -58,6 +60,7 @@ class Runtime:
     remote_mcp: RemoteMcpSessions
     lifecycle: SessionLifecycle
     vault_service: VaultService
+    follower: LogFollower
 
 
 @asynccontextmanager
@@ -130,6 +133,7 @@ def _wire(
         repositories=repositories,
     )
     remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
+    previews = PreviewHub()
     runner = SessionRunner(
         sessions,
         sandboxes,
@@ -141,13 +145,26 @@ def _wire(
         retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
         context_budget_tokens=config.context_budget_tokens,
         engine_wait_s=config.engine_wait_s,
+        previews=previews,
     )
     definitions = Definitions(store, default_model=config.model)
     inbox = Inbox(store, sessions, runner)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
+    follower = LogFollower(store, sessions.notifier, previews)
     return Runtime(
-        config, store, definitions, sessions, sandboxes, runner, inbox, vaults, remote_mcp, lifecycle, vault_service
+        config,
+        store,
+        definitions,
+        sessions,
+        sandboxes,
+        runner,
+        inbox,
+        vaults,
+        remote_mcp,
+        lifecycle,
+        vault_service,
+        follower,
     )
 
 

@@ -35,7 +35,15 @@ from server.core.errors import (
     SessionBusyError,
     from_vault_error,
 )
-from server.core.events import Event, EventBody, SessionUpdated, parse_body, stored_fields
+from server.core.events import (
+    Event,
+    EventBody,
+    SessionUpdated,
+    parse_body,
+    preassigned_id,
+    stored_fields,
+    with_event_id,
+)
 from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
@@ -499,4 +507,6 @@ def _cut(value: JsonValue) -> JsonValue:
 def _redacted(body: EventBody) -> EventBody:
     """The body with every secret the server used masked (its stored fields redacted, then read back)."""
     fields = cast(dict[str, JsonValue], REDACTOR.redact_json(cast(JsonLike, stored_fields(body))))
-    return parse_body(body.type, fields, lenient=True)
+    redacted = parse_body(body.type, fields, lenient=True)
+    event_id = preassigned_id(body)
+    return redacted if event_id is None else with_event_id(redacted, event_id)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 from pydantic import JsonValue
 
-from server.brain.model import ModelError, ModelTurn, TokenUsage
+from server.brain.model import ModelError, ModelTurn, TokenUsage, TurnPreview
 
 if TYPE_CHECKING:
     import anthropic
@@ -64,6 +64,7 @@ class AnthropicModel:
         messages: Sequence[dict[str, JsonValue]],
         tools: Sequence[dict[str, JsonValue]],
         max_tokens: int,
+        preview: TurnPreview | None = None,
     ) -> ModelTurn:
         client = self._sdk()
         import anthropic
@@ -77,7 +78,7 @@ class AnthropicModel:
             request["system"] = [{"type": "text", "text": system, "cache_control": _CACHE}]
         if tools:
             request["tools"] = [*tools[:-1], {**tools[-1], "cache_control": _CACHE}]
-        turn = _Turn()
+        turn = _Turn(preview)
         try:
             # The raw event stream, folded here: the SDK's `MessageStream` helper re-builds a typed snapshot
             # of the whole message at every event, which cost a millisecond a turn for nothing we use.
@@ -99,7 +100,8 @@ class AnthropicModel:
 class _Turn:
     """Folds a message's stream events into its text and tool_use blocks, stop reason and usage."""
 
-    def __init__(self) -> None:
+    def __init__(self, preview: TurnPreview | None = None) -> None:
+        self._preview = preview
         self._blocks: dict[int, dict[str, Any]] = {}
         self._json: dict[int, list[str]] = {}  # a tool_use block's input, as it streams in
         self.stop_reason: str | None = None
@@ -112,12 +114,18 @@ class _Turn:
             delta = event.delta
             if delta.type == "text_delta" and event.index in self._blocks:
                 self._blocks[event.index]["text"] += delta.text
+                if self._preview is not None:
+                    self._preview.text(event.index, delta.text)
             if delta.type == "input_json_delta" and event.index in self._json:
                 self._json[event.index].append(delta.partial_json)
         elif kind == "content_block_start":
             block = event.content_block
+            if self._preview is not None and block.type in ("text", "thinking"):
+                self._preview.block_started(event.index, block.type)
             if block.type == "text":
                 self._blocks[event.index] = {"type": "text", "text": block.text}
+            if block.type == "thinking":  # only that it happened: the loop records it as an agent.thinking
+                self._blocks[event.index] = {"type": "thinking"}
             if block.type == "tool_use":
                 self._blocks[event.index] = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
                 self._json[event.index] = []

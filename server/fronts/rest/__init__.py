@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Mount, Router
 from server.fronts.rest.agents import agent_routes
 from server.fronts.rest.events import event_routes
 from server.fronts.rest.sessions import session_routes
+from server.fronts.rest.stream import stream_routes
 from server.fronts.rest.wire import http_error
 
 __all__ = ["rest_mount", "rest_routes"]
@@ -20,7 +21,7 @@ __all__ = ["rest_mount", "rest_routes"]
 
 def rest_routes() -> list[BaseRoute]:
     """Every `/v1` route, relative to `/v1`."""
-    return [*agent_routes(), *session_routes(), *event_routes()]
+    return [*agent_routes(), *session_routes(), *event_routes(), *stream_routes()]
 
 
 def rest_mount() -> Mount:

@@ -14,15 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server.core.events import Event, EventType
+from server.core.events import EventType
 from server.core.validation import describe_problems
 from server.fronts.rest.common import page, path_id, runtime
 from server.fronts.rest.listing import CursorQuery
+from server.fronts.rest.shown import shown_event
 from server.fronts.rest.wire import ApiError, RequestModel, endpoint, json_response, read_body, read_query
 from server.services.sessions import EventQuery
 from server.services.user_events import MAX_EVENTS_PER_SEND, UserEvent
 
-__all__ = ["ABSENT_AS_EMPTY", "InitialEvents", "event_routes", "shown_event", "user_events"]
+__all__ = ["InitialEvents", "event_routes", "user_events"]
 
 RawEvents = Annotated[list[dict[str, JsonValue]], Field(min_length=1, max_length=MAX_EVENTS_PER_SEND)]
 InitialEvents = Annotated[list[dict[str, JsonValue]], Field(max_length=MAX_EVENTS_PER_SEND)]
@@ -32,27 +33,6 @@ UNSUPPORTED = {
     "system.message": "send the instruction as a user.message, or put it in the agent's system prompt",
 }
 _USER_EVENTS: TypeAdapter[list[UserEvent]] = TypeAdapter(list[UserEvent])
-_THREAD: dict[str, JsonValue] = {"session_thread_id": None}
-ABSENT_AS_EMPTY: dict[str, dict[str, JsonValue]] = {
-    "user.interrupt": _THREAD,
-    "user.tool_confirmation": {"deny_message": None, **_THREAD},
-    "user.custom_tool_result": {"content": [], "is_error": None, **_THREAD},
-    "agent.tool_use": {"evaluated_permission": None, "evaluation": None, **_THREAD},
-    "agent.mcp_tool_use": {"evaluated_permission": None, "evaluation": None, **_THREAD},
-    "agent.custom_tool_use": _THREAD,
-    "agent.tool_result": {"content": [], "is_error": None},
-    "agent.mcp_tool_result": {"content": [], "is_error": None},
-    "session.status_idle": {"stop_details": None},
-    "session.usage": {"budget": None},
-    "span.model_request_end": {"model_request_start_id": None, "is_error": None, "model_usage": None},
-}
-"""Fields the API declares that the log leaves out when they are empty (the log keeps what was written).
-`session.updated` is not here: which of its fields it carries says what changed."""
-
-
-def shown_event(event: Event) -> dict[str, JsonValue]:
-    """An event as the API shows it: as stored, with the declared fields it lacks as null or empty."""
-    return {**ABSENT_AS_EMPTY.get(event.type, {}), **event.model_dump(mode="json")}
 
 
 def user_events(raw: list[dict[str, JsonValue]], where: str, only: str | None = None) -> list[UserEvent]:

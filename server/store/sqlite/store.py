@@ -47,7 +47,7 @@ from server.core.agents import Agent
 from server.core.common import now_rfc3339
 from server.core.environments import Environment
 from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundError
-from server.core.events import Event, EventBody, SessionStatusTerminated
+from server.core.events import Event, EventBody, SessionStatusTerminated, preassigned_id
 from server.core.ids import new_id
 from server.core.sessions import Session, SessionStats
 from server.core.state import SessionState, fold
@@ -353,7 +353,8 @@ class Store:
         appended = []
         for new in new_events:
             seq += 1
-            event = Event.stored(new, event_id=new_id("sevt"), seq=seq, processed_at=now_rfc3339())
+            event_id = preassigned_id(new) or new_id("sevt")
+            event = Event.stored(new, event_id=event_id, seq=seq, processed_at=now_rfc3339())
             db.execute(
                 "insert into events values (?, ?, ?, ?, ?, ?)",
                 (session_id, seq, event.id, event.type, event.processed_at, json.dumps(event.payload())),
