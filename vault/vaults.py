@@ -23,12 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vault.command import run_secret_command
 from vault.errors import (
+    ArchivedError,
     CredentialConflictError,
     CredentialNotFoundError,
     InsecureKeyringError,
@@ -93,13 +94,9 @@ class Vaults:
     # -- vaults ----------------------------------------------------------------------------
 
     def create_vault(self, display_name: str, metadata: Mapping[str, str] | None = None) -> VaultInfo:
-        name = _check_display_name(display_name, what="a vault's display_name")
-        if _VAULT_ID.match(name):
-            raise VaultError(f"{name!r} looks like a vault id; choose a display_name that does not")
         checked = _check_metadata(metadata or {})
         with self._index.update() as data:
-            if any(v.display_name == name for v in data.vaults):
-                raise VaultError(f"a vault named {name!r} already exists; choose another display_name")
+            name = _check_new_vault_name(data, display_name)
             record = VaultRecord(id=_new_id("vlt_"), display_name=name, metadata=checked, created_at=_now())
             data.vaults.append(record)
         return _vault_info(record, 0)
@@ -124,6 +121,39 @@ class Vaults:
             data.vaults.remove(record)
             data.credentials[:] = [c for c in data.credentials if c.vault_id != record.id]
         self._forget(c.id for c in doomed)
+
+    def update_vault(
+        self, ref: str, *, display_name: str | None = None, metadata: Mapping[str, str | None] | None = None
+    ) -> VaultInfo:
+        """Renames the vault and/or patches its metadata (a None value removes a key); an archived vault is
+        read-only."""
+        with self._index.update() as data:
+            record = _find_vault(data, ref)
+            _check_active(record.archived_at, f"vault {record.display_name!r}")
+            changes: dict[str, object] = {}
+            if display_name is not None and display_name != record.display_name:
+                changes["display_name"] = _check_new_vault_name(data, display_name)
+            if metadata is not None:
+                patched = _check_metadata(_patched(record.metadata, metadata))
+                if patched != record.metadata:
+                    changes["metadata"] = patched
+            if changes:
+                updated = record.model_copy(update={**changes, "updated_at": _now()})
+                data.vaults[data.vaults.index(record)] = record = updated
+        return _vault_info(record, _count(data, record.id))
+
+    def archive_vault(self, ref: str) -> VaultInfo:
+        """Archives the vault and every credential in it, purging their secrets; archiving twice is a no-op."""
+        with self._index.update() as data:
+            record = _find_vault(data, ref)
+            if record.archived_at is None:
+                now = _now()
+                for credential in [c for c in data.credentials if c.vault_id == record.id]:
+                    self._archive_in(data, credential, now)
+                archived = record.model_copy(update={"archived_at": now, "updated_at": now})
+                data.vaults[data.vaults.index(record)] = record = archived
+        self._forget(c.id for c in data.credentials if c.vault_id == record.id)
+        return _vault_info(record, _count(data, record.id))
 
     def check_vault_ids(self, vault_ids: Sequence[str]) -> None:
         """Raises `VaultNotFoundError` naming every id that is not a vault (a session's `vault_ids`)."""
@@ -170,6 +200,7 @@ class Vaults:
         secret: Secret | None = None,
         command: str | None = None,
         display_name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> CredentialInfo:
         """Adds a credential whose secret is `secret` (kept in the keyring) or `command`'s output.
 
@@ -178,6 +209,7 @@ class Vaults:
         """
         normalized = _normalize(type, match)
         name = None if display_name is None else _check_display_name(display_name, what="a credential's display_name")
+        checked_metadata = _check_metadata(metadata or {})
         if (secret is None) == (command is None):
             raise VaultError("give exactly one of a secret or a command that prints it")
         self._check_room(self._index.read(), vault_ref, type, normalized)  # fail fast, before running anything
@@ -196,6 +228,7 @@ class Vaults:
                 created_at=_now(),
                 display_name=name,
                 command=command.strip() if command is not None else None,
+                metadata=checked_metadata,
             )
             if secret is not None:
                 self._store.set(Secret(record.id, value))  # keyring first, then the index
@@ -207,16 +240,44 @@ class Vaults:
     def remove_credential(self, vault_ref: str, credential_id: str) -> None:
         """Removes the credential's index entry and its keyring entry."""
         with self._index.update() as data:
-            vault = _find_vault(data, vault_ref)
-            credential = next((c for c in data.credentials if c.id == credential_id and c.vault_id == vault.id), None)
-            if credential is None:
-                raise CredentialNotFoundError(
-                    f"vault {vault.display_name!r} has no credential {credential_id!r}; "
-                    f"'managed-sessions vault show {vault.id}' lists its credentials"
-                )
+            credential = _find_credential(data, vault_ref, credential_id)
             self._delete_secret(credential)
             data.credentials.remove(credential)
         self._forget([credential_id])
+
+    def get_credential(self, vault_ref: str, credential_id: str) -> CredentialInfo:
+        """Metadata only; never touches the keyring."""
+        return _find_credential(self._index.read(), vault_ref, credential_id)
+
+    def update_credential(
+        self,
+        vault_ref: str,
+        credential_id: str,
+        *,
+        display_name: str | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+        secret: Secret | None = None,
+    ) -> CredentialInfo:
+        """Renames (\"\" clears the name), patches metadata and/or replaces the stored secret (keyring-sourced
+        credentials only: a command-sourced one changes its command on the host). What it matches is immutable."""
+        with self._index.update() as data:
+            current = _find_credential(data, vault_ref, credential_id)
+            _check_active(current.archived_at, f"credential {credential_id!r}")
+            updated = _edited(current, display_name, metadata)
+            if secret is not None:
+                self._replace_secret(current, secret)
+                updated = replace(updated, updated_at=_now())
+            data.credentials[data.credentials.index(current)] = updated
+        if secret is not None:
+            self._remember(updated, Secret(updated.id, secret.reveal()))
+        return updated
+
+    def archive_credential(self, vault_ref: str, credential_id: str) -> CredentialInfo:
+        """Purges the secret and keeps the metadata, marked archived; archiving twice is a no-op."""
+        with self._index.update() as data:
+            credential = self._archive_in(data, _find_credential(data, vault_ref, credential_id), _now())
+        self._forget([credential_id])
+        return credential
 
     def list_credentials(self, vault_ref: str) -> list[CredentialInfo]:
         """Metadata only; never touches the keyring."""
@@ -226,7 +287,7 @@ class Vaults:
 
     def drift(self) -> list[CredentialInfo]:
         """Keyring-sourced credentials whose secret is no longer in the keyring."""
-        held = [c for c in self._index.read().credentials if c.source == "keyring"]
+        held = [c for c in self._index.read().credentials if c.source == "keyring" and c.archived_at is None]
         if held:
             self.require_secure_keyring()
         return [c for c in held if self._read_keyring(c.id) is None]
@@ -247,7 +308,12 @@ class Vaults:
         self._prune(data)
         for vault_id in vault_ids:
             for credential in data.credentials:
-                if credential.vault_id == vault_id and credential.type == type and credential.match == match:
+                if (
+                    credential.vault_id == vault_id
+                    and credential.type == type
+                    and credential.match == match
+                    and credential.archived_at is None
+                ):
                     return self._secret_of(credential)
         return None
 
@@ -275,7 +341,8 @@ class Vaults:
     def _check_room(self, data: IndexData, vault_ref: str, type: CredentialType, match: str) -> str:
         """The vault's id, if it can take one more credential of this type and match."""
         vault = _find_vault(data, vault_ref)
-        held = [c for c in data.credentials if c.vault_id == vault.id]
+        _check_active(vault.archived_at, f"vault {vault.display_name!r}")
+        held = [c for c in data.credentials if c.vault_id == vault.id and c.archived_at is None]
         clash = next((c for c in held if c.type == type and c.match == match), None)
         if clash is not None:
             raise CredentialConflictError(
@@ -293,6 +360,26 @@ class Vaults:
         if not command.strip():
             raise VaultError("the command is empty; give the command line that prints the secret")
         return run_secret_command(command, "the new credential", self.redactor)
+
+    def _replace_secret(self, credential: CredentialInfo, secret: Secret) -> None:
+        if credential.source != "keyring":
+            raise VaultError(
+                f"credential {credential.id!r} takes its secret from a command on the host; change the command "
+                "there, or archive this credential and add a new one"
+            )
+        value = secret.reveal()
+        _check_length(value)
+        self.require_secure_keyring()
+        self._store.set(Secret(credential.id, value))
+
+    def _archive_in(self, data: IndexData, credential: CredentialInfo, now: datetime) -> CredentialInfo:
+        """Marks `credential` archived in `data` and purges its secret (no-op if it already is)."""
+        if credential.archived_at is not None:
+            return credential
+        self._delete_secret(credential)
+        archived = replace(credential, archived_at=now, updated_at=now)
+        data.credentials[data.credentials.index(credential)] = archived
+        return archived
 
     def _read_keyring(self, credential_id: str) -> Secret | None:
         with self._cache_guard:
@@ -351,6 +438,55 @@ def _find_vault(data: IndexData, ref: str) -> VaultRecord:
     return found
 
 
+def _find_credential(data: IndexData, vault_ref: str, credential_id: str) -> CredentialInfo:
+    vault = _find_vault(data, vault_ref)
+    credential = next((c for c in data.credentials if c.id == credential_id and c.vault_id == vault.id), None)
+    if credential is None:
+        raise CredentialNotFoundError(
+            f"vault {vault.display_name!r} has no credential {credential_id!r}; "
+            f"'managed-sessions vault show {vault.id}' lists its credentials"
+        )
+    return credential
+
+
+def _check_active(archived_at: datetime | None, what: str) -> None:
+    if archived_at is not None:
+        raise ArchivedError(f"{what} is archived and read-only; create a new one instead")
+
+
+def _check_new_vault_name(data: IndexData, display_name: str) -> str:
+    name = _check_display_name(display_name, what="a vault's display_name")
+    if _VAULT_ID.match(name):
+        raise VaultError(f"{name!r} looks like a vault id; choose a display_name that does not")
+    if any(v.display_name == name for v in data.vaults):
+        raise VaultError(f"a vault named {name!r} already exists; choose another display_name")
+    return name
+
+
+def _patched(current: Mapping[str, str], patch: Mapping[str, str | None]) -> dict[str, str]:
+    """A metadata patch applied: a string sets a key, None removes it, an omitted key is kept."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _edited(
+    current: CredentialInfo, display_name: str | None, metadata: Mapping[str, str | None] | None
+) -> CredentialInfo:
+    """`current` renamed and its metadata patched; `updated_at` moves only if something changed."""
+    name = current.display_name
+    if display_name is not None:
+        name = _check_display_name(display_name, what="a credential's display_name") if display_name else None
+    patched = current.metadata if metadata is None else _check_metadata(_patched(current.metadata, metadata))
+    if (name, patched) == (current.display_name, current.metadata):
+        return current
+    return replace(current, display_name=name, metadata=patched, updated_at=_now())
+
+
 def _check_ids(data: IndexData, vault_ids: Sequence[str]) -> None:
     known = {v.id for v in data.vaults}
     unknown = [vault_id for vault_id in vault_ids if vault_id not in known]
@@ -361,7 +497,7 @@ def _check_ids(data: IndexData, vault_ids: Sequence[str]) -> None:
 
 
 def _count(data: IndexData, vault_id: str) -> int:
-    return sum(1 for c in data.credentials if c.vault_id == vault_id)
+    return sum(1 for c in data.credentials if c.vault_id == vault_id and c.archived_at is None)
 
 
 def _normalize(type: str, match: str) -> str:
@@ -430,4 +566,6 @@ def _vault_info(record: VaultRecord, credential_count: int) -> VaultInfo:
         metadata=dict(record.metadata),
         created_at=record.created_at,
         credential_count=credential_count,
+        updated_at=record.updated_at,
+        archived_at=record.archived_at,
     )
