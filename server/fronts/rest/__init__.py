@@ -9,10 +9,12 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from server.fronts.rest.agents import agent_routes
+from server.fronts.rest.environments import environment_routes
+from server.fronts.rest.vaults import vault_routes
 
 __all__ = ["rest_routes"]
 
 
 def rest_routes() -> list[BaseRoute]:
     """Every `/v1` route, relative to `/v1`."""
-    return [*agent_routes()]
+    return [*agent_routes(), *environment_routes(), *vault_routes()]
