@@ -156,8 +156,13 @@ class Vaults:
         return _vault_info(record, _count(data, record.id))
 
     def check_vault_ids(self, vault_ids: Sequence[str]) -> None:
-        """Raises `VaultNotFoundError` naming every id that is not a vault (a session's `vault_ids`)."""
-        _check_ids(self._index.read(), vault_ids)
+        """Raises `VaultNotFoundError` naming every id that is not a vault (a session's `vault_ids`), and
+        `ArchivedError` for an archived one: a new session cannot use it (running ones just find no secret)."""
+        data = self._index.read()
+        _check_ids(data, vault_ids)
+        archived = [v.id for v in data.vaults if v.id in vault_ids and v.archived_at is not None]
+        if archived:
+            raise ArchivedError(f"vault(s) {', '.join(map(repr, archived))} archived; a new session cannot use them")
 
     def require_secure_keyring(self) -> None:
         """Raises `InsecureKeyringError` unless the backend is secure or the user opted in.

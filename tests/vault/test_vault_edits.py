@@ -44,6 +44,8 @@ def test_archiving_a_vault_purges_every_secret_and_makes_it_read_only(vaults: Va
     with pytest.raises(ArchivedError):
         vaults.add_credential(vault.id, "static_bearer", "https://other.example.com/", secret=Secret("t", TOKEN))
     assert vaults.drift() == []
+    with pytest.raises(ArchivedError, match="new session"):
+        vaults.check_vault_ids([vault.id])
 
 
 def test_a_credential_is_renamed_and_its_secret_replaced_in_the_keyring(
