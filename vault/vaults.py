@@ -40,7 +40,8 @@ from vault.index import IndexData, VaultIndex, VaultRecord
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.matching import normalize_git_host, normalize_mcp_url
 from vault.models import CredentialInfo, CredentialType, VaultInfo
-from vault.redactor import MIN_SECRET_LENGTH, Redactor
+from vault.redactor import Redactor
+from vault.rules import check_display_name, check_length, check_metadata, patch_metadata
 from vault.secret import Secret
 from vault.store import SecretStore
 
@@ -52,7 +53,6 @@ ALLOW_INSECURE_KEYRING_VARIABLE = "MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING
 
 _CREDENTIAL_TYPES: tuple[CredentialType, ...] = ("static_bearer", "github_token")
 _VAULT_ID = re.compile(r"^vlt_[0-9a-f]{24}$")
-_METADATA_KEYS, _METADATA_KEY_LEN, _METADATA_VALUE_LEN = 16, 64, 512
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Vaults:
     # -- vaults ----------------------------------------------------------------------------
 
     def create_vault(self, display_name: str, metadata: Mapping[str, str] | None = None) -> VaultInfo:
-        checked = _check_metadata(metadata or {})
+        checked = check_metadata(metadata or {})
         with self._index.update() as data:
             name = _check_new_vault_name(data, display_name)
             record = VaultRecord(id=_new_id("vlt_"), display_name=name, metadata=checked, created_at=_now())
@@ -134,7 +134,7 @@ class Vaults:
             if display_name is not None and display_name != record.display_name:
                 changes["display_name"] = _check_new_vault_name(data, display_name)
             if metadata is not None:
-                patched = _check_metadata(_patched(record.metadata, metadata))
+                patched = check_metadata(patch_metadata(record.metadata, metadata))
                 if patched != record.metadata:
                     changes["metadata"] = patched
             if changes:
@@ -213,13 +213,13 @@ class Vaults:
         text is stored, and it is re-run when its cached value is older than `command_ttl_s`.
         """
         normalized = _normalize(type, match)
-        name = None if display_name is None else _check_display_name(display_name, what="a credential's display_name")
-        checked_metadata = _check_metadata(metadata or {})
+        name = None if display_name is None else check_display_name(display_name, what="a credential's display_name")
+        checked_metadata = check_metadata(metadata or {})
         if (secret is None) == (command is None):
             raise VaultError("give exactly one of a secret or a command that prints it")
         self._check_room(self._index.read(), vault_ref, type, normalized)  # fail fast, before running anything
         value = secret.reveal() if secret is not None else self._first_run(command or "")
-        _check_length(value)
+        check_length(value)
         if secret is not None:
             self.require_secure_keyring()
         with self._rollback_on_error() as stored, self._index.update() as data:
@@ -330,7 +330,7 @@ class Vaults:
                 return cached.secret
             if credential.source == "command":
                 value = run_secret_command(credential.command or "", f"credential {credential.id!r}", self.redactor)
-                _check_length(value)
+                check_length(value)
                 secret = Secret(credential.id, value)
             else:
                 self.require_secure_keyring()
@@ -373,7 +373,7 @@ class Vaults:
                 "there, or archive this credential and add a new one"
             )
         value = secret.reveal()
-        _check_length(value)
+        check_length(value)
         self.require_secure_keyring()
         self._store.set(Secret(credential.id, value))
 
@@ -460,23 +460,12 @@ def _check_active(archived_at: datetime | None, what: str) -> None:
 
 
 def _check_new_vault_name(data: IndexData, display_name: str) -> str:
-    name = _check_display_name(display_name, what="a vault's display_name")
+    name = check_display_name(display_name, what="a vault's display_name")
     if _VAULT_ID.match(name):
         raise VaultError(f"{name!r} looks like a vault id; choose a display_name that does not")
     if any(v.display_name == name for v in data.vaults):
         raise VaultError(f"a vault named {name!r} already exists; choose another display_name")
     return name
-
-
-def _patched(current: Mapping[str, str], patch: Mapping[str, str | None]) -> dict[str, str]:
-    """A metadata patch applied: a string sets a key, None removes it, an omitted key is kept."""
-    merged = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _edited(
@@ -485,8 +474,8 @@ def _edited(
     """`current` renamed and its metadata patched; `updated_at` moves only if something changed."""
     name = current.display_name
     if display_name is not None:
-        name = _check_display_name(display_name, what="a credential's display_name") if display_name else None
-    patched = current.metadata if metadata is None else _check_metadata(_patched(current.metadata, metadata))
+        name = check_display_name(display_name, what="a credential's display_name") if display_name else None
+    patched = current.metadata if metadata is None else check_metadata(patch_metadata(current.metadata, metadata))
     if (name, patched) == (current.display_name, current.metadata):
         return current
     return replace(current, display_name=name, metadata=patched, updated_at=_now())
@@ -511,41 +500,6 @@ def _normalize(type: str, match: str) -> str:
     if type == "github_token":
         return normalize_git_host(match)
     raise VaultError(f"unknown credential type {type!r}; use one of {', '.join(_CREDENTIAL_TYPES)}")
-
-
-def _check_length(value: str) -> None:
-    if len(value) < MIN_SECRET_LENGTH:
-        raise VaultError(
-            f"the secret is shorter than {MIN_SECRET_LENGTH} characters; a real token is longer, "
-            "and a short value could not be redacted reliably"
-        )
-
-
-def _is_control(ch: str) -> bool:
-    """C0 and C1 control characters, DEL, and lone surrogates: nothing a terminal or a log should be handed."""
-    code = ord(ch)
-    return code < 32 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF
-
-
-def _check_display_name(name: str, *, what: str) -> str:
-    if not 1 <= len(name) <= 255 or not name.strip() or any(_is_control(ch) for ch in name):
-        raise VaultError(f"{what} must be 1-255 printable characters, got {name!r}")
-    return name
-
-
-def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    if len(metadata) > _METADATA_KEYS:
-        raise VaultError(f"metadata holds at most {_METADATA_KEYS} keys, got {len(metadata)}")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise VaultError("metadata keys and values must be strings")
-        if not 1 <= len(key) <= _METADATA_KEY_LEN or len(value) > _METADATA_VALUE_LEN:
-            raise VaultError(
-                f"metadata key {key!r}: keys are 1-{_METADATA_KEY_LEN} characters, values at most {_METADATA_VALUE_LEN}"
-            )
-        if any(_is_control(ch) and ch not in "\t\n" for ch in key + value):
-            raise VaultError(f"metadata key {key!r}: keys and values must not hold control characters")
-    return dict(metadata)
 
 
 def _drift_message(credential: CredentialInfo) -> str:
