@@ -5,6 +5,7 @@ This package stands alone: it never imports `server`. The entry point is `Vaults
 """
 
 from vault.errors import (
+    ArchivedError,
     CredentialConflictError,
     CredentialNotFoundError,
     InsecureKeyringError,
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_CREDENTIALS_PER_VAULT",
     "MIN_SECRET_LENGTH",
     "REDACTED",
+    "ArchivedError",
     "CredentialConflictError",
     "CredentialInfo",
     "CredentialNotFoundError",

@@ -5,12 +5,14 @@ VaultError                      anything the vault could not do; the message say
 ├── InsecureKeyringError        the backend keeps secrets in plain text (or not at all) and nobody opted in
 ├── VaultNotFoundError          no vault with that id or display name (also a LookupError)
 ├── CredentialNotFoundError     no credential with that id in that vault (also a LookupError)
-└── CredentialConflictError     a vault already holds a credential for that type and match
+├── CredentialConflictError     a vault already holds a credential for that type and match
+└── ArchivedError               the vault or credential is archived, so it cannot be changed or used
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ArchivedError",
     "CredentialConflictError",
     "CredentialNotFoundError",
     "InsecureKeyringError",
@@ -42,3 +44,7 @@ class CredentialNotFoundError(VaultError, LookupError):
 
 class CredentialConflictError(VaultError):
     """A vault may hold one credential per (type, match); the message names the one already there."""
+
+
+class ArchivedError(VaultError):
+    """The vault or credential is archived: read-only, and its secrets are gone."""

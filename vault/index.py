@@ -41,6 +41,8 @@ class VaultRecord(BaseModel):
     display_name: str
     metadata: dict[str, str]
     created_at: datetime
+    updated_at: datetime | None = None
+    archived_at: datetime | None = None
 
 
 class IndexData(BaseModel):

@@ -24,6 +24,9 @@ class VaultInfo:
     metadata: dict[str, str] = field(hash=False)
     created_at: datetime
     credential_count: int
+    """Active credentials (archived ones are kept as tombstones, without their secret)."""
+    updated_at: datetime | None = None  # None: never changed since created_at (older index files)
+    archived_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,7 @@ class CredentialInfo:
     created_at: datetime
     display_name: str | None = None
     command: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    updated_at: datetime | None = None  # None: never changed since created_at (older index files)
+    archived_at: datetime | None = None
+    """An archived credential keeps its metadata and loses its secret; it matches nothing."""

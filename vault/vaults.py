@@ -23,12 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vault.command import run_secret_command
 from vault.errors import (
+    ArchivedError,
     CredentialConflictError,
     CredentialNotFoundError,
     InsecureKeyringError,
@@ -39,7 +40,8 @@ from vault.index import IndexData, VaultIndex, VaultRecord
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
 from vault.matching import normalize_git_host, normalize_mcp_url
 from vault.models import CredentialInfo, CredentialType, VaultInfo
-from vault.redactor import MIN_SECRET_LENGTH, Redactor
+from vault.redactor import Redactor
+from vault.rules import check_display_name, check_length, check_metadata, patch_metadata
 from vault.secret import Secret
 from vault.store import SecretStore
 
@@ -51,7 +53,6 @@ ALLOW_INSECURE_KEYRING_VARIABLE = "MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING
 
 _CREDENTIAL_TYPES: tuple[CredentialType, ...] = ("static_bearer", "github_token")
 _VAULT_ID = re.compile(r"^vlt_[0-9a-f]{24}$")
-_METADATA_KEYS, _METADATA_KEY_LEN, _METADATA_VALUE_LEN = 16, 64, 512
 
 
 @dataclass
@@ -93,13 +94,9 @@ class Vaults:
     # -- vaults ----------------------------------------------------------------------------
 
     def create_vault(self, display_name: str, metadata: Mapping[str, str] | None = None) -> VaultInfo:
-        name = _check_display_name(display_name, what="a vault's display_name")
-        if _VAULT_ID.match(name):
-            raise VaultError(f"{name!r} looks like a vault id; choose a display_name that does not")
-        checked = _check_metadata(metadata or {})
+        checked = check_metadata(metadata or {})
         with self._index.update() as data:
-            if any(v.display_name == name for v in data.vaults):
-                raise VaultError(f"a vault named {name!r} already exists; choose another display_name")
+            name = _check_new_vault_name(data, display_name)
             record = VaultRecord(id=_new_id("vlt_"), display_name=name, metadata=checked, created_at=_now())
             data.vaults.append(record)
         return _vault_info(record, 0)
@@ -125,9 +122,47 @@ class Vaults:
             data.credentials[:] = [c for c in data.credentials if c.vault_id != record.id]
         self._forget(c.id for c in doomed)
 
+    def update_vault(
+        self, ref: str, *, display_name: str | None = None, metadata: Mapping[str, str | None] | None = None
+    ) -> VaultInfo:
+        """Renames the vault and/or patches its metadata (a None value removes a key); an archived vault is
+        read-only."""
+        with self._index.update() as data:
+            record = _find_vault(data, ref)
+            _check_active(record.archived_at, f"vault {record.display_name!r}")
+            changes: dict[str, object] = {}
+            if display_name is not None and display_name != record.display_name:
+                changes["display_name"] = _check_new_vault_name(data, display_name)
+            if metadata is not None:
+                patched = check_metadata(patch_metadata(record.metadata, metadata))
+                if patched != record.metadata:
+                    changes["metadata"] = patched
+            if changes:
+                updated = record.model_copy(update={**changes, "updated_at": _now()})
+                data.vaults[data.vaults.index(record)] = record = updated
+        return _vault_info(record, _count(data, record.id))
+
+    def archive_vault(self, ref: str) -> VaultInfo:
+        """Archives the vault and every credential in it, purging their secrets; archiving twice is a no-op."""
+        with self._index.update() as data:
+            record = _find_vault(data, ref)
+            if record.archived_at is None:
+                now = _now()
+                for credential in [c for c in data.credentials if c.vault_id == record.id]:
+                    self._archive_in(data, credential, now)
+                archived = record.model_copy(update={"archived_at": now, "updated_at": now})
+                data.vaults[data.vaults.index(record)] = record = archived
+        self._forget(c.id for c in data.credentials if c.vault_id == record.id)
+        return _vault_info(record, _count(data, record.id))
+
     def check_vault_ids(self, vault_ids: Sequence[str]) -> None:
-        """Raises `VaultNotFoundError` naming every id that is not a vault (a session's `vault_ids`)."""
-        _check_ids(self._index.read(), vault_ids)
+        """Raises `VaultNotFoundError` naming every id that is not a vault (a session's `vault_ids`), and
+        `ArchivedError` for an archived one: a new session cannot use it (running ones just find no secret)."""
+        data = self._index.read()
+        _check_ids(data, vault_ids)
+        archived = [v.id for v in data.vaults if v.id in vault_ids and v.archived_at is not None]
+        if archived:
+            raise ArchivedError(f"vault(s) {', '.join(map(repr, archived))} archived; a new session cannot use them")
 
     def require_secure_keyring(self) -> None:
         """Raises `InsecureKeyringError` unless the backend is secure or the user opted in.
@@ -170,6 +205,7 @@ class Vaults:
         secret: Secret | None = None,
         command: str | None = None,
         display_name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> CredentialInfo:
         """Adds a credential whose secret is `secret` (kept in the keyring) or `command`'s output.
 
@@ -177,12 +213,13 @@ class Vaults:
         text is stored, and it is re-run when its cached value is older than `command_ttl_s`.
         """
         normalized = _normalize(type, match)
-        name = None if display_name is None else _check_display_name(display_name, what="a credential's display_name")
+        name = None if display_name is None else check_display_name(display_name, what="a credential's display_name")
+        checked_metadata = check_metadata(metadata or {})
         if (secret is None) == (command is None):
             raise VaultError("give exactly one of a secret or a command that prints it")
         self._check_room(self._index.read(), vault_ref, type, normalized)  # fail fast, before running anything
         value = secret.reveal() if secret is not None else self._first_run(command or "")
-        _check_length(value)
+        check_length(value)
         if secret is not None:
             self.require_secure_keyring()
         with self._rollback_on_error() as stored, self._index.update() as data:
@@ -196,6 +233,7 @@ class Vaults:
                 created_at=_now(),
                 display_name=name,
                 command=command.strip() if command is not None else None,
+                metadata=checked_metadata,
             )
             if secret is not None:
                 self._store.set(Secret(record.id, value))  # keyring first, then the index
@@ -207,16 +245,44 @@ class Vaults:
     def remove_credential(self, vault_ref: str, credential_id: str) -> None:
         """Removes the credential's index entry and its keyring entry."""
         with self._index.update() as data:
-            vault = _find_vault(data, vault_ref)
-            credential = next((c for c in data.credentials if c.id == credential_id and c.vault_id == vault.id), None)
-            if credential is None:
-                raise CredentialNotFoundError(
-                    f"vault {vault.display_name!r} has no credential {credential_id!r}; "
-                    f"'managed-sessions vault show {vault.id}' lists its credentials"
-                )
+            credential = _find_credential(data, vault_ref, credential_id)
             self._delete_secret(credential)
             data.credentials.remove(credential)
         self._forget([credential_id])
+
+    def get_credential(self, vault_ref: str, credential_id: str) -> CredentialInfo:
+        """Metadata only; never touches the keyring."""
+        return _find_credential(self._index.read(), vault_ref, credential_id)
+
+    def update_credential(
+        self,
+        vault_ref: str,
+        credential_id: str,
+        *,
+        display_name: str | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+        secret: Secret | None = None,
+    ) -> CredentialInfo:
+        """Renames (\"\" clears the name), patches metadata and/or replaces the stored secret (keyring-sourced
+        credentials only: a command-sourced one changes its command on the host). What it matches is immutable."""
+        with self._index.update() as data:
+            current = _find_credential(data, vault_ref, credential_id)
+            _check_active(current.archived_at, f"credential {credential_id!r}")
+            updated = _edited(current, display_name, metadata)
+            if secret is not None:
+                self._replace_secret(current, secret)
+                updated = replace(updated, updated_at=_now())
+            data.credentials[data.credentials.index(current)] = updated
+        if secret is not None:
+            self._remember(updated, Secret(updated.id, secret.reveal()))
+        return updated
+
+    def archive_credential(self, vault_ref: str, credential_id: str) -> CredentialInfo:
+        """Purges the secret and keeps the metadata, marked archived; archiving twice is a no-op."""
+        with self._index.update() as data:
+            credential = self._archive_in(data, _find_credential(data, vault_ref, credential_id), _now())
+        self._forget([credential_id])
+        return credential
 
     def list_credentials(self, vault_ref: str) -> list[CredentialInfo]:
         """Metadata only; never touches the keyring."""
@@ -226,7 +292,7 @@ class Vaults:
 
     def drift(self) -> list[CredentialInfo]:
         """Keyring-sourced credentials whose secret is no longer in the keyring."""
-        held = [c for c in self._index.read().credentials if c.source == "keyring"]
+        held = [c for c in self._index.read().credentials if c.source == "keyring" and c.archived_at is None]
         if held:
             self.require_secure_keyring()
         return [c for c in held if self._read_keyring(c.id) is None]
@@ -247,7 +313,12 @@ class Vaults:
         self._prune(data)
         for vault_id in vault_ids:
             for credential in data.credentials:
-                if credential.vault_id == vault_id and credential.type == type and credential.match == match:
+                if (
+                    credential.vault_id == vault_id
+                    and credential.type == type
+                    and credential.match == match
+                    and credential.archived_at is None
+                ):
                     return self._secret_of(credential)
         return None
 
@@ -259,7 +330,7 @@ class Vaults:
                 return cached.secret
             if credential.source == "command":
                 value = run_secret_command(credential.command or "", f"credential {credential.id!r}", self.redactor)
-                _check_length(value)
+                check_length(value)
                 secret = Secret(credential.id, value)
             else:
                 self.require_secure_keyring()
@@ -275,7 +346,8 @@ class Vaults:
     def _check_room(self, data: IndexData, vault_ref: str, type: CredentialType, match: str) -> str:
         """The vault's id, if it can take one more credential of this type and match."""
         vault = _find_vault(data, vault_ref)
-        held = [c for c in data.credentials if c.vault_id == vault.id]
+        _check_active(vault.archived_at, f"vault {vault.display_name!r}")
+        held = [c for c in data.credentials if c.vault_id == vault.id and c.archived_at is None]
         clash = next((c for c in held if c.type == type and c.match == match), None)
         if clash is not None:
             raise CredentialConflictError(
@@ -293,6 +365,26 @@ class Vaults:
         if not command.strip():
             raise VaultError("the command is empty; give the command line that prints the secret")
         return run_secret_command(command, "the new credential", self.redactor)
+
+    def _replace_secret(self, credential: CredentialInfo, secret: Secret) -> None:
+        if credential.source != "keyring":
+            raise VaultError(
+                f"credential {credential.id!r} takes its secret from a command on the host; change the command "
+                "there, or archive this credential and add a new one"
+            )
+        value = secret.reveal()
+        check_length(value)
+        self.require_secure_keyring()
+        self._store.set(Secret(credential.id, value))
+
+    def _archive_in(self, data: IndexData, credential: CredentialInfo, now: datetime) -> CredentialInfo:
+        """Marks `credential` archived in `data` and purges its secret (no-op if it already is)."""
+        if credential.archived_at is not None:
+            return credential
+        self._delete_secret(credential)
+        archived = replace(credential, archived_at=now, updated_at=now)
+        data.credentials[data.credentials.index(credential)] = archived
+        return archived
 
     def _read_keyring(self, credential_id: str) -> Secret | None:
         with self._cache_guard:
@@ -351,6 +443,44 @@ def _find_vault(data: IndexData, ref: str) -> VaultRecord:
     return found
 
 
+def _find_credential(data: IndexData, vault_ref: str, credential_id: str) -> CredentialInfo:
+    vault = _find_vault(data, vault_ref)
+    credential = next((c for c in data.credentials if c.id == credential_id and c.vault_id == vault.id), None)
+    if credential is None:
+        raise CredentialNotFoundError(
+            f"vault {vault.display_name!r} has no credential {credential_id!r}; "
+            f"'managed-sessions vault show {vault.id}' lists its credentials"
+        )
+    return credential
+
+
+def _check_active(archived_at: datetime | None, what: str) -> None:
+    if archived_at is not None:
+        raise ArchivedError(f"{what} is archived and read-only; create a new one instead")
+
+
+def _check_new_vault_name(data: IndexData, display_name: str) -> str:
+    name = check_display_name(display_name, what="a vault's display_name")
+    if _VAULT_ID.match(name):
+        raise VaultError(f"{name!r} looks like a vault id; choose a display_name that does not")
+    if any(v.display_name == name for v in data.vaults):
+        raise VaultError(f"a vault named {name!r} already exists; choose another display_name")
+    return name
+
+
+def _edited(
+    current: CredentialInfo, display_name: str | None, metadata: Mapping[str, str | None] | None
+) -> CredentialInfo:
+    """`current` renamed and its metadata patched; `updated_at` moves only if something changed."""
+    name = current.display_name
+    if display_name is not None:
+        name = check_display_name(display_name, what="a credential's display_name") if display_name else None
+    patched = current.metadata if metadata is None else check_metadata(patch_metadata(current.metadata, metadata))
+    if (name, patched) == (current.display_name, current.metadata):
+        return current
+    return replace(current, display_name=name, metadata=patched, updated_at=_now())
+
+
 def _check_ids(data: IndexData, vault_ids: Sequence[str]) -> None:
     known = {v.id for v in data.vaults}
     unknown = [vault_id for vault_id in vault_ids if vault_id not in known]
@@ -361,7 +491,7 @@ def _check_ids(data: IndexData, vault_ids: Sequence[str]) -> None:
 
 
 def _count(data: IndexData, vault_id: str) -> int:
-    return sum(1 for c in data.credentials if c.vault_id == vault_id)
+    return sum(1 for c in data.credentials if c.vault_id == vault_id and c.archived_at is None)
 
 
 def _normalize(type: str, match: str) -> str:
@@ -370,41 +500,6 @@ def _normalize(type: str, match: str) -> str:
     if type == "github_token":
         return normalize_git_host(match)
     raise VaultError(f"unknown credential type {type!r}; use one of {', '.join(_CREDENTIAL_TYPES)}")
-
-
-def _check_length(value: str) -> None:
-    if len(value) < MIN_SECRET_LENGTH:
-        raise VaultError(
-            f"the secret is shorter than {MIN_SECRET_LENGTH} characters; a real token is longer, "
-            "and a short value could not be redacted reliably"
-        )
-
-
-def _is_control(ch: str) -> bool:
-    """C0 and C1 control characters, DEL, and lone surrogates: nothing a terminal or a log should be handed."""
-    code = ord(ch)
-    return code < 32 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF
-
-
-def _check_display_name(name: str, *, what: str) -> str:
-    if not 1 <= len(name) <= 255 or not name.strip() or any(_is_control(ch) for ch in name):
-        raise VaultError(f"{what} must be 1-255 printable characters, got {name!r}")
-    return name
-
-
-def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    if len(metadata) > _METADATA_KEYS:
-        raise VaultError(f"metadata holds at most {_METADATA_KEYS} keys, got {len(metadata)}")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise VaultError("metadata keys and values must be strings")
-        if not 1 <= len(key) <= _METADATA_KEY_LEN or len(value) > _METADATA_VALUE_LEN:
-            raise VaultError(
-                f"metadata key {key!r}: keys are 1-{_METADATA_KEY_LEN} characters, values at most {_METADATA_VALUE_LEN}"
-            )
-        if any(_is_control(ch) and ch not in "\t\n" for ch in key + value):
-            raise VaultError(f"metadata key {key!r}: keys and values must not hold control characters")
-    return dict(metadata)
 
 
 def _drift_message(credential: CredentialInfo) -> str:
@@ -430,4 +525,6 @@ def _vault_info(record: VaultRecord, credential_count: int) -> VaultInfo:
         metadata=dict(record.metadata),
         created_at=record.created_at,
         credential_count=credential_count,
+        updated_at=record.updated_at,
+        archived_at=record.archived_at,
     )

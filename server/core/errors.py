@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from vault.errors import CredentialConflictError, CredentialNotFoundError, VaultError, VaultNotFoundError
+from vault.errors import ArchivedError, CredentialConflictError, CredentialNotFoundError, VaultError, VaultNotFoundError
 
 __all__ = [
     "ConfigError",
@@ -117,6 +117,6 @@ def from_vault_error(exc: VaultError) -> ServerError:
     """The server error a vault failure is reported as (its message already says what to do)."""
     if isinstance(exc, VaultNotFoundError | CredentialNotFoundError):
         return NotFoundError(str(exc))
-    if isinstance(exc, CredentialConflictError):
+    if isinstance(exc, CredentialConflictError | ArchivedError):
         return ConflictError(str(exc))
     return InvalidRequestError(str(exc))

@@ -8,11 +8,21 @@ only sessions created after it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, Field, ValidationError
 
-from server.core.agents import FULL_TOOLSET, Agent, AgentTool, McpServer, ModelConfig, ModelId, check_agent_definition
+from server.core.agents import (
+    FULL_TOOLSET,
+    MAX_VERSION,
+    Agent,
+    AgentTool,
+    McpServer,
+    ModelConfig,
+    ModelId,
+    check_agent_definition,
+)
 from server.core.blocking import in_thread
 from server.core.common import apply_metadata_patch, now_rfc3339
 from server.core.environments import Environment, Networking, Packages, Resources
@@ -123,10 +133,28 @@ class Definitions:
     async def get_agent(self, agent_id: str, version: int | None = None) -> Agent:
         return await in_thread(self._store.get_agent, agent_id, version)
 
-    async def list_agents(self, limit: int, cursor: str | None, include_archived: bool) -> AgentList:
+    async def list_agents(
+        self,
+        limit: int,
+        cursor: str | None,
+        include_archived: bool,
+        created_gte: datetime | None = None,
+        created_lte: datetime | None = None,
+    ) -> AgentList:
+        """Newest first; `created_gte`/`created_lte` bound the creation time (inclusive, to the millisecond)."""
         before = check_cursor(cursor, "agent")
-        agents = await in_thread(self._store.list_agents, limit + 1, before, include_archived)
+        bounds = (_rfc3339_ms(created_gte), _rfc3339_ms(created_lte))
+        agents = await in_thread(self._store.list_agents, limit + 1, before, include_archived, *bounds)
         return AgentList(agents=agents[:limit], next_cursor=page_cursor([a.id for a in agents], limit))
+
+    async def list_agent_versions(self, agent_id: str, limit: int, cursor: str | None) -> AgentList:
+        """Every version of one agent, newest first; the cursor is the last version number shown."""
+        if cursor is not None and not (cursor.isdigit() and 1 <= int(cursor) <= MAX_VERSION):
+            raise InvalidRequestError(f"cursor {cursor!r} is not one this server made; pass a next_page back unchanged")
+        below = int(cursor) if cursor is not None else None
+        versions = await in_thread(self._store.list_agent_versions, agent_id, limit + 1, below)
+        more = len(versions) > limit
+        return AgentList(agents=versions[:limit], next_cursor=str(versions[limit - 1].version) if more else None)
 
     async def archive_agent(self, agent_id: str) -> Agent:
         await self.get_agent(agent_id)
@@ -187,6 +215,14 @@ class Definitions:
     async def delete_environment(self, environment_id: str) -> None:
         await self.get_environment(environment_id)
         await in_thread(self._store.delete_environment, environment_id)
+
+
+def _rfc3339_ms(moment: datetime | None) -> str | None:
+    """A bound in the store's timestamp form (UTC, milliseconds, `Z`); a naive time is taken as UTC."""
+    if moment is None:
+        return None
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _model(model: str | ModelConfig) -> ModelConfig:

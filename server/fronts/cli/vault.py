@@ -202,11 +202,16 @@ def _source(info: CredentialInfo) -> str:
 
 
 def _vault_json(info: VaultInfo) -> dict[str, Any]:
-    return {**asdict(info), "created_at": info.created_at.isoformat()}
+    return _json_fields(asdict(info))
 
 
 def _credential_json(info: CredentialInfo) -> dict[str, Any]:
-    return {**asdict(info), "created_at": info.created_at.isoformat()}
+    return _json_fields(asdict(info))
+
+
+def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Timestamps (created_at, updated_at, archived_at) as ISO 8601 strings."""
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in fields.items()}
 
 
 def _when(moment: datetime) -> str:

@@ -11,9 +11,11 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute, Mount, Router
 
 from server.fronts.rest.agents import agent_routes
+from server.fronts.rest.environments import environment_routes
 from server.fronts.rest.events import event_routes
 from server.fronts.rest.sessions import session_routes
 from server.fronts.rest.stream import stream_routes
+from server.fronts.rest.vaults import vault_routes
 from server.fronts.rest.wire import http_error
 
 __all__ = ["rest_mount", "rest_routes"]
@@ -21,7 +23,14 @@ __all__ = ["rest_mount", "rest_routes"]
 
 def rest_routes() -> list[BaseRoute]:
     """Every `/v1` route, relative to `/v1`."""
-    return [*agent_routes(), *session_routes(), *event_routes(), *stream_routes()]
+    return [
+        *agent_routes(),
+        *environment_routes(),
+        *session_routes(),
+        *event_routes(),
+        *stream_routes(),
+        *vault_routes(),
+    ]
 
 
 def rest_mount() -> Mount:

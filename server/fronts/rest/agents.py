@@ -1,10 +1,16 @@
-"""`/v1/agents`: create, retrieve (at a version), update (a new version), list, archive, versions."""
+"""`/v1/agents`: create, retrieve (at a version), update (a new version), list, archive, versions.
+
+The hosted API's agent features this server does not have yet (skills, multiagent, a model's `effort`, `speed`
+and `inference_geo`) are refused with a 400 that says so, rather than stored and silently ignored; a null or
+empty value is accepted, so an SDK object sent back unchanged still validates.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Discriminator, Field, StringConstraints, Tag
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -16,7 +22,6 @@ from server.core.agents import (
     Agent,
     AgentTool,
     McpServer,
-    ModelConfig,
     ModelId,
 )
 from server.core.common import PLAIN_TEXT, MetadataPatch
@@ -30,18 +35,50 @@ NameText = Annotated[str, StringConstraints(min_length=1, max_length=256), PLAIN
 Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
+def _not_yet(feature: str, allowed: object = None) -> AfterValidator:
+    """Refuses a hosted-API feature this server lacks, unless the value is empty (null, [], {}) or `allowed`."""
+
+    def check(value: Any) -> Any:
+        if value and value != allowed:
+            raise ValueError(f"this server does not support {feature} yet; leave it out")
+        return value
+
+    return AfterValidator(check)
+
+
+class ModelBody(RequestModel):
+    """`model` as an object: only `id` takes effect here."""
+
+    id: ModelId
+    effort: Annotated[Any, _not_yet("a model's effort setting")] = None
+    inference_geo: Annotated[Any, _not_yet("inference_geo")] = None
+    speed: Annotated[Any, _not_yet("a speed other than 'standard'", allowed="standard")] = None
+
+
+ModelField = Annotated[
+    Annotated[ModelId, Tag("id")] | Annotated[ModelBody, Tag("object")],
+    Discriminator(lambda value: "id" if isinstance(value, str) else "object"),
+]
+"""A model id, or `{id, ...}`: one or the other, so an error names the form that was sent."""
+
+
 class AgentBody(RequestModel):
     name: NameText | None = None
-    model: ModelId | ModelConfig | None = None
+    model: ModelField | None = None
     system: Annotated[str, StringConstraints(max_length=MAX_SYSTEM_CHARS)] | None = None
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS), PLAIN_TEXT] | None = None
     tools: list[AgentTool] | None = None
     mcp_servers: list[McpServer] | None = None
     metadata: MetadataPatch | None = None
+    skills: Annotated[list[Any] | None, _not_yet("skills")] = None
+    multiagent: Annotated[Any, _not_yet("multiagent orchestration")] = None
+    execution_identity: dict[Literal["type"], Literal["service_account"]] | None = None
 
     def changes(self) -> AgentChanges:
         """The service's changes: an explicit null clears a field, as the API says ('' or [] to the service)."""
-        given = self.model_dump(exclude_unset=True, exclude={"version"})
+        given = self.model_dump(exclude_unset=True, exclude={"version", "skills", "multiagent", "execution_identity"})
+        if isinstance(self.model, ModelBody):
+            given["model"] = {"id": self.model.id}
         cleared = {"system": "", "description": "", "tools": [], "mcp_servers": []}
         for key, empty in cleared.items():
             if key in given and given[key] is None:
@@ -59,11 +96,21 @@ class VersionQuery(QueryModel):
 
 class AgentListQuery(PageQuery):
     include_archived: bool = False
+    created_at_gte: datetime | None = None
+    created_at_lte: datetime | None = None
 
 
 def shown(agent: Agent) -> dict[str, object]:
     """An agent as the API shows it: the fields this server has, and the hosted API's fields it lacks as empty."""
-    return {**agent.model_dump(mode="json"), "skills": [], "multiagent": None}
+    fields = agent.model_dump(mode="json")
+    model = {**fields["model"], "effort": None, "inference_geo": None, "speed": "standard"}
+    return {
+        **fields,
+        "model": model,
+        "skills": [],
+        "multiagent": None,
+        "execution_identity": {"type": "service_account"},
+    }
 
 
 @endpoint
@@ -89,7 +136,18 @@ async def update(request: Request) -> Response:
 @endpoint
 async def list_agents(request: Request) -> Response:
     query = read_query(request, AgentListQuery)
-    listed = await runtime(request).definitions.list_agents(query.limit, query.page, query.include_archived)
+    listed = await runtime(request).definitions.list_agents(
+        query.limit, query.page, query.include_archived, query.created_at_gte, query.created_at_lte
+    )
+    return json_response(page([shown(a) for a in listed.agents], listed.next_cursor))
+
+
+@endpoint
+async def list_versions(request: Request) -> Response:
+    query = read_query(request, PageQuery)
+    listed = await runtime(request).definitions.list_agent_versions(
+        path_id(request, "agent_id"), query.limit, query.page
+    )
     return json_response(page([shown(a) for a in listed.agents], listed.next_cursor))
 
 
@@ -105,4 +163,5 @@ def agent_routes() -> list[BaseRoute]:
         Route("/agents/{agent_id}", retrieve, methods=["GET"]),
         Route("/agents/{agent_id}", update, methods=["POST"]),
         Route("/agents/{agent_id}/archive", archive, methods=["POST"]),
+        Route("/agents/{agent_id}/versions", list_versions, methods=["GET"]),
     ]

@@ -181,15 +181,35 @@ class Store:
         body, archived_at, _ = rows[0]
         return Agent.model_validate({**json.loads(body), "archived_at": archived_at})
 
-    def list_agents(self, limit: int, before: str | None, include_archived: bool) -> list[Agent]:
-        """Latest versions, newest agent first, ids below `before` (the cursor)."""
+    def list_agents(
+        self,
+        limit: int,
+        before: str | None,
+        include_archived: bool,
+        created_gte: str | None = None,
+        created_lte: str | None = None,
+    ) -> list[Agent]:
+        """Latest versions, newest agent first, ids below `before` (the cursor), created within the bounds
+        (RFC 3339 UTC strings in `now_rfc3339`'s form, so they compare as text)."""
         rows = self._read(
             "select v.body, a.archived_at from agents a join agent_versions v"
             " on v.agent_id = a.agent_id and v.version = a.latest_version"
             " where (? is null or a.agent_id < ?) and (? or a.archived_at is null)"
+            " and (? is null or a.created_at >= ?) and (? is null or a.created_at <= ?)"
             " order by a.agent_id desc limit ?",
-            (before, before, include_archived, limit),
+            (before, before, include_archived, created_gte, created_gte, created_lte, created_lte, limit),
         )
+        return [Agent.model_validate({**json.loads(body), "archived_at": at}) for body, at in rows]
+
+    def list_agent_versions(self, agent_id: str, limit: int, below: int | None) -> list[Agent]:
+        """One agent's versions, newest first, those below version `below` (the cursor)."""
+        rows = self._read(
+            "select v.body, a.archived_at from agents a join agent_versions v using (agent_id)"
+            " where a.agent_id = ? and (? is null or v.version < ?) order by v.version desc limit ?",
+            (agent_id, below, below, limit),
+        )
+        if not rows and not self._read("select 1 from agents where agent_id = ?", (agent_id,)):
+            raise NotFoundError(f"no agent {agent_id!r}; list_agents shows the ones that exist")
         return [Agent.model_validate({**json.loads(body), "archived_at": at}) for body, at in rows]
 
     def archive_agent(self, agent_id: str, at: str) -> None:
