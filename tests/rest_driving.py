@@ -66,8 +66,8 @@ def event_types(client: anthropic.Anthropic, session_id: str) -> list[str]:
 
 
 def make_environment(config: ServerConfig, name: str = "test-env") -> str:
-    """An environment in the server's store (the environments routes are another module's), made through the
-    service on a connection of its own."""
+    """An environment in the server's store, made through the service on a connection of its own (these tests
+    are about sessions; `test_environments.py` drives the environments routes through the SDK)."""
     import anyio
 
     from server.services.definitions import Definitions, EnvironmentChanges

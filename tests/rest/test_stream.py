@@ -1,7 +1,7 @@
 """`client.beta.sessions.events.stream` against the server: the official SDK reads the stream (sync and async),
-a scripted model streams the turns; sessions are made and messages sent through the MCP tools of the same
-server (one process, one store). Raw HTTP only where the SDK cannot go: a `Last-Event-ID` reconnect, a
-client that never reads."""
+a scripted model streams the turns; sessions are made and messages sent through the SDK (some checks read the
+log through the MCP tools of the same server: one process, one store). Raw HTTP only where the SDK cannot go:
+a `Last-Event-ID` reconnect, a client that never reads."""
 
 from __future__ import annotations
 
@@ -73,12 +73,18 @@ def call(server: RestServer, tool: str, arguments: dict[str, Any]) -> dict[str, 
 
 
 def new_session(server: RestServer) -> str:
-    session_id: str = call(server, "create_session", {})["id"]
-    return session_id
+    """A session made through the SDK: an agent, an environment, then the session."""
+    with server.client() as client:
+        agent = client.beta.agents.create(name="streamer", model="claude-test")
+        environment = client.beta.environments.create(name=f"env-{agent.id}")
+        return client.beta.sessions.create(agent=agent.id, environment_id=environment.id).id
 
 
 def send(server: RestServer, session_id: str, text: str) -> None:
-    call(server, "send_message", {"session_id": session_id, "text": text, "wait_seconds": 0})
+    """A user.message sent through the SDK (it returns once recorded; the turn runs on)."""
+    with server.client() as client:
+        message = {"type": "user.message", "content": [{"type": "text", "text": text}]}
+        client.beta.sessions.events.send(session_id, events=[message])  # type: ignore[list-item]
 
 
 def until_idle(events: Iterator[Any]) -> list[Any]:
