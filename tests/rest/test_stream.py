@@ -19,7 +19,6 @@ import httpx2
 import pytest
 from anthropic.types import beta as sdk_beta
 from anthropic.types.beta import sessions as sdk
-from conftest import missing_part
 from fake_sandboxes import FakeSandboxes
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -303,14 +302,6 @@ with client.beta.sessions.events.stream(session_id) as stream:
         if event.type == "session.status_idle":
             break
 """
-
-
-@pytest.fixture
-def old_python() -> str:
-    python = os.environ.get("OLD_ANTHROPIC_PYTHON", "")
-    if not python or not Path(python).exists():
-        missing_part("old_sdk", "OLD_ANTHROPIC_PYTHON names no Python with an older anthropic SDK")
-    return python
 
 
 def test_an_old_sdk_reads_the_stream_first_pattern(old_python: str, served: RestServer, model: ModelServer) -> None:
