@@ -1,0 +1,54 @@
+"""The README's REST example, run as written: a user's first contact with the REST API must work.
+
+The code block under "The REST API" is taken from the README and run by this project's Python, with
+`ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY` in its environment naming the server (as the README says to set
+them), against a server with a scripted model and an output file in the session's sandbox."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_sandboxes import FakeSandboxes
+from model_server import ModelServer, reply
+from rest_serving import RestServer, rest_server
+
+from server.core.config import DEFAULT_IMAGE, ServerConfig
+from vault.memory_store import MemoryStore
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def readme_example() -> str:
+    section = README.read_text().split("## The REST API", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the README's REST section lost its Python example"
+    return match.group(1)
+
+
+@pytest.fixture
+def served(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RestServer, ModelServer]]:
+    with ModelServer() as model:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", model.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True)
+        with rest_server(config, sandboxes=lambda _tg: FakeSandboxes(), secrets=MemoryStore()) as server:
+            yield server, model
+        assert model.violations == []
+
+
+def test_the_readme_rest_example_runs_against_the_server(served: tuple[RestServer, ModelServer]) -> None:
+    server, model = served
+    model.enqueue(reply("Hello from the sandbox."))
+    env = {"PATH": os.environ.get("PATH", ""), "ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": server.token}
+    done = subprocess.run(
+        [sys.executable, "-c", readme_example()], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "Hello from the sandbox."
+    assert model.requests[0].messages[-1]["content"] == [{"type": "text", "text": "Say hello."}]
