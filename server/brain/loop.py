@@ -55,17 +55,25 @@ import anyio
 import anyio.abc
 from pydantic import JsonValue
 
+from server.brain.attachments import has_file_sources, inline_files
 from server.brain.conversation import (
     Conversation,
     ConversationBuilder,
+    Message,
     PendingToolUse,
     estimated_tokens,
     needs_action,
 )
 from server.brain.model import ModelClient, ModelError, ModelTurn
-from server.brain.ports import RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
+from server.brain.ports import FileContents, RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
 from server.brain.tools import OfferedTool, offered_tools
-from server.core.errors import EngineUnreachableError, SandboxUnavailableError, ServerError, UnexpectedError
+from server.core.errors import (
+    EngineUnreachableError,
+    InvalidRequestError,
+    SandboxUnavailableError,
+    ServerError,
+    UnexpectedError,
+)
 from server.core.events import (
     AgentCustomToolUse,
     AgentMcpToolResult,
@@ -133,6 +141,7 @@ class SessionRunner:
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         context_budget_tokens: int = 150_000,
         engine_wait_s: float = ENGINE_WAIT_S,
+        files: FileContents | None = None,
     ) -> None:
         self._log = log
         self._sandboxes = sandboxes
@@ -144,6 +153,7 @@ class SessionRunner:
         self._retry_delays_s = tuple(retry_delays_s)
         self._context_budget_tokens = context_budget_tokens
         self._engine_wait_s = engine_wait_s
+        self._files = files
         self._runs: dict[str, _Run] = {}
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
@@ -378,10 +388,18 @@ class SessionRunner:
             lead = []
             conversation = await self._within_budget(session.id, await self._conversation(session.id))
             try:
+                messages = await self._with_files(conversation.messages)
+            except ServerError as exc:
+                await self._append(
+                    session.id, [_span_end(start, None), SessionError.of("unknown_error", str(exc), "exhausted")]
+                )
+                await self._idle(session.id, {"type": "retries_exhausted"})
+                return False
+            try:
                 turn = await self._model.turn(
                     model=session.agent.model.id,
                     system=session.agent.system,
-                    messages=conversation.messages,
+                    messages=messages,
                     tools=[tool.spec for tool in offered.values()],
                     max_tokens=MAX_TOKENS,
                 )
@@ -406,6 +424,14 @@ class SessionRunner:
             await self._append(session.id, [*_turn_events(turn, offered), _span_end(start, turn)])
             return True
         return False
+
+    async def _with_files(self, messages: list[Message]) -> list[Message]:
+        """The messages with image and document blocks that name an uploaded file carrying its bytes."""
+        if not has_file_sources(messages):
+            return messages
+        if self._files is None:
+            raise InvalidRequestError("this server keeps no files; send images and documents as base64")
+        return await inline_files(messages, self._files)
 
     async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[EventBody] = ()) -> None:
         session = await self._log.get(session_id)

@@ -25,12 +25,15 @@ from server.hands.docker.sandbox import SandboxSettings
 from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
+from server.services.file_resources import SessionFiles, SessionResourceDelivery
+from server.services.files import FileService
 from server.services.http_token import HttpToken
 from server.services.lifecycle import SessionLifecycle
 from server.services.messages import Inbox
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
 from server.services.vaults import VaultService
+from server.store.disk_files import DiskFileStore
 from server.store.ports import SessionStore, Storage
 from server.store.sqlite.store import Store as SqliteStore
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
@@ -58,6 +61,8 @@ class Runtime:
     remote_mcp: RemoteMcpSessions
     lifecycle: SessionLifecycle
     vault_service: VaultService
+    files: FileService
+    session_files: SessionFiles
 
 
 @asynccontextmanager
@@ -120,6 +125,8 @@ def _wire(
     else:
         sandboxes = sandbox_factory(task_group)
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
+    file_store = DiskFileStore(config.data_dir / "files")
+    session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
     sessions = SessionManager(
         store,
         config.data_dir,
@@ -128,7 +135,9 @@ def _wire(
         sandboxes=sandboxes,
         vaults=vaults,
         repositories=repositories,
+        files=session_files,
     )
+    files = FileService(file_store, sessions, config.max_upload_bytes)
     remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
     runner = SessionRunner(
         sessions,
@@ -137,7 +146,8 @@ def _wire(
         task_group,
         builtin_tools=BUILTIN_TOOL_SPECS,
         remote_mcp=remote_mcp,
-        resources=repositories,
+        resources=SessionResourceDelivery(repositories, session_files),
+        files=files,
         retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
         context_budget_tokens=config.context_budget_tokens,
         engine_wait_s=config.engine_wait_s,
@@ -147,7 +157,19 @@ def _wire(
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
     return Runtime(
-        config, store, definitions, sessions, sandboxes, runner, inbox, vaults, remote_mcp, lifecycle, vault_service
+        config,
+        store,
+        definitions,
+        sessions,
+        sandboxes,
+        runner,
+        inbox,
+        vaults,
+        remote_mcp,
+        lifecycle,
+        vault_service,
+        files,
+        session_files,
     )
 
 

@@ -31,8 +31,9 @@ from server.core.events import Event, EventBody, parse_body, stored_fields
 from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
-from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
+from server.core.sessions import AnySessionResource, EventPage, Session, SessionStats, SessionStatus
 from server.hands.sandbox import SandboxBackend
+from server.services.file_resources import FileResource, SessionFiles
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
 from server.store.ports import SessionFilter, Storage
@@ -41,7 +42,7 @@ from vault.errors import VaultError
 from vault.redactor import JsonLike
 from vault.vaults import Vaults
 
-__all__ = ["LOG_LIMIT", "MAX_EVENT_FIELD_CHARS", "NewSession", "SessionList", "SessionManager"]
+__all__ = ["LOG_LIMIT", "MAX_EVENT_FIELD_CHARS", "NewSession", "ResourceRequest", "SessionList", "SessionManager"]
 
 LOG_LIMIT = 1_000_000
 """Reading a log whole: no session comes near it (a week of busy work is some 100,000 events)."""
@@ -63,6 +64,10 @@ class SessionDeleted(BaseModel):
     deleted: Literal[True] = True
 
 
+ResourceRequest = Annotated[GitHubRepositoryResource | FileResource, Field(discriminator="type")]
+"""A resource named at create time: a git repository to clone, or an uploaded file to mount read-only."""
+
+
 class NewSession(BaseModel):
     """Arguments of create_session."""
 
@@ -73,7 +78,7 @@ class NewSession(BaseModel):
     environment_id: str | None = None
     title: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    resources: list[GitHubRepositoryResource] = Field(default_factory=list)
+    resources: list[ResourceRequest] = Field(default_factory=list)
     vault_ids: list[str] = Field(default_factory=list)
 
 
@@ -90,6 +95,7 @@ class SessionManager:
         sandboxes: SandboxBackend,
         vaults: Vaults,
         repositories: SessionRepositories,
+        files: SessionFiles | None = None,
     ) -> None:
         self._store = store
         self._data_dir = data_dir
@@ -98,6 +104,7 @@ class SessionManager:
         self._sandboxes = sandboxes
         self._vaults = vaults
         self.repositories = repositories
+        self.files = files
         self.notifier = EventNotifier()
         self._appender = Appender(store)
         self.latest_seq: dict[str, int] = {}
@@ -113,12 +120,21 @@ class SessionManager:
         agent = await self._agent_snapshot(request)
         environment = await self._environment_snapshot(request.environment_id)
         await self._check_vault_ids(request.vault_ids)
-        resources = []
-        if request.resources:
-            resources = await self.repositories.record(request.resources)
+        session_id = new_id("sesn")
+        repositories = [r for r in request.resources if isinstance(r, GitHubRepositoryResource)]
+        files = [r for r in request.resources if isinstance(r, FileResource)]
+        if files:
+            if self.files is None:
+                raise InvalidRequestError("this server keeps no files; file resources are not available")
+            await self.files.check(files, [r.target for r in repositories])
+        resources: list[AnySessionResource] = []
+        if repositories:
+            resources.extend(await self.repositories.record(repositories))
+        if files and self.files is not None:
+            resources.extend(await self.files.record(session_id, files))
         now = now_rfc3339()
         session = Session(
-            id=new_id("sesn"),
+            id=session_id,
             status="idle",
             title=request.title or None,
             agent=agent,

@@ -9,10 +9,12 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from server.fronts.rest.agents import agent_routes
+from server.fronts.rest.files import file_routes
+from server.fronts.rest.resources import resource_routes
 
 __all__ = ["rest_routes"]
 
 
 def rest_routes() -> list[BaseRoute]:
     """Every `/v1` route, relative to `/v1`."""
-    return [*agent_routes()]
+    return [*agent_routes(), *file_routes(), *resource_routes()]
