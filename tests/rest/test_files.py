@@ -175,7 +175,11 @@ def test_bad_resources_are_refused_with_what_to_fix(served: Served) -> None:
 
 @pytest.mark.anyio
 async def test_files_and_resources_through_the_async_sdk(served: Served) -> None:
-    client = served.rest.async_client()
+    async with served.rest.async_client() as client:
+        await _files_and_resources(served, client)
+
+
+async def _files_and_resources(served: Served, client: anthropic.AsyncAnthropic) -> None:
     uploaded = await client.beta.files.upload(file=("notes.txt", b"hello", "text/plain"))
     assert (await client.beta.files.retrieve_metadata(uploaded.id)).size_bytes == 5
     assert await (await client.beta.files.download(uploaded.id)).read() == b"hello"
@@ -210,5 +214,6 @@ async def test_mcp_upload_file_takes_text_or_base64_within_its_limit(served: Ser
     assert not session.is_error
     assert session.structured_content is not None
     assert session.structured_content["resources"][0]["mount_path"] == "/data/a.md"
-    listed = [f.id async for f in served.rest.async_client().beta.files.list()]
+    with served.rest.client() as client:
+        listed = [f.id for f in client.beta.files.list()]
     assert set(listed) == {text["id"], binary["id"]}
