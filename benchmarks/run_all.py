@@ -25,6 +25,7 @@ QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not compa
     "sandbox": ["--calls", "200", "--baseline-calls", "40", "--file-calls", "60", "--cold", "3", "--sessions", "5"],
     "repositories": ["--files", "200", "--runs", "2"],
     "vault": ["--samples", "30", "--messages", "2"],
+    "file_transfer": ["--size-mb", "10", "--rounds", "2"],
 }
 
 
