@@ -147,7 +147,12 @@ class SessionManager:
             created_at=now,
             updated_at=now,
         )
-        await in_thread(self._store.insert_session, session)
+        try:
+            await in_thread(self._store.insert_session, session)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # the files' copies go with the session that was not made
+                await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
+            raise
         return self._shown(session)
 
     async def _check_vault_ids(self, vault_ids: Sequence[str]) -> None:

@@ -298,20 +298,25 @@ class DockerSandbox:
             if not gone and not changed and self._files_in is not None:
                 return
             container_id = await in_engine(self._running_container)
-            try:
-                if self._files_in != container_id:
-                    await in_engine(self._place_all, container_id)
-                else:
-                    await in_engine(self._place, container_id, changed, gone)
-            except docker.errors.DockerException as exc:
-                raise SandboxUnavailableError(f"could not place the session's files in the sandbox: {exc}") from exc
+            if self._files_in != container_id:
+                await in_engine(self._place_all, container_id)
+            else:
+                await in_engine(self._place, container_id, changed, gone)
 
     def _place_all(self, container_id: str) -> None:
         self._files_in = None
         self._place(container_id, self._files, [])
 
     def _place(self, container_id: str, files: Mapping[str, Path], gone: list[str]) -> None:
-        container = self._client.containers.get(container_id)
+        try:
+            self._place_in(self._client.containers.get(container_id), files, gone)
+        except docker.errors.APIError as exc:  # the engine answered and refused (unreachable: `in_engine` says so)
+            raise SandboxUnavailableError(f"could not place the session's files in the sandbox: {exc}") from exc
+        self._files_in = container_id
+        if files or gone:
+            logger.info("session %s: %d read-only file(s) placed, %d removed", self.session_id, len(files), len(gone))
+
+    def _place_in(self, container: Any, files: Mapping[str, Path], gone: list[str]) -> None:
         for target in gone:
             container.exec_run(["rm", "-f", "--", target], user="0:0", environment={})
         for target, source in files.items():
@@ -331,8 +336,6 @@ class DockerSandbox:
                         tar.addfile(member, content)
                 archive.seek(0)
                 container.put_archive(posixpath.dirname(folder), archive)
-        self._files_in = container_id
-        logger.info("session %s: %d read-only file(s) placed", self.session_id, len(files))
 
     def _ensure_volume(self, name: str) -> None:
         try:
