@@ -25,8 +25,9 @@ from server.store.ports import FileStore, OutputRecord
 
 __all__ = ["MAX_MCP_UPLOAD_BYTES", "MAX_MODEL_FILE_BYTES", "FileService"]
 
-MAX_MCP_UPLOAD_BYTES = 1024 * 1024
-"""An MCP upload passes through a model's context as text or base64: 1 MB is already a lot of tokens."""
+MAX_MCP_UPLOAD_BYTES = 512 * 1024
+"""An MCP upload passes through a model's context as text or base64: 512 KiB is already ~130,000 tokens of text
+(and ~700,000 base64 characters)."""
 MAX_MODEL_FILE_BYTES = 32 * 1024 * 1024
 """A file sent to the model as an image or document block (the Messages API refuses bigger requests)."""
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024

@@ -205,7 +205,7 @@ async def test_mcp_upload_file_takes_text_or_base64_within_its_limit(served: Ser
     assert (binary["mime_type"], binary["size_bytes"]) == ("image/png", 6)
     async with mcp_client(served.rest) as client:
         both = await client.call_tool("upload_file", {"filename": "c", "content": "x", "content_base64": "eA=="})
-        too_big = await client.call_tool("upload_file", {"filename": "c", "content": "x" * 1_048_577})
+        too_big = await client.call_tool("upload_file", {"filename": "c", "content": "x" * 524_289})
         session = await client.call_tool(
             "create_session", {"resources": [{"type": "file", "file_id": text["id"], "mount_path": "/data/a.md"}]}
         )

@@ -37,7 +37,7 @@ def register_file_tools(mcp: MCPServer) -> None:
             str | None, Field(default=None, max_length=255, description="Default: guessed from the filename.")
         ] = None,
     ) -> Annotated[CallToolResult, FileMetadata]:
-        """Upload a file (at most 1 MB) and get its file_ id.
+        """Upload a file (at most 512 KiB) and get its file_ id.
 
         Pass exactly one of content (text) or content_base64. Mount it read-only on a session with
         create_session(resources=[{type: 'file', file_id, mount_path?}]) (default /mnt/session/uploads/<file_id>).
