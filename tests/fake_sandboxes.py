@@ -57,6 +57,8 @@ class FakeSandboxes:
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     """Output files by session id, then path under /mnt/session/outputs/."""
     put: list[tuple[str, str]] = field(default_factory=list)
+    placed: dict[str, dict[str, Path]] = field(default_factory=dict)
+    """The read-only files by session id, then target path."""
 
     def __call__(self, task_group: anyio.abc.TaskGroup) -> FakeSandboxes:
         return self
@@ -95,6 +97,9 @@ class FakeSandboxes:
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
         self.put.append((session_id, target))
         return True
+
+    async def place_files(self, session_id: str, environment: EnvironmentSpec, files: Mapping[str, Path]) -> None:
+        self.placed[session_id] = dict(files)
 
     def posture(self, environment: EnvironmentSpec) -> Confinement:
         """What a real backend would report; in memory nothing is confined, and nothing runs either."""

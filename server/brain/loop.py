@@ -55,17 +55,25 @@ import anyio
 import anyio.abc
 from pydantic import JsonValue
 
+from server.brain.attachments import has_file_sources, inline_files
 from server.brain.conversation import (
     Conversation,
     ConversationBuilder,
+    Message,
     PendingToolUse,
     estimated_tokens,
     needs_action,
 )
 from server.brain.model import ModelClient, ModelError, ModelTurn
-from server.brain.ports import Previews, RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
+from server.brain.ports import FileContents, Previews, RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
 from server.brain.tools import OfferedTool, offered_tools
-from server.core.errors import EngineUnreachableError, SandboxUnavailableError, ServerError, UnexpectedError
+from server.core.errors import (
+    EngineUnreachableError,
+    InvalidRequestError,
+    SandboxUnavailableError,
+    ServerError,
+    UnexpectedError,
+)
 from server.core.events import (
     AgentCustomToolUse,
     AgentMcpToolResult,
@@ -137,6 +145,7 @@ class SessionRunner:
         context_budget_tokens: int = 150_000,
         engine_wait_s: float = ENGINE_WAIT_S,
         previews: Previews | None = None,
+        files: FileContents | None = None,
     ) -> None:
         self._log = log
         self._sandboxes = sandboxes
@@ -149,6 +158,7 @@ class SessionRunner:
         self._context_budget_tokens = context_budget_tokens
         self._engine_wait_s = engine_wait_s
         self._previews = previews
+        self._files = files
         self._runs: dict[str, _Run] = {}
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
@@ -384,10 +394,18 @@ class SessionRunner:
             conversation = await self._within_budget(session.id, await self._conversation(session.id))
             preview = None if self._previews is None else _Preview(session.id, self._previews)
             try:
+                messages = await self._with_files(conversation.messages)
+            except ServerError as exc:
+                await self._append(
+                    session.id, [_span_end(start, None), SessionError.of("unknown_error", str(exc), "exhausted")]
+                )
+                await self._idle(session.id, {"type": "retries_exhausted"})
+                return False
+            try:
                 turn = await self._model.turn(
                     model=session.agent.model.id,
                     system=session.agent.system,
-                    messages=conversation.messages,
+                    messages=messages,
                     tools=[tool.spec for tool in offered.values()],
                     max_tokens=MAX_TOKENS,
                     preview=preview,
@@ -414,6 +432,14 @@ class SessionRunner:
             await self._append(session.id, [*_turn_events(turn, offered, preview_ids), _span_end(start, turn)])
             return True
         return False
+
+    async def _with_files(self, messages: list[Message]) -> list[Message]:
+        """The messages with image and document blocks that name an uploaded file carrying its bytes."""
+        if not has_file_sources(messages):
+            return messages
+        if self._files is None:
+            raise InvalidRequestError("this server keeps no files; send images and documents as base64")
+        return await inline_files(messages, self._files)
 
     async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[EventBody] = ()) -> None:
         session = await self._log.get(session_id)

@@ -17,7 +17,15 @@ from server.core.events import Event, EventBody
 from server.core.sessions import Session
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
-__all__ = ["Previews", "RemoteMcp", "ResourceDelivery", "SessionLog", "SessionSandboxes", "ToolRunner"]
+__all__ = [
+    "FileContents",
+    "Previews",
+    "RemoteMcp",
+    "ResourceDelivery",
+    "SessionLog",
+    "SessionSandboxes",
+    "ToolRunner",
+]
 
 
 class SessionLog(Protocol):
@@ -65,6 +73,14 @@ class ResourceDelivery(Protocol):
 
     async def deliver(self, session: Session) -> list[EventBody]:
         """The `session.error` events of the resources that could not be delivered (empty when all were)."""
+        ...
+
+
+class FileContents(Protocol):
+    """Uploaded files, for the image and document blocks that name one (`source: {type: "file", file_id}`)."""
+
+    async def as_base64(self, file_id: str) -> tuple[str, str]:
+        """The file's mime type and its bytes in base64; an unknown id raises `NotFoundError`."""
         ...
 
 

@@ -24,6 +24,9 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 
 DEFAULT_HTTP_PORT = 8765
 
+DEFAULT_MAX_UPLOAD_MB = 500
+"""The largest upload, in MB: big datasets fit; a runaway client does not fill the disk."""
+
 DEFAULT_ENGINE_WAIT_S = 60.0
 """How long a tool call waits for a Docker engine that does not answer before the turn gives up."""
 
@@ -50,6 +53,7 @@ class ServerConfig:
         vault_allow_insecure_keyring: let the vault use a plaintext or null keyring backend (an explicit opt-in).
         engine_wait_s: how long a tool call waits for a Docker engine that does not answer.
         stream_ping_s: how often an idle event stream (`/v1/sessions/{id}/events/stream`) sends a heartbeat.
+        max_upload_bytes: the largest file `POST /v1/files` takes (`MANAGED_SESSIONS_MAX_UPLOAD_MB`).
     """
 
     data_dir: Path
@@ -66,6 +70,7 @@ class ServerConfig:
     vault_allow_insecure_keyring: bool = False
     engine_wait_s: float = DEFAULT_ENGINE_WAIT_S
     stream_ping_s: float = DEFAULT_STREAM_PING_S
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -88,6 +93,9 @@ class ServerConfig:
             vault_allow_insecure_keyring=env.get("MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING") == "1",
             engine_wait_s=_seconds(env.get("MANAGED_SESSIONS_ENGINE_WAIT_S"), DEFAULT_ENGINE_WAIT_S),
             stream_ping_s=_seconds(env.get("MANAGED_SESSIONS_STREAM_PING_S"), DEFAULT_STREAM_PING_S),
+            max_upload_bytes=_positive_int(env.get("MANAGED_SESSIONS_MAX_UPLOAD_MB"), DEFAULT_MAX_UPLOAD_MB)
+            * 1024
+            * 1024,
         )
 
     def problems(self) -> list[str]:

@@ -3,6 +3,7 @@
     ServerError                  a failure the client is told about (api_error, 500)
     ├── NotFoundError            an id that names nothing, or nothing any more (not_found_error, 404)
     ├── InvalidRequestError      an argument that passed the schema but not the rules (invalid_request_error, 400)
+    ├── TooLargeError            a body or file past its size limit (request_too_large, 413)
     ├── ConflictError            the object is in the wrong state for this call (invalid_request_error, 409)
     │   └── SessionBusyError     the session is running
     ├── SandboxUnavailableError  the sandbox cannot be started or reached (api_error, 500)
@@ -38,6 +39,7 @@ __all__ = [
     "SandboxUnavailableError",
     "ServerError",
     "SessionBusyError",
+    "TooLargeError",
     "UnexpectedError",
     "from_vault_error",
 ]
@@ -74,6 +76,13 @@ class InvalidRequestError(ServerError, ValueError):
 
     error_type: ClassVar[ErrorType] = "invalid_request_error"
     http_status: ClassVar[int] = 400
+
+
+class TooLargeError(ServerError):
+    """A body or a file is past its size limit; the message states the limit."""
+
+    error_type: ClassVar[ErrorType] = "request_too_large"
+    http_status: ClassVar[int] = 413
 
 
 class ConflictError(ServerError):

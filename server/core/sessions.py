@@ -11,9 +11,11 @@ from server.core.environments import EnvironmentSpec
 from server.core.events import Event, StopReason, Usage
 
 __all__ = [
+    "AnySessionResource",
     "BranchCheckout",
     "Checkout",
     "CommitCheckout",
+    "FileSessionResource",
     "SandboxPosture",
     "Session",
     "SessionResource",
@@ -68,6 +70,21 @@ class SessionResource(BaseModel):
     updated_at: str
 
 
+class FileSessionResource(BaseModel):
+    """An uploaded file, read-only in the sandbox at `mount_path` before the first turn."""
+
+    id: str = Field(description="sesrsc_ id.")
+    type: Literal["file"] = "file"
+    file_id: str = Field(description="The upload (file_...) it was made from.")
+    mount_path: str = Field(description="Where the file is in the sandbox (read-only).")
+    created_at: str
+    updated_at: str
+
+
+AnySessionResource = Annotated[SessionResource | FileSessionResource, Field(discriminator="type")]
+"""A resource of a session: a git repository or an uploaded file."""
+
+
 class SandboxPosture(BaseModel):
     """How a session's sandbox is confined; `get_session` shows it."""
 
@@ -96,7 +113,7 @@ class Session(BaseModel):
     environment_id: str | None = Field(description="The environment it was created from; null for the default.")
     environment: EnvironmentSpec = Field(description="The environment snapshot the sandbox is built from.")
     sandbox: SandboxPosture | None = Field(default=None, description="How the session's sandbox is confined.")
-    resources: list[SessionResource] = Field(default_factory=list)
+    resources: list[AnySessionResource] = Field(default_factory=list)
     vault_ids: list[str] = Field(
         default_factory=list, description="Vaults whose credentials the host uses for this session, in order."
     )

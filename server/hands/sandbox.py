@@ -6,8 +6,8 @@
 
 `SandboxBackend` is everything the services and the loop ask of sandboxes: a
 session's tools, stopping (files kept) and destroying them, reaping strays,
-output files, copying a checked-out repository in, and the posture shown on a
-session. Every method takes the session's id and its environment snapshot, so a
+output files, copying a checked-out repository in, placing read-only files,
+and the posture shown on a session. Every method takes the session's id and its environment snapshot, so a
 backend may make the sandbox lazily and anew. The Docker backend
 (`hands/docker/pool.py`) satisfies it structurally; a Kubernetes one would sit
 beside it. Failures come already translated: `SandboxUnavailableError` (the
@@ -155,6 +155,12 @@ class SandboxBackend(Protocol):
 
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
         """Copies the host tree `source` to `target` under /workspace; False (nothing copied) if it holds files."""
+        ...
+
+    async def place_files(self, session_id: str, environment: EnvironmentSpec, files: Mapping[str, Path]) -> None:
+        """Makes `files` (absolute target -> host file) the session's read-only files: owned by root, mode 0444,
+        parents created root-owned; in the sandbox now and in every sandbox made for the session later. A file
+        placed before and absent from `files` is removed."""
         ...
 
     def posture(self, environment: EnvironmentSpec) -> Confinement:

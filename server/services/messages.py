@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, JsonValue
 from server.brain.conversation import PendingToolUse, needs_action, rebuild
 from server.brain.loop import SessionRunner
 from server.core.blocking import in_thread
-from server.core.content import TextBlock
+from server.core.content import ContentBlock, TextBlock
 from server.core.errors import ConflictError, InvalidRequestError
 from server.core.events import (
     AgentMessage,
@@ -54,11 +54,18 @@ class MessageOutcome(BaseModel):
     next_cursor: str | None = Field(description="Pass as `after` to get_events to read on from here.")
 
 
+FileCheck = Callable[[Sequence[ContentBlock]], Awaitable[None]]
+"""Refuses blocks whose `file` source names no upload (`FileService.check_sources`)."""
+
+
 class Inbox:
-    def __init__(self, store: SessionStore, sessions: SessionManager, runner: SessionRunner) -> None:
+    def __init__(
+        self, store: SessionStore, sessions: SessionManager, runner: SessionRunner, check_files: FileCheck | None = None
+    ) -> None:
         self._store = store
         self._sessions = sessions
         self._runner = runner
+        self._check_files = check_files
 
     async def send(self, session_id: str, events: Sequence[UserEvent]) -> list[Event]:
         """Records what a client sent, in order and in one append, then acts on it; returns the recorded events.
@@ -67,6 +74,10 @@ class Inbox:
         append) or joins the one going; an interrupt stops the run; answers to waiting tool uses let the session
         run on once nothing waits any more (else it idles again on what still waits)."""
         check_user_events(events)
+        if self._check_files is not None:  # a message naming a missing upload is refused now, not at its turn
+            await self._check_files(
+                [b for e in events if isinstance(e, UserMessage | UserCustomToolResult) for b in e.content]
+            )
         session = await self._open_session(session_id)
         answered = await self._check_answers(session, events)
         starts = any(isinstance(event, UserMessage) for event in events)

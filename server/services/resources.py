@@ -147,7 +147,7 @@ class SessionRepositories:
 
     async def forget(self, session: Session) -> None:
         """Removes the resources' tokens from the keyring (the session is being deleted)."""
-        for resource in session.resources:
+        for resource in _repositories(session):
             try:
                 await in_vault_thread(self._vaults.drop_token, resource.id)
             except VaultError as exc:
@@ -156,7 +156,7 @@ class SessionRepositories:
     async def deliver(self, session: Session) -> list[EventBody]:
         """Clones each repository not yet in the sandbox into it; the failures, as `session.error` events."""
         errors: list[EventBody] = []
-        for resource in session.resources:
+        for resource in _repositories(session):
             marker = self._data_dir / "sessions" / session.id / "resources" / f"{resource.id}.delivered"
             if await in_thread(marker.exists):
                 continue
@@ -209,6 +209,10 @@ class SessionRepositories:
             self._redactor.add(token)
             self._redactor.add(Secret("basic credential", f"{TOKEN_USER}:{token.reveal()}"))
         return token, unreadable
+
+
+def _repositories(session: Session) -> list[SessionResource]:
+    return [r for r in session.resources if isinstance(r, SessionResource)]
 
 
 def _repository_error(kind: str, message: str) -> EventBody:

@@ -25,6 +25,8 @@ from server.hands.docker.sandbox import SandboxSettings
 from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
+from server.services.file_resources import SessionFiles, SessionResourceDelivery
+from server.services.files import FileService
 from server.services.follow import LogFollower
 from server.services.http_token import HttpToken
 from server.services.lifecycle import SessionLifecycle
@@ -33,6 +35,7 @@ from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
 from server.services.vaults import VaultService
+from server.store.disk_files import DiskFileStore
 from server.store.ports import SessionStore, Storage
 from server.store.sqlite.store import Store as SqliteStore
 from vault.keyring_store import KEYRING_SERVICE, KeyringStore
@@ -61,6 +64,8 @@ class Runtime:
     lifecycle: SessionLifecycle
     vault_service: VaultService
     follower: LogFollower
+    files: FileService
+    session_files: SessionFiles
 
 
 @asynccontextmanager
@@ -123,6 +128,8 @@ def _wire(
     else:
         sandboxes = sandbox_factory(task_group)
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
+    file_store = DiskFileStore(config.data_dir / "files")
+    session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
     sessions = SessionManager(
         store,
         config.data_dir,
@@ -131,7 +138,9 @@ def _wire(
         sandboxes=sandboxes,
         vaults=vaults,
         repositories=repositories,
+        files=session_files,
     )
+    files = FileService(file_store, sessions, config.max_upload_bytes)
     remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
     previews = PreviewHub()
     runner = SessionRunner(
@@ -141,14 +150,15 @@ def _wire(
         task_group,
         builtin_tools=BUILTIN_TOOL_SPECS,
         remote_mcp=remote_mcp,
-        resources=repositories,
+        resources=SessionResourceDelivery(repositories, session_files),
+        files=files,
         retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
         context_budget_tokens=config.context_budget_tokens,
         engine_wait_s=config.engine_wait_s,
         previews=previews,
     )
     definitions = Definitions(store, default_model=config.model)
-    inbox = Inbox(store, sessions, runner)
+    inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
     follower = LogFollower(store, sessions.notifier, previews)
@@ -165,6 +175,8 @@ def _wire(
         lifecycle,
         vault_service,
         follower,
+        files,
+        session_files,
     )
 
 

@@ -47,8 +47,9 @@ from server.core.events import (
 from server.core.ids import is_id, new_id
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
-from server.core.sessions import EventPage, Session, SessionStats, SessionStatus
+from server.core.sessions import AnySessionResource, EventPage, Session, SessionStats, SessionStatus
 from server.hands.sandbox import SandboxBackend
+from server.services.file_resources import FileResource, SessionFiles
 from server.services.listing import Order, Page, TimeFilter, Walk, time_bounds
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
@@ -64,6 +65,7 @@ __all__ = [
     "MAX_TITLE_CHARS",
     "EventQuery",
     "NewSession",
+    "ResourceRequest",
     "SessionChanges",
     "SessionList",
     "SessionManager",
@@ -91,6 +93,10 @@ class SessionDeleted(BaseModel):
     deleted: Literal[True] = True
 
 
+ResourceRequest = Annotated[GitHubRepositoryResource | FileResource, Field(discriminator="type")]
+"""A resource named at create time: a git repository to clone, or an uploaded file to mount read-only."""
+
+
 class NewSession(BaseModel):
     """Arguments of create_session."""
 
@@ -101,7 +107,7 @@ class NewSession(BaseModel):
     environment_id: str | None = None
     title: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    resources: list[GitHubRepositoryResource] = Field(default_factory=list)
+    resources: list[ResourceRequest] = Field(default_factory=list)
     vault_ids: list[str] = Field(default_factory=list)
     tools: list[AgentTool] | None = None
     """Replaces the agent's tools for this session (None: the agent's own)."""
@@ -154,6 +160,7 @@ class SessionManager:
         sandboxes: SandboxBackend,
         vaults: Vaults,
         repositories: SessionRepositories,
+        files: SessionFiles | None = None,
     ) -> None:
         self._store = store
         self._data_dir = data_dir
@@ -162,6 +169,7 @@ class SessionManager:
         self._sandboxes = sandboxes
         self._vaults = vaults
         self.repositories = repositories
+        self.files = files
         self.notifier = EventNotifier()
         self._appender = Appender(store)
         self.latest_seq: dict[str, int] = {}
@@ -177,12 +185,21 @@ class SessionManager:
         agent = await self._agent_snapshot(request)
         environment = await self._environment_snapshot(request.environment_id)
         await self._check_vault_ids(request.vault_ids)
-        resources = []
-        if request.resources:
-            resources = await self.repositories.record(request.resources)
+        session_id = new_id("sesn")
+        repositories = [r for r in request.resources if isinstance(r, GitHubRepositoryResource)]
+        files = [r for r in request.resources if isinstance(r, FileResource)]
+        if files:
+            if self.files is None:
+                raise InvalidRequestError("this server keeps no files; file resources are not available")
+            await self.files.check(files, [r.target for r in repositories])
+        resources: list[AnySessionResource] = []
+        if repositories:
+            resources.extend(await self.repositories.record(repositories))
+        if files and self.files is not None:
+            resources.extend(await self.files.record(session_id, files))
         now = now_rfc3339()
         session = Session(
-            id=new_id("sesn"),
+            id=session_id,
             status="idle",
             title=request.title or None,
             agent=agent,
@@ -195,7 +212,12 @@ class SessionManager:
             created_at=now,
             updated_at=now,
         )
-        await in_thread(self._store.insert_session, session)
+        try:
+            await in_thread(self._store.insert_session, session)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # the files' copies go with the session that was not made
+                await in_thread(shutil.rmtree, self._data_dir / "sessions" / session_id, ignore_errors=True)
+            raise
         return self._shown(session)
 
     async def _check_vault_ids(self, vault_ids: Sequence[str]) -> None:

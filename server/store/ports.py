@@ -10,16 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from server.core.agents import Agent
 from server.core.environments import Environment
 from server.core.errors import NotFoundError
 from server.core.events import Event, EventBody
-from server.core.sessions import Session, SessionStatus
+from server.core.files import FileMetadata
+from server.core.sessions import AnySessionResource, Session, SessionStatus
 from server.core.state import SessionState
 
-__all__ = ["DefinitionStore", "EventFilter", "SessionFilter", "SessionStore", "Storage", "TimeBounds"]
+__all__ = [
+    "DefinitionStore",
+    "EventFilter",
+    "FileStore",
+    "OutputRecord",
+    "SessionFilter",
+    "SessionStore",
+    "Storage",
+    "TimeBounds",
+]
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,7 @@ class SessionStore(Protocol):
         ...
 
     def delete_session(self, session_id: str) -> None: ...
+    def replace_session_resources(self, session_id: str, resources: Sequence[AnySessionResource], at: str) -> None: ...
     def archive_session(self, session_id: str, at: str) -> list[Event]: ...
     def append_events(self, session_id: str, new_events: Sequence[EventBody]) -> list[Event]: ...
 
@@ -124,6 +136,41 @@ class SessionStore(Protocol):
     ) -> tuple[list[Event], SessionState]:
         """Events after a cursor and the session's state, read together (one consistent snapshot)."""
         ...
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """The stable id given to a session's output file (its bytes stay in the sandbox)."""
+
+    file_id: str
+    session_id: str
+    path: str
+    created_at: str
+
+
+class FileStore(Protocol):
+    """Uploaded files (bytes and metadata) and the ids of sessions' output files. Unknown ids raise
+    `NotFoundError`. `put` is atomic: a file half-written when the process died is never listed or read."""
+
+    def put(self, metadata: FileMetadata, source: BinaryIO, max_bytes: int) -> FileMetadata:
+        """Copies `source` in (`TooLargeError` past `max_bytes`, leaving nothing); returns it with its size."""
+        ...
+
+    def get(self, file_id: str) -> FileMetadata: ...
+    def list_uploads(self, limit: int, before: str | None) -> list[FileMetadata]:
+        """Uploads, newest first, those older than the file id `before`."""
+        ...
+
+    def content_path(self, file_id: str) -> Path:
+        """Where an upload's bytes are (read-only to everyone: never written in place)."""
+        ...
+
+    def delete(self, file_id: str) -> None: ...
+    def output_ids(self, session_id: str, paths: Sequence[str]) -> list[OutputRecord]:
+        """The stable record of each output path (made on first sight; the same path keeps its id)."""
+        ...
+
+    def output_record(self, file_id: str) -> OutputRecord: ...
 
 
 class Storage(DefinitionStore, SessionStore, Protocol):

@@ -63,15 +63,20 @@ def test_a_message_with_text_image_and_document_blocks_is_stored_as_sent(
 ) -> None:
     client = rest.client()
     session_id = new_session(client, config)
+    upload = client.beta.files.upload(file=("cat.png", base64.b64decode(PNG), "image/png")).id
     content: list[Any] = [
         {"type": "text", "text": "Look at these."},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
-        {"type": "image", "source": {"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}},
+        {"type": "image", "source": {"type": "file", "file_id": upload}},
         {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}, "title": "N"},
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}},
-        {"type": "document", "source": {"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}, "context": "c"},
+        {"type": "document", "source": {"type": "file", "file_id": upload}, "context": "c"},
     ]
+    missing = {"type": "image", "source": {"type": "file", "file_id": "file_01JD7Y3Q4K2W8T6X0V5N9R1M3P"}}
+    with pytest.raises(anthropic.NotFoundError, match="no uploaded file"):
+        client.beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [*content, missing]}])
+    assert event_types(client, session_id) == []  # nothing of the refused send was recorded
     [echo] = client.beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": content}]).data
     assert echo.type == "user.message"
     assert echo.id.startswith("sevt_")

@@ -51,4 +51,4 @@ def test_the_readme_rest_example_runs_against_the_server(served: tuple[RestServe
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "Hello from the sandbox."
-    assert model.requests[0].messages[-1]["content"] == [{"type": "text", "text": "Say hello."}]
+    assert model.requests[0].messages[-1]["content"][0]["text"] == "Say hello."

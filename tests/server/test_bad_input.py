@@ -126,7 +126,9 @@ CASES: list[Case] = [
     ("create_vault", lambda w: {"display_name": ""}, "at least 1 character"),
     ("create_session", lambda w: {"vault_ids": ["vlt_000000000000000000000000"]}, "vlt_000000000000000000000000"),
     ("create_session", lambda w: {"vault_ids": ["not a vault"]}, "should match pattern"),
-    ("create_session", lambda w: {"resources": [{"type": "file", "file_id": "f"}]}, "github_repository"),
+    ("create_session", lambda w: {"resources": [{"type": "file", "file_id": "f"}]}, "no file 'f'"),
+    ("create_session", lambda w: {"resources": [{"type": "file", "file_id": "f", "mount_path": "/tmp/x"}]}, "/tmp"),
+    ("create_session", lambda w: {"resources": [{"type": "file", "file_id": "f", "url": "x"}]}, "url"),
     ("create_session", lambda w: {"resources": [{**REPO, "url": "https://me:tok@example.com/a/b"}]}, "vault"),
     ("create_session", lambda w: {"resources": [{**REPO, "url": "ftp://example.com/a/b"}]}, "https"),
     ("create_session", lambda w: {"resources": [{**REPO, "mount_path": "/etc/x"}]}, "/workspace"),
@@ -215,6 +217,7 @@ async def valid_arguments(world: World, schema: dict[str, Any]) -> dict[str, Any
         "display_name": "a vault",
         "vault_id": "vlt_000000000000000000000000",
         "credential_id": "cred_000000000000000000000000",
+        "filename": "a.txt",
     }
     return {name: known[name] for name in schema.get("required", [])}
 

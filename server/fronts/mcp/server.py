@@ -11,6 +11,7 @@ from server.core.version import __version__
 from server.fronts.mcp.guard import GuardedMCPServer
 from server.fronts.mcp.tools.agents import register_agent_tools
 from server.fronts.mcp.tools.environments import register_environment_tools
+from server.fronts.mcp.tools.files import register_file_tools
 from server.fronts.mcp.tools.messages import register_message_tools
 from server.fronts.mcp.tools.outputs import register_output_tools
 from server.fronts.mcp.tools.sessions import register_session_tools
@@ -44,6 +45,7 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     register_environment_tools(mcp)
     register_session_tools(mcp)
     register_output_tools(mcp)
+    register_file_tools(mcp)
     register_message_tools(mcp)
     register_vault_tools(mcp)
     return mcp

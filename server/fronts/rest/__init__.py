@@ -13,6 +13,8 @@ from starlette.routing import BaseRoute, Mount, Router
 from server.fronts.rest.agents import agent_routes
 from server.fronts.rest.environments import environment_routes
 from server.fronts.rest.events import event_routes
+from server.fronts.rest.files import file_routes
+from server.fronts.rest.resources import resource_routes
 from server.fronts.rest.sessions import session_routes
 from server.fronts.rest.stream import stream_routes
 from server.fronts.rest.vaults import vault_routes
@@ -30,6 +32,8 @@ def rest_routes() -> list[BaseRoute]:
         *event_routes(),
         *stream_routes(),
         *vault_routes(),
+        *file_routes(),
+        *resource_routes(),
     ]
 
 

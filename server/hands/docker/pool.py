@@ -197,6 +197,10 @@ class SandboxPool:
         """Copies a host tree into the session's /workspace (see `DockerSandbox.put_directory`)."""
         return await self.sandbox(session_id, environment).put_directory(source, target)
 
+    async def place_files(self, session_id: str, environment: EnvironmentSpec, files: Mapping[str, Path]) -> None:
+        """The session's read-only files (see `DockerSandbox.place_files`)."""
+        await self.sandbox(session_id, environment).place_files(files)
+
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
         result = await self._output_call(session_id, environment, "list_outputs", {})
         return [

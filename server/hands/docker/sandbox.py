@@ -118,6 +118,8 @@ class DockerSandbox:
         self._channel: HelperChannel | None = None
         self._lock = anyio.Lock()
         self.container_id: str | None = None
+        self._files: dict[str, Path] = {}  # the read-only files: target -> host file
+        self._files_in: str | None = None  # the container that has exactly them
 
     @property
     def _labels(self) -> dict[str, str]:
@@ -241,6 +243,7 @@ class DockerSandbox:
         except docker.errors.APIError as exc:
             raise SandboxUnavailableError(_explain_create_failure(exc, posture)) from exc
         logger.info("session %s: started container %s from %s", self.session_id, container.short_id, image)
+        self._place_all(str(container.id))
         return str(container.id)
 
     def _container_env(self) -> dict[str, str]:
@@ -284,6 +287,55 @@ class DockerSandbox:
             archive.seek(0)
             container.put_archive(posixpath.dirname(target), archive)
         return True
+
+    async def place_files(self, files: Mapping[str, Path]) -> None:
+        """Makes `files` the container's read-only files (root-owned, 0444, in a root-owned folder), now and in
+        every container made for the session later; files placed before and not in `files` are removed."""
+        async with self._lock:
+            gone = [target for target in self._files if target not in files]
+            changed = {t: s for t, s in files.items() if self._files.get(t) != s}
+            self._files = dict(files)
+            if not gone and not changed and self._files_in is not None:
+                return
+            container_id = await in_engine(self._running_container)
+            if self._files_in != container_id:
+                await in_engine(self._place_all, container_id)
+            else:
+                await in_engine(self._place, container_id, changed, gone)
+
+    def _place_all(self, container_id: str) -> None:
+        self._files_in = None
+        self._place(container_id, self._files, [])
+
+    def _place(self, container_id: str, files: Mapping[str, Path], gone: list[str]) -> None:
+        try:
+            self._place_in(self._client.containers.get(container_id), files, gone)
+        except docker.errors.APIError as exc:  # the engine answered and refused (unreachable: `in_engine` says so)
+            raise SandboxUnavailableError(f"could not place the session's files in the sandbox: {exc}") from exc
+        self._files_in = container_id
+        if files or gone:
+            logger.info("session %s: %d read-only file(s) placed, %d removed", self.session_id, len(files), len(gone))
+
+    def _place_in(self, container: Any, files: Mapping[str, Path], gone: list[str]) -> None:
+        for target in gone:
+            container.exec_run(["rm", "-f", "--", target], user="0:0", environment={})
+        for target, source in files.items():
+            folder = posixpath.dirname(target)
+            made = container.exec_run(["mkdir", "-p", "--", folder], user="0:0", environment={})
+            if made.exit_code != 0:
+                raise SandboxUnavailableError(f"could not make {folder!r} in the sandbox: {made.output!r}")
+            with tempfile.TemporaryFile() as archive:  # spooled to disk: an upload can be large
+                with tarfile.open(fileobj=archive, mode="w") as tar:
+                    if folder != "/":  # the folder too, so the daemon makes it root's (uploads/ is the agent's)
+                        tar.addfile(_read_only(tarfile.TarInfo(posixpath.basename(folder)), tarfile.DIRTYPE))
+                    member = _read_only(
+                        tar.gettarinfo(source, posixpath.join(posixpath.basename(folder), posixpath.basename(target))),
+                        tarfile.REGTYPE,
+                    )
+                    with source.open("rb") as content:
+                        tar.addfile(member, content)
+                archive.seek(0)
+                container.put_archive(posixpath.dirname(folder), archive)
 
     def _ensure_volume(self, name: str) -> None:
         try:
@@ -332,6 +384,15 @@ _PREPARE_TARGET = (
     't="$1"; if [ -e "$t" ] && { [ ! -d "$t" ] || [ -n "$(ls -A "$t")" ]; }; then echo occupied; exit 0; fi; '
     'mkdir -p "$(dirname "$t")"'
 )
+
+
+def _read_only(info: tarfile.TarInfo, kind: bytes) -> tarfile.TarInfo:
+    """Root's, readable by all, writable by none: the agent (uid 1000, no capabilities) can read it only."""
+    info.type = kind
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o444
+    return info
 
 
 def _owned_by_sandbox_user(info: tarfile.TarInfo) -> tarfile.TarInfo:

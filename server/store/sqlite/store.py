@@ -49,7 +49,7 @@ from server.core.environments import Environment
 from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundError
 from server.core.events import Event, EventBody, SessionStatusTerminated, preassigned_id
 from server.core.ids import new_id
-from server.core.sessions import Session, SessionStats
+from server.core.sessions import AnySessionResource, Session, SessionStats
 from server.core.state import SessionState, fold
 from server.store.ports import EventFilter, SessionFilter, TimeBounds
 from server.store.sqlite.migrations import apply_migrations
@@ -324,6 +324,18 @@ class Store:
             body = {**json.loads(row[0]), "title": title, "metadata": metadata}
             db.execute("update sessions set body = ? where session_id = ?", (json.dumps(body), session_id))
             return self._append(db, session_id, [event])
+
+    def replace_session_resources(self, session_id: str, resources: Sequence[AnySessionResource], at: str) -> None:
+        """Sets the session's resources (a file resource added or removed after create), in its body."""
+        with self._write() as db:
+            row = db.execute("select body from sessions where session_id = ?", (session_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no session {session_id!r}; list_sessions shows the ones that exist")
+            body = json.loads(row[0])
+            body["resources"] = [r.model_dump(mode="json") for r in resources]
+            db.execute(
+                "update sessions set body = ?, updated_at = ? where session_id = ?", (json.dumps(body), at, session_id)
+            )
 
     def delete_session(self, session_id: str) -> None:
         """Removes the session, then its events and file records (the trigger allows it only in this order)."""

@@ -26,9 +26,8 @@ from server.fronts.mcp.tools.common import (
     reply,
     runtime,
 )
-from server.services.resources import GitHubRepositoryResource
 from server.services.runtime import Runtime
-from server.services.sessions import NewSession, SessionDeleted, SessionList
+from server.services.sessions import NewSession, ResourceRequest, SessionDeleted, SessionList
 
 __all__ = ["register_session_tools"]
 
@@ -93,14 +92,16 @@ def register_session_tools(mcp: MCPServer) -> None:
             ),
         ] = None,
         resources: Annotated[
-            list[GitHubRepositoryResource] | None,
+            list[ResourceRequest] | None,
             Field(
                 default=None,
-                max_length=16,
+                max_length=1_015,
                 description=(
                     "Git repositories to clone into /workspace before the first turn: {type:'github_repository', url, "
                     "mount_path?, checkout?:{type:'branch',name}|{type:'commit',sha}, authorization_token?}. The token "
-                    "(or a vault's github_token for the host) is used on the host only and never shown again."
+                    "(or a vault's github_token for the host) is used on the host only and never shown again. "
+                    "Uploaded files (upload_file) to mount read-only: {type:'file', file_id, mount_path?} "
+                    "(default /mnt/session/uploads/<file_id>)."
                 ),
             ),
         ] = None,
