@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import sqlite3
 import statistics
 import sys
@@ -117,3 +118,11 @@ def child_env(data_dir: Path | None = None) -> dict[str, str]:
 
 def now() -> float:
     return time.perf_counter()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server the benchmark starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -21,20 +21,26 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-from _common import PYTHON, REPO_ROOT, check, child_env, emit, environment, latency_ms, log, now, ratio, temp_dir
+from _common import (
+    PYTHON,
+    REPO_ROOT,
+    check,
+    child_env,
+    emit,
+    environment,
+    free_port,
+    latency_ms,
+    log,
+    now,
+    ratio,
+    temp_dir,
+)
 
 TARGET_RATIO = 2.0
 WARMUP_CALLS = 100
 BLOCK = 100
 TOKEN = "bench-token-" + "b" * 32
 BARE_SERVER = Path(__file__).resolve().parent / "_bare_rest_server.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:

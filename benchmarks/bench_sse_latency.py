@@ -18,7 +18,6 @@ Target: SSE median <= 5 ms.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from typing import Any
 import anthropic
 import anyio
 import uvicorn
-from _common import PYTHON, check, emit, environment, latency_ms, log, ratio, temp_dir
+from _common import PYTHON, check, emit, environment, free_port, latency_ms, log, ratio, temp_dir
 from anyio.abc import Process
 
 from server.core.config import ServerConfig
@@ -43,13 +42,6 @@ TARGET_MEDIAN_MS = 5.0
 WARMUP_EVENTS = 50
 TOKEN = "bench-token-" + "s" * 32
 READER = Path(__file__).resolve().parent / "_stream_reader.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def measure_path(runtime: Runtime, base_url: str, mode: str, events: int, interval_s: float) -> list[float]:

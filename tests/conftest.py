@@ -12,6 +12,7 @@ import docker
 import docker.errors
 import pytest
 from mcp import Client
+from model_server import ModelServer
 from serving import connected
 
 from server.core.config import ServerConfig
@@ -43,6 +44,18 @@ def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
+    """The scripted Messages API, reached by the real `anthropic` client through ANTHROPIC_BASE_URL (in-process
+    servers; a child server gets `base_url` in its environment). Every request it saw must have been one the
+    real API accepts."""
+    with ModelServer() as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        yield server
+        assert server.violations == []
 
 
 @pytest.fixture(scope="session")

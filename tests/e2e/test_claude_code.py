@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,45 +55,50 @@ def run(command: str, env: dict[str, str], claude: Path, cwd: Path) -> subproces
     )
 
 
-def test_the_readme_line_adds_a_server_claude_code_connects_to(
-    claude: Path, subprocess_env: dict[str, str], keyring_env: dict[str, str], tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class Setup:
+    server_env: dict[str, str]
+    cli_env: dict[str, str]
+    project: Path
+
+
+@pytest.fixture
+def setup(subprocess_env: dict[str, str], keyring_env: dict[str, str], tmp_path: Path) -> Setup:
+    """A server environment with a real keyring (so `managed-sessions token show` answers, as for a user) and a
+    Claude Code home of the test's own, with a project folder to run the CLI in."""
     home = tmp_path / "home"
     project = home / "project"
     project.mkdir(parents=True)
     env = python_path_env({**subprocess_env, **keyring_env})
     venv_bin = Path(__file__).parents[2] / ".venv" / "bin"
-    env["PATH"] = f"{venv_bin}:{env['PATH']}"  # `managed-sessions token show` inside the line
+    env["PATH"] = f"{venv_bin}:{env['PATH']}"  # `managed-sessions token show` inside the README's line
     cli_env = {**env, "HOME": str(home), "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-    with http_server(env, tmp_path / "server.log") as (port, _):
+    return Setup(env, cli_env, project)
+
+
+def test_the_readme_line_adds_a_server_claude_code_connects_to(claude: Path, setup: Setup, tmp_path: Path) -> None:
+    with http_server(setup.server_env, tmp_path / "server.log") as (port, _):
         line = readme_http_line().replace("127.0.0.1:8765", f"127.0.0.1:{port}")
-        added = run(line, cli_env, claude, project)
+        added = run(line, setup.cli_env, claude, setup.project)
         assert added.returncode == 0, added.stderr + added.stdout
 
-        listed = run("claude mcp list", cli_env, claude, project)
+        listed = run("claude mcp list", setup.cli_env, claude, setup.project)
         assert re.search(
             rf"managed-sessions: http://127\.0\.0\.1:{port}/mcp \(HTTP\) - \S+ Connected", listed.stdout
         ), listed.stdout + listed.stderr
 
         # The same line with the header where the old README had it: the CLI takes the name and URL as headers.
-        run("claude mcp remove managed-sessions", cli_env, claude, project)
+        run("claude mcp remove managed-sessions", setup.cli_env, claude, setup.project)
         old = f'claude mcp add -t http -H "Authorization: Bearer x" managed-sessions http://127.0.0.1:{port}/mcp'
-        misread = run(old, cli_env, claude, project)
+        misread = run(old, setup.cli_env, claude, setup.project)
         assert misread.returncode != 0
         assert "missing required argument 'name'" in misread.stderr + misread.stdout
 
 
-def test_a_wrong_token_does_not_connect(
-    claude: Path, subprocess_env: dict[str, str], keyring_env: dict[str, str], tmp_path: Path
-) -> None:
-    home = tmp_path / "home"
-    project = home / "project"
-    project.mkdir(parents=True)
-    env = python_path_env({**subprocess_env, **keyring_env})
-    cli_env = {**env, "HOME": str(home), "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-    with http_server(env, tmp_path / "server.log") as (port, _):
+def test_a_wrong_token_does_not_connect(claude: Path, setup: Setup, tmp_path: Path) -> None:
+    with http_server(setup.server_env, tmp_path / "server.log") as (port, _):
         url = f"http://127.0.0.1:{port}/mcp"
         line = f'claude mcp add --transport http managed-sessions {url} --header "Authorization: Bearer wrong"'
-        assert run(line, cli_env, claude, project).returncode == 0
-        listed = run("claude mcp list", cli_env, claude, project)
+        assert run(line, setup.cli_env, claude, setup.project).returncode == 0
+        listed = run("claude mcp list", setup.cli_env, claude, setup.project)
         assert re.search(r"managed-sessions: .* - \S+ Failed to connect", listed.stdout), listed.stdout + listed.stderr

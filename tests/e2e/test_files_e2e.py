@@ -5,7 +5,7 @@ by `scope_id` and downloads it byte-identical. An image sent by file id reaches 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,15 +37,6 @@ TAMPER = (
     "(echo changed >> {src}) 2>/dev/null || echo WRITE-REFUSED; rm -f {src} 2>/dev/null || echo RM-REFUSED; "
     "(echo new > /mnt/session/uploads/new.txt) 2>/dev/null || echo ADD-REFUSED; stat -c '%U %a' {src}"
 )
-
-
-@pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with ModelServer() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        yield server
-        assert server.violations == []
 
 
 @pytest.fixture

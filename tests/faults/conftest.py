@@ -10,7 +10,6 @@ import docker
 import pytest
 from docker_proxy import DockerProxy
 from keyring_daemon import KeyringDaemons, killable_secret_service
-from model_server import ModelServer
 from small_disk import SmallDisk, mounted_small_disk
 
 
@@ -27,16 +26,6 @@ def engine(monkeypatch: pytest.MonkeyPatch, docker_client: docker.DockerClient) 
     with DockerProxy() as proxy:
         monkeypatch.setenv("DOCKER_HOST", proxy.url)
         yield proxy
-
-
-@pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    """The scripted Messages API, for in-process servers (ANTHROPIC_BASE_URL) and child servers (`base_url`)."""
-    with ModelServer() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        yield server
-        assert server.violations == []
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A REST server per test over fake sandboxes and an in-memory secret store (no model endpoint)."""
+"""REST servers per test over fake sandboxes and an in-memory secret store, with or without the scripted model;
+an older SDK's Python."""
 
 from __future__ import annotations
 
@@ -9,10 +10,22 @@ from pathlib import Path
 import pytest
 from conftest import missing_part
 from fake_sandboxes import FakeSandboxes
+from model_server import ModelServer
 from rest_serving import RestServer, rest_server
 
-from server.core.config import ServerConfig
+from server.core.config import DEFAULT_IMAGE, ServerConfig
 from vault.memory_store import MemoryStore
+
+
+@pytest.fixture
+def served(data_dir: Path, model: ModelServer) -> Iterator[RestServer]:
+    """A REST server whose sessions run: the scripted model, fake sandboxes, in-memory secrets; an idle event
+    stream pings every 0.2 s."""
+    config = ServerConfig(
+        data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True, stream_ping_s=0.2
+    )
+    with rest_server(config, sandboxes=lambda _tg: FakeSandboxes(), secrets=MemoryStore()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,43 +6,21 @@ comes on an SSE stream; a modern (2026-07-28) call is a plain JSON response, wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import anyio
 import httpx2
 import pytest
-from fake_sandboxes import FakeSandboxes
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.streamable_http import EventMessage
 from mcp.types import JSONRPCNotification
 from model_server import ModelServer, hang, reply
-from rest_serving import RestServer, rest_server
+from rest_serving import RestServer
 from scenario import call_ok
 from tcp_proxy import TcpProxy
 
-from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.fronts.mcp.event_store import MemoryEventStore
-from vault.memory_store import MemoryStore
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with ModelServer() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        yield server
-        assert server.violations == []
-
-
-@pytest.fixture
-def served(data_dir: Path, model: ModelServer) -> Iterator[RestServer]:
-    config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True)
-    with rest_server(config, sandboxes=lambda _tg: FakeSandboxes(), secrets=MemoryStore()) as server:
-        yield server
 
 
 async def test_a_send_message_whose_connection_drops_resumes_with_its_result(

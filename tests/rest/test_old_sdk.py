@@ -9,37 +9,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_sandboxes import FakeSandboxes
 from model_server import ModelServer, reply, tool_use
-from rest_serving import RestServer, rest_server
-
-from server.core.config import DEFAULT_IMAGE, ServerConfig
-from vault.memory_store import MemoryStore
+from rest_serving import RestServer
 
 pytestmark = pytest.mark.old_sdk
 
 FLOW = Path(__file__).with_name("old_sdk_flow.py")
 
 
-@pytest.fixture
-def served(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RestServer, ModelServer]]:
-    with ModelServer() as model:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", model.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True)
-        with rest_server(config, sandboxes=lambda _tg: FakeSandboxes(), secrets=MemoryStore()) as server:
-            yield server, model
-        assert model.violations == []
-
-
 def test_the_old_sdk_runs_a_custom_tool_session_through_the_stream(
-    old_python: str, served: tuple[RestServer, ModelServer]
+    old_python: str, served: RestServer, model: ModelServer
 ) -> None:
-    server, model = served
+    server = served
     model.enqueue(reply(tool_use("lookup", {"word": "zebra"})))
     model.enqueue(reply("A zebra is a striped horse."))
     done = subprocess.run(

@@ -10,16 +10,10 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from fake_sandboxes import FakeSandboxes
 from model_server import ModelServer, reply
-from rest_serving import RestServer, rest_server
-
-from server.core.config import DEFAULT_IMAGE, ServerConfig
-from vault.memory_store import MemoryStore
+from rest_serving import RestServer
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -31,19 +25,8 @@ def readme_example() -> str:
     return match.group(1)
 
 
-@pytest.fixture
-def served(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RestServer, ModelServer]]:
-    with ModelServer() as model:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", model.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True)
-        with rest_server(config, sandboxes=lambda _tg: FakeSandboxes(), secrets=MemoryStore()) as server:
-            yield server, model
-        assert model.violations == []
-
-
-def test_the_readme_rest_example_runs_against_the_server(served: tuple[RestServer, ModelServer]) -> None:
-    server, model = served
+def test_the_readme_rest_example_runs_against_the_server(served: RestServer, model: ModelServer) -> None:
+    server = served
     model.enqueue(reply("Hello from the sandbox."))
     env = {"PATH": os.environ.get("PATH", ""), "ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": server.token}
     done = subprocess.run(

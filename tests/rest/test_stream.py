@@ -10,7 +10,6 @@ import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,36 +18,14 @@ import httpx2
 import pytest
 from anthropic.types import beta as sdk_beta
 from anthropic.types.beta import sessions as sdk
-from fake_sandboxes import FakeSandboxes
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from model_server import ModelServer, hang, reply, thinking
-from rest_serving import RestServer, rest_server
+from rest_serving import RestServer
 from scenario import call_ok
-
-from server.core.config import DEFAULT_IMAGE, ServerConfig
-from vault.memory_store import MemoryStore
 
 GUARD_S = 30
 """Only stops a test that hangs."""
-
-
-@pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
-    with ModelServer() as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        yield server
-        assert server.violations == []
-
-
-@pytest.fixture
-def served(data_dir: Path, model: ModelServer) -> Iterator[RestServer]:
-    config = ServerConfig(
-        data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True, stream_ping_s=0.2
-    )
-    with rest_server(config, sandboxes=lambda _tg: FakeSandboxes(), secrets=MemoryStore()) as server:
-        yield server
 
 
 @asynccontextmanager
