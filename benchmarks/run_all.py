@@ -26,6 +26,7 @@ QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not compa
     "repositories": ["--files", "200", "--runs", "2"],
     "vault": ["--samples", "30", "--messages", "2"],
     "sse_latency": ["--events", "200"],
+    "rest_roundtrip": ["--calls", "200"],
     "file_transfer": ["--size-mb", "10", "--rounds", "2"],
 }
 
