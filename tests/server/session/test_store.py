@@ -15,15 +15,14 @@ from typing import Any
 
 import pytest
 from processes import LineChild, run_command
+from store_rows import insert_session
 
-from server.core.agents import FULL_TOOLSET, Agent, AgentSnapshot, ModelConfig
+from server.core.agents import FULL_TOOLSET, Agent, ModelConfig
 from server.core.common import now_rfc3339
 from server.core.config import ServerConfig
-from server.core.environments import EnvironmentSpec
 from server.core.errors import DataDirUnwritableError, NotFoundError
 from server.core.events import EventBody, EventType, StopReason, Usage, raw_event
 from server.core.ids import new_id
-from server.core.sessions import Session, SessionStats
 from server.core.state import SessionState, fold
 from server.services.doctor import check_session_states
 from server.store.ports import SessionFilter
@@ -103,24 +102,6 @@ def store(db_path: Path) -> Iterator[Store]:
     opened = Store.open(db_path)
     yield opened
     opened.close()
-
-
-def insert_session(store: Store) -> str:
-    now = now_rfc3339()
-    session = Session(
-        id=new_id("sesn"),
-        status="idle",
-        agent=AgentSnapshot(
-            id=None, version=None, name="inline", model=ModelConfig(id="claude-test-model"), tools=FULL_TOOLSET
-        ),
-        environment_id=None,
-        environment=EnvironmentSpec(image="managed-sessions-sandbox:test"),
-        stats=SessionStats(event_count=0),
-        created_at=now,
-        updated_at=now,
-    )
-    store.insert_session(session)
-    return session.id
 
 
 def message(text: str) -> EventBody:

@@ -7,14 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_rows import insert_session
 
-from server.core.agents import FULL_TOOLSET, AgentSnapshot, ModelConfig
-from server.core.common import now_rfc3339
-from server.core.environments import EnvironmentSpec
 from server.core.errors import ConflictError, NotFoundError
 from server.core.events import SessionUpdated, UserInterrupt
-from server.core.ids import new_id
-from server.core.sessions import Session, SessionStats
 from server.store.ports import EventFilter, SessionFilter, TimeBounds
 from server.store.sqlite.store import Store
 
@@ -24,23 +20,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened = Store.open(tmp_path / "store.db")
     yield opened
     opened.close()
-
-
-def insert_session(store: Store) -> str:
-    now = now_rfc3339()
-    snapshot = AgentSnapshot(id=None, version=None, name="inline", model=ModelConfig(id="m"), tools=FULL_TOOLSET)
-    session = Session(
-        id=new_id("sesn"),
-        status="idle",
-        agent=snapshot,
-        environment_id=None,
-        environment=EnvironmentSpec(image="managed-sessions-sandbox:test"),
-        stats=SessionStats(event_count=0),
-        created_at=now,
-        updated_at=now,
-    )
-    store.insert_session(session)
-    return session.id
 
 
 def test_sessions_list_both_ways_from_a_cursor(store: Store) -> None:
