@@ -14,17 +14,19 @@ disk anyway, and one rename is the only commit point there is.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from server.core.common import now_rfc3339
-from server.core.errors import NotFoundError, TooLargeError
+from server.core.errors import DataDirUnwritableError, NotFoundError, TooLargeError
 from server.core.files import FileMetadata
 from server.core.ids import is_id, new_id
 from server.store.ports import OutputRecord
@@ -50,16 +52,22 @@ class DiskFileStore:
 
     def put(self, metadata: FileMetadata, source: BinaryIO, max_bytes: int) -> FileMetadata:
         scratch = self._incoming / uuid.uuid4().hex
-        scratch.mkdir()
         try:
-            size = _copy(source, scratch / "content", max_bytes)
-            stored = metadata.model_copy(update={"size_bytes": size})
-            _write_synced(scratch / "meta.json", stored.model_dump_json().encode())
-            os.rename(scratch, self._uploads / metadata.id)
-            _sync_dir(self._uploads)
+            with _disk_faults(self._root):
+                scratch.mkdir()
+                stored = self._put(metadata, source, max_bytes, scratch)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
+        return stored
+
+    def _put(self, metadata: FileMetadata, source: BinaryIO, max_bytes: int, scratch: Path) -> FileMetadata:
+        """Writes the bytes and the sidecar into `scratch`, synced, then renames it into `uploads/`."""
+        size = _copy(source, scratch / "content", max_bytes)
+        stored = metadata.model_copy(update={"size_bytes": size})
+        _write_synced(scratch / "meta.json", stored.model_dump_json().encode())
+        os.rename(scratch, self._uploads / metadata.id)
+        _sync_dir(self._uploads)
         return stored
 
     def get(self, file_id: str) -> FileMetadata:
@@ -100,7 +108,7 @@ class DiskFileStore:
 
     def output_ids(self, session_id: str, paths: Sequence[str]) -> list[OutputRecord]:
         index_path = self._outputs / f"{session_id}.json"
-        with self._lock:
+        with self._lock, _disk_faults(self._root):
             index: dict[str, dict[str, str]] = json.loads(index_path.read_bytes()) if index_path.exists() else {}
             fresh = [p for p in paths if p not in index]
             for path in fresh:
@@ -124,6 +132,29 @@ class DiskFileStore:
         if not is_id(file_id, "file"):
             raise NotFoundError(f"no file {file_id!r}; file ids look like file_01J...")
         return self._uploads / file_id
+
+
+_UNWRITABLE = {
+    errno.ENOSPC: ("its disk is full", "Free space on that disk"),
+    errno.EDQUOT: ("its disk quota is used up", "Free space or raise the quota"),
+    errno.EROFS: ("it is read-only", "Make it writable again (remount the file system, or fix its permissions)"),
+    errno.EIO: ("the disk reported an I/O error", "Check the disk (dmesg, free space)"),
+}
+
+
+@contextmanager
+def _disk_faults(root: Path) -> Iterator[None]:
+    """A write the disk refuses is a `DataDirUnwritableError` that says why and what to do, as the store's are."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _UNWRITABLE:
+            raise
+        reason, fix = _UNWRITABLE[exc.errno]
+        raise DataDirUnwritableError(
+            f"the files folder {str(root)!r} cannot take writes: {reason}. {fix}, then retry; nothing of this "
+            "write was kept"
+        ) from exc
 
 
 def _copy(source: BinaryIO, target: Path, max_bytes: int) -> int:
