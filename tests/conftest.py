@@ -105,8 +105,16 @@ def remove_sandboxes_of(data_dir: Path) -> None:
             container.remove(force=True)
         for volume in client.volumes.list(filters={"label": label}):
             volume.remove(force=True)
+        networks = client.networks.list(filters={"label": label})
+        interfaces = [(n.attrs.get("Options") or {}).get("com.docker.network.bridge.name", "") for n in networks]
+        for network in networks:
+            network.remove()
     except docker.errors.DockerException:
-        pass  # no engine: nothing was made
+        return  # no engine: nothing was made
+    if networks:
+        from server.hands.docker.packet_filter import PacketFilter
+
+        PacketFilter(store.store_id).remove([i for i in interfaces if i])
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ script. Tests that claim to test the tools themselves use the real Docker sandbo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +63,7 @@ class FakeSandboxes:
     def __call__(self, task_group: anyio.abc.TaskGroup) -> FakeSandboxes:
         return self
 
-    def tools(self, session_id: str, environment: EnvironmentSpec) -> FakeSandbox:
+    def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> FakeSandbox:
         return FakeSandbox(self, session_id)
 
     async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
@@ -101,7 +101,10 @@ class FakeSandboxes:
     async def place_files(self, session_id: str, environment: EnvironmentSpec, files: Mapping[str, Path]) -> None:
         self.placed[session_id] = dict(files)
 
-    def posture(self, environment: EnvironmentSpec) -> Confinement:
+    async def aclose(self) -> None:
+        pass
+
+    def posture(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> Confinement:
         """What a real backend would report; in memory nothing is confined, and nothing runs either."""
         return Confinement(
             image=environment.image or "in-memory",

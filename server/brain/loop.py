@@ -300,7 +300,9 @@ class SessionRunner:
             return await self._call_mcp(session, use)
 
         async def execute() -> ToolResult:
-            return await self._sandboxes.tools(session.id, session.environment).execute(use.name, use.input)
+            mcp_hosts = [server.host_entry for server in session.agent.mcp_servers]
+            sandbox = self._sandboxes.tools(session.id, session.environment, mcp_hosts=mcp_hosts)
+            return await sandbox.execute(use.name, use.input)
 
         try:
             return await self._in_sandbox(session.id, execute)

@@ -61,7 +61,9 @@ class ToolRunner(Protocol):
 class SessionSandboxes(Protocol):
     """The sandboxes of sessions: one per session, started on first use."""
 
-    def tools(self, session_id: str, environment: EnvironmentSpec) -> ToolRunner: ...
+    def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> ToolRunner:
+        """The session's tools; `mcp_hosts` are its agent's MCP servers' hosts (which limited egress may open)."""
+        ...
 
     async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
         """Stops what runs in the session's sandbox; its files stay."""

@@ -132,6 +132,12 @@ class McpServer(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     url: HttpUrl
 
+    @property
+    def host_entry(self) -> str:
+        """Its host as an `allowed_hosts` entry: `host`, with `:port` unless the port is 80 or 443."""
+        host = self.url.host or ""
+        return host if self.url.port in (None, 80, 443) else f"{host}:{self.url.port}"
+
 
 def check_agent_definition(tools: list[AgentTool], mcp_servers: list[McpServer]) -> None:
     """Checks the rules that span fields; raises `ValueError` naming the fix."""

@@ -48,6 +48,8 @@ class ServerConfig:
         allowed_hosts: extra Host header values the HTTP transport accepts.
         extra_ca_bundle: a PEM bundle trusted inside sandboxes and image builds (corporate TLS proxies).
         web_fetch_allow_private: let web_fetch reach loopback and private addresses.
+        egress_allow_private: let sandboxes (through the egress proxy, or unrestricted) reach loopback, private
+            and link-local addresses: for tests and private package mirrors.
         model_retry_delays_s: the waits between retries of a failing model request (None: the default).
         context_budget_tokens: past this estimated size, old tool results are trimmed before a model request.
         vault_allow_insecure_keyring: let the vault use a plaintext or null keyring backend (an explicit opt-in).
@@ -65,6 +67,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     extra_ca_bundle: Path | None = None
     web_fetch_allow_private: bool = False
+    egress_allow_private: bool = False
     model_retry_delays_s: tuple[float, ...] | None = None
     context_budget_tokens: int = 150_000
     vault_allow_insecure_keyring: bool = False
@@ -88,6 +91,7 @@ class ServerConfig:
             allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             extra_ca_bundle=Path(ca).expanduser() if (ca := env.get("MANAGED_SESSIONS_EXTRA_CA_BUNDLE")) else None,
             web_fetch_allow_private=env.get("MANAGED_SESSIONS_WEB_FETCH_ALLOW_PRIVATE") == "1",
+            egress_allow_private=env.get("MANAGED_SESSIONS_EGRESS_ALLOW_PRIVATE") == "1",
             model_retry_delays_s=_delays(env.get("MANAGED_SESSIONS_MODEL_RETRY_DELAYS")),
             context_budget_tokens=_positive_int(env.get("MANAGED_SESSIONS_CONTEXT_TOKENS"), 150_000),
             vault_allow_insecure_keyring=env.get("MANAGED_SESSIONS_VAULT_ALLOW_INSECURE_KEYRING") == "1",

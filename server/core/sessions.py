@@ -15,6 +15,8 @@ __all__ = [
     "BranchCheckout",
     "Checkout",
     "CommitCheckout",
+    "EgressPosture",
+    "EgressRefusal",
     "FileSessionResource",
     "SandboxPosture",
     "Session",
@@ -85,12 +87,39 @@ AnySessionResource = Annotated[SessionResource | FileSessionResource, Field(disc
 """A resource of a session: a git repository or an uploaded file."""
 
 
+class EgressRefusal(BaseModel):
+    """A host the egress proxy refused to this session, most recent first in `EgressPosture.recent_refusals`."""
+
+    host: str
+    port: int
+    reason: str = Field(description="Why, and the setting that would change it.")
+    count: int
+    first_at: str
+    last_at: str
+
+
+class EgressPosture(BaseModel):
+    """Where the sandbox's traffic may go and what enforces it; refusals tell a user what to add to allowed_hosts."""
+
+    mode: Literal["none", "limited", "unrestricted"]
+    enforcement: str = Field(description="How the mode is enforced on this server, in plain words.")
+    proxy: str | None = Field(default=None, description="The egress proxy the sandbox must use (limited).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="limited: every host the proxy lets through (allowed_hosts, package indexes, MCP servers).",
+    )
+    private_addresses_allowed: bool = Field(
+        default=False, description="Whether loopback/private/link-local addresses are reachable (server opt-in)."
+    )
+    recent_refusals: list[EgressRefusal] = Field(default_factory=list)
+
+
 class SandboxPosture(BaseModel):
     """How a session's sandbox is confined; `get_session` shows it."""
 
     image: str = Field(description="The environment's image (packages are layered on it in a cached image).")
     user: str = Field(description="uid:gid the tools run as; never root.")
-    network: str = Field(description="'none' (only loopback) or 'bridge' (unrestricted egress).")
+    network: str = Field(description="The sandbox's network: 'none' (only loopback) or the Docker network's name.")
     capabilities: list[str] = Field(description="Linux capabilities kept: none.")
     no_new_privileges: bool
     memory_mb: int
@@ -99,6 +128,7 @@ class SandboxPosture(BaseModel):
     disk_mb: int | None = Field(description="Writable-layer limit, where the storage driver supports one.")
     docker_socket: bool = Field(description="Whether the Docker socket is reachable from inside: never.")
     extra_ca_bundle: bool = Field(description="Whether an extra CA bundle is mounted read-only.")
+    egress: EgressPosture | None = Field(default=None, description="Where its traffic may go, and what was refused.")
 
 
 class Session(BaseModel):

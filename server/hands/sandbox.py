@@ -17,7 +17,7 @@ refused a path), both from `server/core/errors.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +25,7 @@ from typing import Protocol
 from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
-from server.core.sessions import SandboxPosture
+from server.core.sessions import EgressPosture, SandboxPosture
 from server.core.tools import ToolResult
 
 __all__ = [
@@ -73,6 +73,7 @@ class Confinement:
     disk_mb: int | None
     engine_socket: bool
     extra_ca_bundle: bool
+    egress: EgressPosture | None = None
 
     def shown(self) -> SandboxPosture:
         """The posture as `get_session` shows it (the client contract names the engine socket Docker's)."""
@@ -88,6 +89,7 @@ class Confinement:
             disk_mb=self.disk_mb,
             docker_socket=self.engine_socket,
             extra_ca_bundle=self.extra_ca_bundle,
+            egress=self.egress,
         )
 
 
@@ -123,8 +125,11 @@ class OutputChunkData:
 class SandboxBackend(Protocol):
     """Every session's sandbox, made on demand; see the module docstring."""
 
-    def tools(self, session_id: str, environment: EnvironmentSpec) -> Sandbox:
-        """The session's agent tools (nothing starts until the first call)."""
+    def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> Sandbox:
+        """The session's agent tools (nothing starts until the first call).
+
+        `mcp_hosts` are the host entries (`host` or `host:port`) of the agent's MCP servers, which a `limited`
+        environment with `allow_mcp_servers` lets the sandbox reach."""
         ...
 
     async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
@@ -163,6 +168,10 @@ class SandboxBackend(Protocol):
         placed before and absent from `files` is removed."""
         ...
 
-    def posture(self, environment: EnvironmentSpec) -> Confinement:
-        """The confinement a sandbox for this environment gets (a pure function of the definition)."""
+    def posture(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> Confinement:
+        """The confinement the session's sandbox gets (from its definition), with what its egress refused."""
+        ...
+
+    async def aclose(self) -> None:
+        """Ends what the backend runs beside the sandboxes (the egress proxy); sandboxes keep running."""
         ...

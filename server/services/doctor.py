@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from server.core.config import ServerConfig
 from server.core.errors import SandboxUnavailableError, ServerError
+from server.hands.docker.packet_filter import PacketFilter
 from server.hands.sandbox import Leftovers
 from server.services.runtime import docker_sandboxes
 from server.store.sqlite.store import Store
@@ -230,9 +231,32 @@ def check_model(config: ServerConfig) -> Check:
     return Check("model credentials", "ok", f"a key is set for {endpoint}; default model {config.model}")
 
 
+def check_egress(config: ServerConfig) -> Check:
+    """Whether sandbox networks can be kept off the host and private networks here (packet filters)."""
+    name = "sandbox networks"
+    if config.egress_allow_private:
+        return Check(
+            name,
+            "warn",
+            "MANAGED_SESSIONS_EGRESS_ALLOW_PRIVATE=1: sandboxes may reach this host's services and private networks",
+            "unset it unless sandboxes must reach a private mirror (tests set it)",
+        )
+    why_not = PacketFilter("doctor").why_not()
+    if why_not is not None:
+        return Check(
+            name,
+            "warn",
+            f"packet filters cannot be set ({why_not}): a sandbox with a network can reach services this host binds "
+            "on all interfaces and private addresses ('limited' still goes out only through the egress proxy)",
+            "run the server as root (or with CAP_NET_ADMIN) with iptables installed, or use networking 'none'",
+        )
+    return Check(name, "ok", "packet filters keep sandboxes off the host and private networks (iptables)")
+
+
 def run_checks(config: ServerConfig, *, repair: bool = False) -> list[Check]:
     steps: list[Callable[[], list[Check]]] = [
         lambda: check_docker(config),
+        lambda: [check_egress(config)],
         lambda: [check_keyring(config), check_vault(config)],
         lambda: [check_data_dir(config), check_session_states(config, repair=repair)],
         lambda: [check_model(config)],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -19,6 +21,7 @@ from server.core.errors import SandboxUnavailableError
 from server.core.redaction import REDACTOR
 from server.core.sessions import Session
 from server.egress.mcp_sessions import McpBearerLookup, RemoteMcpSessions
+from server.egress.package_indexes import package_index_hosts
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
@@ -105,6 +108,8 @@ async def open_runtime(
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await runtime.remote_mcp.aclose()  # remote MCP sessions are ended politely, when they answer
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await runtime.sandboxes.aclose()  # the egress proxy's thread; sandboxes keep running
                 task_group.cancel_scope.cancel()  # runs and channel readers end with the server
                 if anthropic is not None:
                     with anyio.CancelScope(shield=True):
@@ -221,7 +226,12 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
 
 def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.TaskGroup) -> SandboxBackend:
     """The production sandbox backend: a Docker container per session, labelled with `store_id`."""
-    settings = SandboxSettings(store_id=store_id, extra_ca_bundle=config.extra_ca_bundle)
+    settings = SandboxSettings(
+        store_id=store_id,
+        extra_ca_bundle=config.extra_ca_bundle,
+        package_hosts=package_index_hosts(os.environ, Path.home()),
+        egress_allow_private=config.egress_allow_private,
+    )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
     return SandboxPool(settings, config.image, fetch_policy, task_group)
 

@@ -179,7 +179,9 @@ class SessionManager:
         """The session with its sandbox posture, which follows from its environment and this server."""
         if self._sandboxes is None:
             return session
-        return session.model_copy(update={"sandbox": self._sandboxes.posture(session.environment).shown()})
+        mcp_hosts = [server.host_entry for server in session.agent.mcp_servers]
+        posture = self._sandboxes.posture(session.id, session.environment, mcp_hosts=mcp_hosts)
+        return session.model_copy(update={"sandbox": posture.shown()})
 
     async def create(self, request: NewSession) -> Session:
         agent = await self._agent_snapshot(request)

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 ImageSource = Literal["auto", "registry", "debootstrap"]
 
 SANDBOX_PACKAGES = (
-    "bash", "coreutils", "procps", "ca-certificates", "passwd", "git", "ripgrep",
+    "bash", "coreutils", "procps", "ca-certificates", "passwd", "git", "ripgrep", "curl",
     "python3", "python3-pip", "python3-venv", "python-is-python3",
 )  # fmt: skip
 """What the agent tools and a typical coding task need; `passwd` gives the Dockerfile `useradd`."""

@@ -21,7 +21,8 @@ may both build, and the same content ends under the same tag.
 A base image missing from the engine is pulled once; the built-in default is never pulled (it is
 made locally by `managed-sessions image build`, which its error message names). Builds use the
 engine's classic builder over the default bridge network (package registries must be reachable
-from there) and end within `BUILD_TIMEOUT_S` + `BUILD_QUIET_TIMEOUT_S`: a failure or timeout names
+from there), or, for a `limited` environment, over its network and egress proxy (`BuildNetwork`), so
+the package steps reach only what the environment allows; builds end within `BUILD_TIMEOUT_S` + `BUILD_QUIET_TIMEOUT_S`: a failure or timeout names
 the step and shows that step's last output. `prepare` blocks: callers run it in a worker thread.
 """
 
@@ -38,6 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -53,12 +55,15 @@ from server.core.environments import EnvironmentSpec, Packages
 from server.core.errors import SandboxUnavailableError
 from server.hands.docker.engine import is_unreachable
 
-__all__ = ["HELPER_PATH", "SANDBOX_UID", "ImagePreparer", "Progress", "SandboxImageError"]
+__all__ = ["HELPER_PATH", "SANDBOX_UID", "BuildNetwork", "ImagePreparer", "Progress", "SandboxImageError"]
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 """Receives build output, one line at a time."""
+
+BuildNetwork = Callable[[], AbstractContextManager[tuple[str, dict[str, str]]]]
+"""Opens, for one build, the network its steps run on and the build arguments they get (the proxy variables)."""
 
 HELPER_PATH = "/opt/managed-sessions/helper.py"
 SANDBOX_UID = 1000
@@ -155,8 +160,12 @@ class ImagePreparer:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def prepare(self, spec: EnvironmentSpec, progress: Progress | None = None) -> str:
+    def prepare(
+        self, spec: EnvironmentSpec, progress: Progress | None = None, *, build_network: BuildNetwork | None = None
+    ) -> str:
         """Returns the tag of the image `spec` runs in, building it first unless it is cached.
+
+        `build_network` is used when a build is needed (a `limited` environment's packages go through its proxy).
 
         Raises:
             SandboxImageError: the base image is missing, a package step failed, or the build timed out.
@@ -175,7 +184,8 @@ class ImagePreparer:
             context = _context(steps, self._helper, ca_bundle)
             started = time.monotonic()
             logger.info("building %s from %s", tag, ref)
-            _Build(ref, steps, progress).run(self._client, tag, context)
+            with build_network() if build_network is not None else nullcontext(("default", {})) as (network, args):
+                _Build(ref, steps, progress).run(self._client, tag, context, network=network, buildargs=args)
             logger.info("built %s in %.0f s", tag, time.monotonic() - started)
         return tag
 
@@ -397,12 +407,20 @@ class _Build:
         self._step = steps[0]
         self._tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
 
-    def run(self, client: docker.DockerClient, tag: str, context: io.BytesIO) -> None:
+    def run(
+        self,
+        client: docker.DockerClient,
+        tag: str,
+        context: io.BytesIO,
+        *,
+        network: str = "default",
+        buildargs: dict[str, str] | None = None,
+    ) -> None:
         deadline = time.monotonic() + BUILD_TIMEOUT_S
         try:
             stream = client.api.build(
                 fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False, decode=True,
-                timeout=BUILD_QUIET_TIMEOUT_S,
+                timeout=BUILD_QUIET_TIMEOUT_S, network_mode=network, buildargs=buildargs or None,
             )  # fmt: skip
             try:
                 for chunk in stream:

@@ -11,22 +11,29 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import docker
 import docker.errors
 from pydantic import JsonValue
 
-from server.core.environments import EnvironmentSpec
+from server.core.environments import EnvironmentSpec, LimitedNetwork
 from server.core.errors import InvalidRequestError, SandboxUnavailableError
+from server.core.host_entries import check_host_entry
+from server.core.sessions import EgressPosture, EgressRefusal
+from server.egress.host_rules import HostRules
+from server.egress.proxy import EgressPolicy, EgressProxy
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.engine import in_engine, is_unreachable, unreachable_error
-from server.hands.docker.images import ImagePreparer
+from server.hands.docker.images import BuildNetwork, ImagePreparer
+from server.hands.docker.networks import SandboxNetworks
 from server.hands.docker.sandbox import (
     LABEL_SESSION,
     LABEL_STORE,
@@ -77,6 +84,8 @@ class SandboxPool:
         self._client: docker.DockerClient | None = None
         self._preparer: ImagePreparer | None = None
         self._owed: dict[str, tuple[EnvironmentSpec, bool]] = {}  # session id -> (environment, volumes too)
+        self._proxy = EgressProxy(allow_private=settings.egress_allow_private)
+        self._networks = SandboxNetworks(settings.store_id, self._proxy, allow_private=settings.egress_allow_private)
         self._settling = False
         self.reaped = anyio.Event()
         """Set once the first reap has finished (or found Docker unreachable)."""
@@ -104,12 +113,63 @@ class SandboxPool:
         sandbox = self._sandboxes.get(session_id)
         if sandbox is None:
             client, preparer = self._docker()
-            sandbox = DockerSandbox(client, preparer, self._settings, session_id, environment, self._task_group)
+            sandbox = DockerSandbox(
+                client,
+                preparer,
+                self._settings,
+                session_id,
+                environment,
+                self._task_group,
+                self._networks,
+                self._build_network(session_id, environment),
+            )
             self._sandboxes[session_id] = sandbox
         return sandbox
 
-    def tools(self, session_id: str, environment: EnvironmentSpec) -> SandboxTools:
-        return SandboxTools(self.sandbox(session_id, environment), self._fetch_policy)
+    def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> SandboxTools:
+        sandbox = self.sandbox(session_id, environment)
+        entries = self._allowed_entries(environment, mcp_hosts)
+        if entries is not None:  # limited: the proxy lets this session through to these hosts only
+            self._proxy.set_policy(session_id, self._policy(entries))
+        return SandboxTools(sandbox, self._fetch_policy)
+
+    def _allowed_entries(self, environment: EnvironmentSpec, mcp_hosts: Sequence[str]) -> list[str] | None:
+        """Every host a `limited` environment opens (None for the other modes), in the order they are shown."""
+        networking = environment.networking
+        if not isinstance(networking, LimitedNetwork):
+            return None
+        entries = list(networking.allowed_hosts)
+        if networking.allow_package_managers:
+            entries += self._settings.package_hosts
+        if networking.allow_mcp_servers:
+            entries += mcp_hosts
+        return list(dict.fromkeys(_valid_entries(entries)))
+
+    @staticmethod
+    def _policy(entries: list[str]) -> EgressPolicy:
+        return EgressPolicy(HostRules.parse(entries), why="networking.allowed_hosts of the session's environment")
+
+    def _build_network(self, session_id: str, environment: EnvironmentSpec) -> BuildNetwork | None:
+        """For a `limited` environment: its image builds run on the limited network, through the proxy, under the
+        same policy as its sandbox (a token in the proxy URL names the build, whose address is not known)."""
+        entries = self._allowed_entries(environment, ())
+        if entries is None:
+            return None
+
+        @contextlib.contextmanager
+        def open_build() -> Iterator[tuple[str, dict[str, str]]]:
+            client, _ = self._docker()
+            plan = self._networks.plan(client, "limited")
+            principal = f"build for {session_id}"
+            self._proxy.set_policy(principal, self._policy(entries))
+            token = self._proxy.issue_token(principal)
+            try:
+                yield plan.network, plan.environment(credentials=f"build:{token}")
+            finally:
+                self._proxy.revoke_token(token)
+                self._proxy.drop_policy(principal)
+
+        return open_build
 
     async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
         """Removes the session's container (archive, interrupt): its files stay in its volumes.
@@ -190,8 +250,51 @@ class SandboxPool:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"the Docker engine could not list leftovers: {exc}") from exc
 
-    def posture(self, environment: EnvironmentSpec) -> Confinement:
-        return posture_of(environment, self._settings.extra_ca_bundle is not None)
+    def posture(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> Confinement:
+        kind = environment.networking.type
+        short = self._settings.store_id[:12].lower()
+        network = {"limited": f"ms-{short}-limited", "unrestricted": f"ms-{short}-open"}.get(kind, "none")
+        confinement = posture_of(environment, self._settings.extra_ca_bundle is not None, network)
+        return dataclasses.replace(confinement, egress=self._egress_posture(session_id, environment, mcp_hosts))
+
+    def _egress_posture(self, session_id: str, environment: EnvironmentSpec, mcp_hosts: Sequence[str]) -> EgressPosture:
+        kind = environment.networking.type
+        filters = self._networks.filters
+        guarded = (
+            "not known yet: the sandbox networks are set up when the first sandbox with a network starts"
+            if filters is None
+            else f"packet filters {filters.detail}"
+        )
+        private = self._settings.egress_allow_private
+        if kind == "none":
+            return EgressPosture(mode="none", enforcement="the container has no network interface but loopback")
+        if kind == "unrestricted":
+            return EgressPosture(
+                mode="unrestricted",
+                enforcement=f"the public internet is open; the host and private networks: {guarded}",
+                private_addresses_allowed=private,
+            )
+        refusals = [
+            EgressRefusal(
+                host=r.host, port=r.port, reason=r.reason, count=r.count, first_at=r.first_at, last_at=r.last_at
+            )
+            for r in self._proxy.refusals(session_id)
+        ]
+        return EgressPosture(
+            mode="limited",
+            enforcement=(
+                "an internal Docker network with no route out; its only exit is this server's egress proxy, which "
+                f"allows the hosts below; the host's other services: {guarded}"
+            ),
+            proxy=self._networks.proxy_url,
+            allowed_hosts=self._allowed_entries(environment, mcp_hosts) or [],
+            private_addresses_allowed=private,
+            recent_refusals=refusals,
+        )
+
+    async def aclose(self) -> None:
+        """Stops the egress proxy (its thread, listeners and relays); sandboxes keep running."""
+        await anyio.to_thread.run_sync(self._proxy.close)
 
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
         """Copies a host tree into the session's /workspace (see `DockerSandbox.put_directory`)."""
@@ -237,3 +340,12 @@ class SandboxPool:
             raise InvalidRequestError(str(exc)) from exc
         except (SandboxLostError, TimeoutError) as exc:
             raise SandboxUnavailableError(f"the sandbox of {session_id!r} did not answer; try again") from exc
+
+
+def _valid_entries(entries: Sequence[str]) -> Iterator[str]:
+    """Entries in `allowed_hosts` form; one read from this machine's configuration that is not is skipped."""
+    for entry in entries:
+        try:
+            yield check_host_entry(entry)
+        except ValueError as exc:
+            logger.warning("egress: skipping host entry %r: %s", entry, exc)

@@ -20,7 +20,9 @@ Lifecycle:
 
 Confinement (the posture `get_session` shows): uid 1000, all capabilities
 dropped, `no-new-privileges`, memory/CPU/pids limits, network `none` unless
-the environment is `unrestricted`, no Docker socket, only the two volumes and,
+the environment asks for one (`limited`: the store's internal network, whose
+only way out is the egress proxy; `unrestricted`: the store's open network;
+see `networks.py`), no Docker socket, only the two volumes and,
 when configured, a CA bundle mounted read-only. The environment passed to the
 container is built here from the environment definition; nothing of the
 server's own environment is inherited.
@@ -48,7 +50,8 @@ from server.core.environments import EnvironmentSpec
 from server.core.errors import EngineUnreachableError, SandboxUnavailableError
 from server.hands.docker.engine import in_engine
 from server.hands.docker.exec_stream import open_exec
-from server.hands.docker.images import HELPER_PATH, SANDBOX_UID, ImagePreparer
+from server.hands.docker.images import HELPER_PATH, SANDBOX_UID, BuildNetwork, ImagePreparer
+from server.hands.docker.networks import NetworkPlan, SandboxNetworks
 from server.hands.helper.channel import ChannelClosedError, HelperChannel
 from server.hands.sandbox import (
     DEFAULT_CPUS,
@@ -77,15 +80,20 @@ class SandboxSettings:
 
     store_id: str
     extra_ca_bundle: Path | None = None
+    package_hosts: tuple[str, ...] = ()
+    """Host entries of the package indexes `allow_package_managers` opens (read from this machine at start)."""
+    egress_allow_private: bool = False
+    """Whether sandboxes may reach loopback, private and link-local addresses (..._EGRESS_ALLOW_PRIVATE=1)."""
 
 
-def posture_of(environment: EnvironmentSpec, settings_ca: bool) -> Confinement:
-    """The confinement a container for this environment gets (a pure function of the definition)."""
+def posture_of(environment: EnvironmentSpec, settings_ca: bool, network: str = "none") -> Confinement:
+    """The confinement a container for this environment gets (a pure function of the definition);
+    `network` is the Docker network it joins ('none' for no network)."""
     resources = environment.resources
     return Confinement(
         image=environment.image or "",
         user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-        network="bridge" if environment.networking.type == "unrestricted" else "none",  # Docker's network modes
+        network=network if environment.networking.type != "none" else "none",
         capabilities=(),
         no_new_privileges=True,
         memory_mb=resources.memory_mb or DEFAULT_MEMORY_MB,
@@ -108,9 +116,14 @@ class DockerSandbox:
         session_id: str,
         environment: EnvironmentSpec,
         task_group: anyio.abc.TaskGroup,
+        networks: SandboxNetworks,
+        build_network: BuildNetwork | None = None,
     ) -> None:
         self._client = client
         self._preparer = preparer
+        self._networks = networks
+        self._build_network = build_network
+        self._address: str | None = None  # on the limited network, as registered with the egress proxy
         self._settings = settings
         self.session_id = session_id
         self._environment = environment
@@ -199,15 +212,19 @@ class DockerSandbox:
         for container in found:
             if container.status == "running":
                 logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
+                self._admit(container, self._plan())
                 return str(container.id)
             container.remove(force=True)  # dead: its files are in the volumes
         return self._create_container()
 
     def _create_container(self) -> str:
-        image = self._preparer.prepare(self._environment)
+        image = self._preparer.prepare(self._environment, build_network=self._build_network)
+        plan = self._plan()
         for kind in ("workspace", "outputs"):
             self._ensure_volume(self._volume_name(kind))
-        posture = posture_of(self._environment, self._settings.extra_ca_bundle is not None)
+        posture = posture_of(
+            self._environment, self._settings.extra_ca_bundle is not None, plan.network if plan else "none"
+        )
         volumes: dict[str, dict[str, str]] = {
             self._volume_name("workspace"): {"bind": WORKSPACE, "mode": "rw"},
             self._volume_name("outputs"): {"bind": OUTPUTS, "mode": "rw"},
@@ -226,7 +243,7 @@ class DockerSandbox:
                 init=True,
                 user=posture.user,
                 working_dir=WORKSPACE,
-                environment=self._container_env(),
+                environment={**self._container_env(), **(plan.environment() if plan else {})},
                 hostname="sandbox",
                 network_mode=posture.network,
                 cap_drop=["ALL"],
@@ -243,8 +260,30 @@ class DockerSandbox:
         except docker.errors.APIError as exc:
             raise SandboxUnavailableError(_explain_create_failure(exc, posture)) from exc
         logger.info("session %s: started container %s from %s", self.session_id, container.short_id, image)
+        self._admit(container, plan)
         self._place_all(str(container.id))
         return str(container.id)
+
+    def _plan(self) -> NetworkPlan | None:
+        """The network the container joins (set up on first need), or None for no network (blocking)."""
+        kind = self._environment.networking.type
+        return None if kind == "none" else self._networks.plan(self._client, kind)
+
+    def _admit(self, container: Any, plan: NetworkPlan | None) -> None:
+        """Tells the egress proxy the container's address on the limited network is this session's (blocking)."""
+        if plan is None or plan.proxy_url is None:
+            return
+        container.reload()
+        address = ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(plan.network, {})
+        address = address.get("IPAddress") if isinstance(address, dict) else None
+        if not address:
+            raise SandboxUnavailableError(
+                f"the sandbox of {self.session_id!r} has no address on network {plan.network!r}; it will be remade"
+            )
+        if self._address is not None and self._address != address:
+            self._networks.proxy.forget(self._address, self.session_id)
+        self._address = address
+        self._networks.proxy.admit(address, self.session_id)
 
     def _container_env(self) -> dict[str, str]:
         env = {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "TERM": "dumb", **self._environment.env}
@@ -354,6 +393,9 @@ class DockerSandbox:
                 await channel.aclose()
 
     def _remove_containers(self) -> None:
+        if self._address is not None:
+            self._networks.proxy.forget(self._address, self.session_id)
+            self._address = None
         try:
             for container in self._client.containers.list(
                 all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}

@@ -1,0 +1,161 @@
+"""The sessions' Docker networks and the egress proxy in front of the `limited` one.
+
+Per store, made on first need (a server whose sandboxes have no network makes none):
+
+- `ms-<store>-limited`: an *internal* bridge (no route out, no DNS for outside names), inter-container traffic
+  off. The only thing a sandbox on it can reach is the egress proxy, which this server runs on its own thread
+  (see `server/egress/proxy.py`) on the bridge's gateway address. The proxy knows a sandbox by its address on
+  this network, registered when its container starts or is found running.
+- `ms-<store>-open`: an ordinary bridge for `unrestricted` sandboxes, inter-container traffic off, with packet
+  filters (see `packet_filter.py`) keeping it off the host and private networks where the server may set them.
+
+The bridges are named after the store (`msl-<store>` / `mso-<store>`), so the filters have stable interfaces.
+Networks stay when the server stops (containers of a resumed session re-attach to them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+
+from server.core.errors import SandboxUnavailableError
+from server.egress.proxy import EgressProxy
+from server.hands.docker.packet_filter import Bridge, FilterState, PacketFilter, host_resolvers
+
+__all__ = ["NetworkPlan", "SandboxNetworks"]
+
+logger = logging.getLogger(__name__)
+
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What a container joins and the proxy settings it gets (empty for unrestricted)."""
+
+    network: str
+    proxy_url: str | None
+
+    def environment(self, credentials: str | None = None) -> dict[str, str]:
+        """The proxy variables, both spellings (curl reads only the lower-case `http_proxy`)."""
+        if self.proxy_url is None:
+            return {}
+        url = self.proxy_url if credentials is None else self.proxy_url.replace("://", f"://{credentials}@", 1)
+        names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+        return {**dict.fromkeys(names, url), "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
+
+
+@dataclass(frozen=True)
+class _Ready:
+    limited: NetworkPlan
+    unrestricted: NetworkPlan
+    filters: FilterState
+
+
+class SandboxNetworks:
+    """Makes the store's two networks, starts the proxy on the limited one and applies the filters, once."""
+
+    def __init__(
+        self, store_id: str, proxy: EgressProxy, *, allow_private: bool, packet_filter: PacketFilter | None = None
+    ) -> None:
+        self._store_id = store_id
+        self.proxy = proxy
+        self._allow_private = allow_private
+        self._filter = packet_filter or PacketFilter(store_id)
+        self._ready: _Ready | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def proxy_url(self) -> str | None:
+        """The egress proxy's address on the limited network, once set up."""
+        return None if self._ready is None else self._ready.limited.proxy_url
+
+    @property
+    def filters(self) -> FilterState | None:
+        """The packet filters in force, once the networks are set up."""
+        return None if self._ready is None else self._ready.filters
+
+    def plan(self, client: docker.DockerClient, kind: str) -> NetworkPlan:
+        """The network for `kind` ('limited' or 'unrestricted'), setting everything up on first call (blocking)."""
+        ready = self._ensure(client)
+        return ready.limited if kind == "limited" else ready.unrestricted
+
+    def _ensure(self, client: docker.DockerClient) -> _Ready:
+        with self._lock:
+            if self._ready is None:
+                self._ready = self._set_up(client)
+            return self._ready
+
+    def _set_up(self, client: docker.DockerClient) -> _Ready:
+        short = self._store_id[:12].lower()
+        limited = _network(client, f"ms-{short}-limited", f"msl-{short[:10]}", internal=True, store=self._store_id)
+        unrestricted = _network(client, f"ms-{short}-open", f"mso-{short[:10]}", internal=False, store=self._store_id)
+        self.proxy.start()
+        try:
+            port = self.proxy.listen(limited.gateway)
+        except OSError as exc:
+            raise SandboxUnavailableError(
+                f"the egress proxy cannot listen on {limited.gateway} (the gateway of Docker network "
+                f"{limited.name!r}): {exc}. Limited networking needs the Docker engine on this machine's own network "
+                "(not in a VM such as Docker Desktop's); use networking 'none' or 'unrestricted' there"
+            ) from exc
+        filters = self._filter.apply(
+            Bridge(limited.interface, limited.gateway),
+            Bridge(unrestricted.interface, unrestricted.gateway),
+            port,
+            allow_private=self._allow_private,
+            resolvers=host_resolvers(),
+        )
+        logger.info(
+            "sandbox networks ready: %s (proxy %s:%d), %s; packet filters %s",
+            limited.name,
+            limited.gateway,
+            port,
+            unrestricted.name,
+            filters.detail,
+        )
+        return _Ready(
+            NetworkPlan(limited.name, f"http://{limited.gateway}:{port}"), NetworkPlan(unrestricted.name, None), filters
+        )
+
+
+@dataclass(frozen=True)
+class _Network:
+    name: str
+    interface: str
+    gateway: str
+
+
+def _network(client: docker.DockerClient, name: str, bridge: str, *, internal: bool, store: str) -> _Network:
+    """The network `name`, made if missing (blocking); its bridge interface and gateway."""
+    try:
+        try:
+            network = client.networks.get(name)
+        except docker.errors.NotFound:
+            options = {"com.docker.network.bridge.enable_icc": "false", "com.docker.network.bridge.name": bridge}
+            try:
+                network = client.networks.create(
+                    name,
+                    driver="bridge",
+                    internal=internal,
+                    options=options,
+                    labels={"io.managed-sessions.store": store},
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another process made it meanwhile
+                    raise
+                network = client.networks.get(name)
+            network.reload()
+    except docker.errors.APIError as exc:
+        raise SandboxUnavailableError(f"could not make the sandboxes' Docker network {name!r}: {exc}") from exc
+    configs: Sequence[dict[str, str]] = (network.attrs.get("IPAM") or {}).get("Config") or []
+    gateway = next((c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"]), None)
+    if gateway is None:
+        raise SandboxUnavailableError(f"Docker network {name!r} has no IPv4 gateway; remove it and try again")
+    interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+    return _Network(name, interface, gateway)
