@@ -5,21 +5,27 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from server.core.common import PLAIN_TEXT, Strict
+from server.core.host_entries import check_host_entry
 
 __all__ = [
+    "AllowedHosts",
     "Environment",
     "EnvironmentSpec",
+    "LimitedNetwork",
     "Networking",
+    "NoNetwork",
     "Packages",
     "Resources",
+    "UnrestrictedNetwork",
 ]
 
 MAX_PACKAGES_PER_MANAGER = 100
 MAX_ENV_VARS = 100
 MAX_ENV_VALUE_CHARS = 32_768
+MAX_ALLOWED_HOSTS = 256  # plenty for one job's hosts; keeps a policy short enough to read back in get_session
 
 # Docker's reference grammar, reduced to what a local engine accepts:
 # [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
@@ -83,29 +89,31 @@ class UnrestrictedNetwork(Strict):
     type: Literal["unrestricted"]
 
 
+def _distinct(entries: list[str]) -> list[str]:
+    """The entries in their first order, each once (normalising can make two spellings one)."""
+    return list(dict.fromkeys(entries))
+
+
+HostEntry = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(check_host_entry)]
+AllowedHosts = Annotated[list[HostEntry], Field(max_length=MAX_ALLOWED_HOSTS), AfterValidator(_distinct)]
+
+
 class LimitedNetwork(Strict):
-    """Deny by default with an allow-list (not built yet: refused when used)."""
+    """Deny by default: only the listed hosts (and, if asked, package indexes and MCP servers), via the egress proxy."""
 
     type: Literal["limited"]
-    allowed_hosts: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(default_factory=list)
-    allow_package_managers: bool = False
-    allow_mcp_servers: bool = False
+    allowed_hosts: AllowedHosts = Field(
+        default_factory=list,
+        description="Hosts the sandbox may reach: 'example.com', '*.example.com', an IP literal; optional ':port' "
+        "(without one, ports 80 and 443).",
+    )
+    allow_package_managers: bool = Field(
+        default=False, description="Also the package indexes (pip, npm, apt) this server uses and the public ones."
+    )
+    allow_mcp_servers: bool = Field(default=False, description="Also the hosts of the agent's mcp_servers.")
 
 
-def _refuse_limited(value: NoNetwork | UnrestrictedNetwork | LimitedNetwork) -> NoNetwork | UnrestrictedNetwork:
-    if isinstance(value, LimitedNetwork):
-        raise ValueError(
-            "networking type 'limited' is not available yet; use {'type': 'none'} (no network) "
-            "or {'type': 'unrestricted'}"
-        )
-    return value
-
-
-Networking = Annotated[
-    NoNetwork | UnrestrictedNetwork | LimitedNetwork,
-    Field(discriminator="type"),
-    AfterValidator(_refuse_limited),
-]
+Networking = Annotated[NoNetwork | UnrestrictedNetwork | LimitedNetwork, Field(discriminator="type")]
 
 
 class Resources(Strict):
@@ -138,9 +146,26 @@ class EnvironmentSpec(BaseModel):
 
     image: ImageRef | None = Field(default=None, description="Image name; null means the server's default image.")
     packages: Packages = Field(default_factory=Packages)
-    networking: NoNetwork | UnrestrictedNetwork = Field(default_factory=NoNetwork)
+    networking: Networking = Field(default_factory=NoNetwork)
     resources: Resources = Field(default_factory=Resources)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("networking")
+    @classmethod
+    def _packages_need_package_managers(
+        cls, networking: NoNetwork | UnrestrictedNetwork | LimitedNetwork, info: ValidationInfo
+    ) -> NoNetwork | UnrestrictedNetwork | LimitedNetwork:
+        """Under `limited`, the image build goes through the same allow-list, so packages need their indexes open.
+
+        (`packages` is declared first, so it is in `info.data` here unless it failed its own checks.)"""
+        packages = info.data.get("packages")
+        wanted = isinstance(packages, Packages) and (packages.apt or packages.pip or packages.npm)
+        if isinstance(networking, LimitedNetwork) and wanted and not networking.allow_package_managers:
+            raise ValueError(
+                "packages under 'limited' networking are installed through its allow-list: set "
+                "networking.allow_package_managers: true, or drop the packages"
+            )
+        return networking
 
 
 class Environment(EnvironmentSpec):

@@ -6,6 +6,7 @@ import anthropic
 import pytest
 from anthropic.types.beta import BetaEnvironment, BetaEnvironmentDeleteResponse
 from anthropic.types.beta.beta_cloud_config import BetaCloudConfig
+from anthropic.types.beta.beta_limited_network import BetaLimitedNetwork
 from anthropic.types.beta.beta_packages import BetaPackages
 from rest_serving import RestServer
 
@@ -64,13 +65,92 @@ def test_the_default_network_is_shown_as_none_and_update_keeps_omitted_fields(re
     assert cleared.metadata == {}
 
 
+def test_limited_networking_is_in_the_hosted_shape_both_ways(rest: RestServer) -> None:
+    client = rest.client()
+    raw = client.beta.environments.with_raw_response.create(
+        name="fenced",
+        config={
+            "type": "cloud",
+            "networking": {"type": "limited", "allowed_hosts": ["API.example.com", "*.example.org:8443"]},
+        },
+    )
+    assert raw.http_response.json()["config"]["networking"] == {
+        "type": "limited",
+        "allowed_hosts": ["api.example.com", "*.example.org:8443"],
+        "allow_package_managers": False,
+        "allow_mcp_servers": False,
+    }
+    env = raw.parse()
+    assert isinstance(env.config.networking, BetaLimitedNetwork)
+    assert client.beta.environments.retrieve(env.id).to_dict() == env.to_dict()
+
+    # As the hosted API documents: omitted (or null) fields of `limited` keep their values on update.
+    opened = client.beta.environments.update(
+        env.id,
+        config={
+            "type": "cloud",
+            "networking": {"type": "limited", "allow_package_managers": True, "allow_mcp_servers": None},
+            "packages": {"pip": ["requests==2.32.3"]},
+        },
+    )
+    assert opened.config.networking == BetaLimitedNetwork(
+        type="limited",
+        allowed_hosts=["api.example.com", "*.example.org:8443"],
+        allow_package_managers=True,
+        allow_mcp_servers=False,
+    )
+    assert opened.config.packages.pip == ["requests==2.32.3"]
+    # From another type, they take the defaults.
+    client.beta.environments.update(env.id, config={"type": "cloud", "networking": {"type": "unrestricted"}})
+    fresh = client.beta.environments.update(
+        env.id, config={"type": "cloud", "networking": {"type": "limited"}, "packages": {"pip": []}}
+    )
+    assert fresh.config.networking == BetaLimitedNetwork(
+        type="limited", allowed_hosts=[], allow_package_managers=False, allow_mcp_servers=False
+    )
+
+
+def test_packages_under_limited_are_refused_without_package_managers_in_either_order(rest: RestServer) -> None:
+    client = rest.client()
+    refusal = "set networking.allow_package_managers: true, or drop the packages"
+    limited = client.beta.environments.create(
+        name="limited", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["x.org"]}}
+    )
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.environments.update(limited.id, config={"type": "cloud", "packages": {"npm": ["left-pad"]}})
+    assert refusal in str(refused.value)
+    packaged = client.beta.environments.create(name="packaged", config={"type": "cloud", "packages": {"apt": ["jq"]}})
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.environments.update(packaged.id, config={"type": "cloud", "networking": {"type": "limited"}})
+    assert refusal in str(refused.value)
+    # Switching package managers off later is refused too, while the packages stay.
+    client.beta.environments.update(
+        packaged.id, config={"type": "cloud", "networking": {"type": "limited", "allow_package_managers": True}}
+    )
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.environments.update(
+            packaged.id, config={"type": "cloud", "networking": {"type": "limited", "allow_package_managers": False}}
+        )
+    assert refusal in str(refused.value)
+    assert client.beta.environments.retrieve(limited.id).config.packages.npm == []
+    kept = client.beta.environments.retrieve(packaged.id).config.networking
+    assert isinstance(kept, BetaLimitedNetwork)
+    assert kept.allow_package_managers
+
+
 @pytest.mark.parametrize(
     ("sandbox", "words"),
     [
         ({"type": "self_hosted"}, "self_hosted"),
         ({"type": "cloud", "packages": {"cargo": ["ripgrep"]}}, "cargo"),
         ({"type": "cloud", "packages": {"gem": ["rails"], "go": ["x/y@latest"]}}, "gem"),
-        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["x.org"]}}, "limited"),
+        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://x.org"]}}, "no scheme"),
+        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["*.*.x.org"]}}, "'*.example.com'"),
+        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["x.org"] * 257}}, "256"),
+        (
+            {"type": "cloud", "networking": {"type": "limited"}, "packages": {"pip": ["requests"]}},
+            "set networking.allow_package_managers: true, or drop the packages",
+        ),
         ({"type": "cloud", "packages": {"pip": ["not a spec!"]}}, "pip"),
         ({"type": "cloud", "image": "Not An Image"}, "image"),
     ],

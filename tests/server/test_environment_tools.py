@@ -53,7 +53,16 @@ async def test_defaults_are_no_network_and_the_servers_image(client: Client) -> 
         ({"packages": {"apt": ["jq && curl x"]}}, "not valid apt package specs"),
         ({"packages": {"npm": ["-g"]}}, "not valid npm package specs"),
         ({"packages": {"cargo": ["x"]}}, "Extra inputs are not permitted"),
-        ({"networking": {"type": "limited", "allowed_hosts": ["example.com"]}}, "'limited' is not available yet"),
+        ({"networking": {"type": "limited", "allowed_hosts": ["https://example.com/x"]}}, "no scheme or path"),
+        ({"networking": {"type": "limited", "allowed_hosts": ["a.*.example.com"]}}, "'*.example.com' (its subd"),
+        ({"networking": {"type": "limited", "allowed_hosts": ["example.com:99999"]}}, "port '99999'"),
+        ({"networking": {"type": "limited", "allowed_hosts": [f"h{i}.example.com" for i in range(257)]}}, "256"),
+        ({"networking": {"type": "limited", "allowed_hosts": "example.com"}}, "valid list"),
+        ({"networking": {"type": "limited", "allow_package_managers": "yes"}}, "valid boolean"),
+        (
+            {"networking": {"type": "limited"}, "packages": {"pip": ["requests"]}},
+            "set networking.allow_package_managers: true, or drop the packages",
+        ),
         ({"networking": {"type": "open"}}, "does not match any of the expected tags"),
         ({"resources": {"cpus": 0}}, "greater than or equal to 0.1"),
         ({"resources": {"memory_mb": 10}}, "greater than or equal to 64"),
@@ -110,3 +119,56 @@ async def test_deleting_an_environment_leaves_its_sessions_working(client: Clien
     assert kept["environment"]["packages"]["apt"] == ["jq"]
     # The name is free again.
     await call_ok(client, "create_environment", {"name": "e"})
+
+
+async def test_limited_networking_keeps_its_allow_list_normalised_and_once(client: Client) -> None:
+    networking = {
+        "type": "limited",
+        "allowed_hosts": ["API.Example.com.", "api.example.com", "*.pypi.example.org", "[2001:DB8::1]:8443"],
+        "allow_package_managers": True,
+    }
+    env = await call_ok(
+        client, "create_environment", {"name": "l", "networking": networking, "packages": {"pip": ["a==1"]}}
+    )
+    assert env["networking"] == {
+        "type": "limited",
+        "allowed_hosts": ["api.example.com", "*.pypi.example.org", "[2001:db8::1]:8443"],
+        "allow_package_managers": True,
+        "allow_mcp_servers": False,
+    }
+    assert await call_ok(client, "get_environment", {"environment_id": env["id"]}) == env
+    session = await call_ok(client, "create_session", {"environment_id": env["id"]})
+    assert session["environment"]["networking"] == env["networking"]
+    bare = await call_ok(client, "create_environment", {"name": "bare", "networking": {"type": "limited"}})
+    assert bare["networking"]["allowed_hosts"] == []
+
+
+async def test_packages_under_limited_need_package_managers_whichever_changes_first(client: Client) -> None:
+    """update_environment checks the merged result, so neither order of two updates slips through."""
+    refusal = "set networking.allow_package_managers: true, or drop the packages"
+    limited = {"type": "limited", "allowed_hosts": ["example.com"]}
+    closed = await call_ok(client, "create_environment", {"name": "closed", "networking": limited})
+    # Packages added to a limited environment without package managers...
+    assert refusal in await call_error(
+        client, "update_environment", {"environment_id": closed["id"], "packages": {"npm": ["left-pad"]}}
+    )
+    # ... and limited networking put on an environment with packages.
+    packaged = await call_ok(client, "create_environment", {"name": "packaged", "packages": {"apt": ["jq"]}})
+    assert refusal in await call_error(
+        client, "update_environment", {"environment_id": packaged["id"], "networking": limited}
+    )
+    # Package managers switched off under packages that are kept.
+    opened = {**limited, "allow_package_managers": True}
+    ok = await call_ok(client, "update_environment", {"environment_id": packaged["id"], "networking": opened})
+    assert ok["networking"]["allow_package_managers"] is True
+    assert refusal in await call_error(
+        client, "update_environment", {"environment_id": packaged["id"], "networking": limited}
+    )
+    # Nothing half-written; emptying the packages makes the limited network acceptable without them.
+    assert (await call_ok(client, "get_environment", {"environment_id": closed["id"]}))["packages"]["npm"] == []
+    emptied = await call_ok(
+        client,
+        "update_environment",
+        {"environment_id": packaged["id"], "packages": {"apt": []}, "networking": limited},
+    )
+    assert emptied["networking"]["allow_package_managers"] is False

@@ -8,10 +8,12 @@ under `config: {type: "cloud", networking, packages}`. This front maps one onto 
 - Packages: apt, npm and pip are installed; cargo, gem and go are refused by name when non-empty, and shown as
   empty lists so the SDK's `BetaPackages` is complete.
 - Networking: this server's default is no network at all, shown honestly as `{type: "none"}` (the SDK reads an
-  unknown tag as a plain object); `unrestricted` is as hosted; `limited` is refused until egress allow-lists
-  exist (the core's own message).
+  unknown tag as a plain object); `unrestricted` and `limited` (`allowed_hosts`, `allow_package_managers`,
+  `allow_mcp_servers`) are as hosted. As in the hosted request shape, `limited`'s fields may be null or omitted:
+  on update they keep the values of a current `limited` setting, otherwise they take the defaults.
 - Our extensions `image`, `resources` and `env` are accepted inside `config` and shown there.
-- On update, omitted fields keep their values, inside `config` too; `packages` and `networking` replace whole.
+- On update, omitted fields keep their values, inside `config` too; `packages` replaces whole, and so does
+  `networking` but for `limited`'s omitted fields (above).
 - Names are unique (the store says so with a 409), as in the hosted API.
 """
 
@@ -25,7 +27,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from server.core.common import Metadata, MetadataPatch
-from server.core.environments import EnvDescription, Environment, EnvName, EnvVars, Networking, Resources
+from server.core.environments import (
+    AllowedHosts,
+    EnvDescription,
+    Environment,
+    EnvName,
+    EnvVars,
+    LimitedNetwork,
+    NoNetwork,
+    Resources,
+    UnrestrictedNetwork,
+)
 from server.fronts.rest.common import PageQuery, page, path_id, runtime
 from server.fronts.rest.wire import ApiError, RequestModel, endpoint, json_response, read_body, read_query
 from server.services.definitions import EnvironmentChanges
@@ -54,9 +66,22 @@ class PackagesBody(RequestModel):
     go: Unsupported = None
 
 
+class LimitedNetworkBody(RequestModel):
+    """The hosted request shape of `limited`: every field but `type` may be null or omitted (see the module)."""
+
+    type: Literal["limited"]
+    allowed_hosts: AllowedHosts | None = None
+    allow_package_managers: bool | None = None
+    allow_mcp_servers: bool | None = None
+
+
+NetworkingBody = Annotated[NoNetwork | UnrestrictedNetwork | LimitedNetworkBody, Field(discriminator="type")]
+Network = NoNetwork | UnrestrictedNetwork | LimitedNetwork
+
+
 class CloudConfig(RequestModel):
     type: Literal["cloud"]
-    networking: Networking | None = None
+    networking: NetworkingBody | None = None
     packages: PackagesBody | None = None
     image: Annotated[str, Field(max_length=255)] | None = Field(
         default=None, description="A Docker image reference; '' on update goes back to the server's default."
@@ -92,8 +117,9 @@ class EnvironmentListQuery(PageQuery):
     include_archived: bool = False
 
 
-def _config_changes(config: CloudConfig | SelfHostedConfig | None) -> dict[str, Any]:
-    """The flat fields `config` sets (those it omits are left out, so an update keeps them)."""
+def _config_changes(config: CloudConfig | SelfHostedConfig | None, current: Network | None = None) -> dict[str, Any]:
+    """The flat fields `config` sets (those it omits are left out, so an update keeps them); `current` is the
+    networking being updated, if any."""
     if config is None:
         return {}
     if isinstance(config, SelfHostedConfig):
@@ -103,9 +129,12 @@ def _config_changes(config: CloudConfig | SelfHostedConfig | None) -> dict[str, 
             "config.type 'self_hosted' is not supported: this server runs each session's sandbox itself "
             "(Docker); use {'type': 'cloud'}",
         )
-    given = config.model_dump(exclude_unset=True, exclude={"type", "packages"})
-    if "networking" in config.model_fields_set and config.networking is None:
-        given.pop("networking")  # null keeps the current setting, like an omitted field
+    given = config.model_dump(exclude_unset=True, exclude={"type", "packages", "networking"})
+    if isinstance(config.networking, LimitedNetworkBody):
+        kept = current.model_dump() if isinstance(current, LimitedNetwork) else {}
+        given["networking"] = kept | config.networking.model_dump(exclude_none=True)
+    elif config.networking is not None:  # null keeps the current setting, like an omitted field
+        given["networking"] = config.networking.model_dump()
     if config.packages is not None:
         given["packages"] = config.packages.model_dump(include={"apt", "pip", "npm"}, exclude_none=True)
     return {key: value for key, value in given.items() if value is not None}
@@ -153,8 +182,12 @@ async def update(request: Request) -> Response:
     given: dict[str, Any] = {"name": body.name, "metadata": _metadata_patch(body.metadata)}
     if "description" in body.model_fields_set:
         given["description"] = body.description or ""  # null clears it ('' to the service)
-    changes = EnvironmentChanges.model_validate({**given, **_config_changes(body.config)})
-    env = await runtime(request).definitions.update_environment(path_id(request, "environment_id"), changes)
+    environment_id = path_id(request, "environment_id")
+    current = None
+    if isinstance(body.config, CloudConfig) and isinstance(body.config.networking, LimitedNetworkBody):
+        current = (await runtime(request).definitions.get_environment(environment_id)).networking
+    changes = EnvironmentChanges.model_validate({**given, **_config_changes(body.config, current)})
+    env = await runtime(request).definitions.update_environment(environment_id, changes)
     return json_response(shown(env))
 
 

@@ -40,7 +40,13 @@ PackagesArg = Annotated[
 ]
 NetworkingArg = Annotated[
     Networking | None,
-    Field(default=None, description="{type:'none'} (default: no network) or {type:'unrestricted'}."),
+    Field(
+        default=None,
+        description="{type:'none'} (default: no network), {type:'unrestricted'}, or {type:'limited', "
+        "allowed_hosts:['api.example.com', '*.example.org', 'host:8443'], allow_package_managers?, "
+        "allow_mcp_servers?}: only those hosts, through the server's egress proxy. Under limited, packages "
+        "need allow_package_managers: true.",
+    ),
 ]
 ResourcesArg = Annotated[
     Resources | None, Field(default=None, description="{cpus?, memory_mb?, disk_mb?} limits for the sandbox.")
