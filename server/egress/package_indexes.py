@@ -1,5 +1,5 @@
 """The package indexes `allow_package_managers` opens: those this machine's pip, npm and apt are set up to use,
-plus the public default registries.
+plus the registries pip and npm use by default (asked of the installed pip and npm, see `default_registries`).
 
 A team that mirrors PyPI or npm internally configures the mirror once, on the server's machine; a `limited`
 sandbox should then reach that mirror without anyone listing it in every environment. So the server reads, once at
@@ -15,19 +15,23 @@ import configparser
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from server.core.host_entries import check_host_entry
 
-__all__ = ["PUBLIC_REGISTRIES", "package_index_hosts"]
+__all__ = ["default_registries", "package_index_hosts"]
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_REGISTRIES: tuple[str, ...] = (
+_ASK_PIP = (
+    "from pip._internal.models.index import PyPI; print(PyPI.simple_url); print('https://' + PyPI.file_storage_domain)"
 )
-"""The registries the package managers use when nothing else is configured (entries for `allowed_hosts`)."""
+_ASK_TIMEOUT_S = 20.0
 
 _PIP_SECTIONS = ("global", "install", "download")
 _PIP_KEYS = ("index-url", "extra-index-url")
@@ -36,13 +40,47 @@ _NPM_ENV_REFERENCE = re.compile(r"\$\{([^}]*)\}")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def package_index_hosts(environ: Mapping[str, str], home: Path, etc: Path = Path("/etc")) -> tuple[str, ...]:
-    """Host entries (`host` or `host:port`) of the configured package indexes, then the public defaults; each once.
+def package_index_hosts(
+    environ: Mapping[str, str], home: Path, etc: Path = Path("/etc"), defaults: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """Host entries (`host` or `host:port`) of the configured package indexes, then of `defaults` (URLs, see
+    `default_registries`); each once.
 
     `etc` stands for `/etc` (tests pass a temporary one); npm's `/usr/etc/npmrc` is looked up beside it."""
     sources = [*_pip_urls(environ, home, etc), *_npm_urls(environ, home, etc), *_apt_urls(etc)]
-    configured = (entry for source, url in sources if (entry := _host_entry(source, url)) is not None)
-    return tuple(dict.fromkeys([*configured, *PUBLIC_REGISTRIES]))
+    sources += [("the package managers' defaults", url) for url in defaults]
+    return tuple(dict.fromkeys(entry for source, url in sources if (entry := _host_entry(source, url)) is not None))
+
+
+def default_registries(environ: Mapping[str, str]) -> list[str]:
+    """The public registries pip and npm use when nothing is configured, as URLs, asked of the copies installed on
+    this machine (this project names no registry itself); one that is not installed gives none. Blocking: it runs
+    them (well under a second), so call it once, off the event loop."""
+    urls: list[str] = []
+    for python in dict.fromkeys(filter(None, [sys.executable, shutil.which("python3", path=environ.get("PATH"))])):
+        answer = _ask([python, "-c", _ASK_PIP], environ)
+        if answer:
+            urls += answer
+            break
+    npm = shutil.which("npm", path=environ.get("PATH"))
+    if npm is not None:
+        urls += _ask([npm, "config", "get", "registry"], environ)
+    return urls
+
+
+def _ask(argv: list[str], environ: Mapping[str, str]) -> list[str]:
+    """The lines a package manager printed (its default URLs), or none when it is missing or fails (logged)."""
+    try:
+        done = subprocess.run(  # noqa: S603 (argv is a package manager and a fixed question)
+            argv, capture_output=True, text=True, timeout=_ASK_TIMEOUT_S, env=dict(environ), check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.debug("package indexes: could not ask %s for its default registry: %s", argv[0], exc)
+        return []
+    if done.returncode != 0:
+        logger.debug("package indexes: %s could not say its default registry (exit %d)", argv[0], done.returncode)
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip().startswith(("http://", "https://"))]
 
 
 def _host_entry(source: str, url: str) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.egress.package_indexes import PUBLIC_REGISTRIES, package_index_hosts
+from server.egress.package_indexes import default_registries, package_index_hosts
 
 
 @pytest.fixture
@@ -28,15 +28,31 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+DEFAULTS = ("https://index.example.org/simple", "https://files.example.org", "http://npm.example.net:8080/")
+"""Stand-ins for what the installed pip and npm say their defaults are."""
+
+
 def configured(environ: dict[str, str], home: Path, etc: Path) -> list[str]:
-    """The hosts found, without the public defaults that always follow them."""
-    hosts = package_index_hosts(environ, home, etc)
-    assert set(PUBLIC_REGISTRIES) <= set(hosts)
-    return [host for host in hosts if host not in PUBLIC_REGISTRIES]
+    """The hosts found, without the defaults that always follow them."""
+    hosts = package_index_hosts(environ, home, etc, DEFAULTS)
+    defaults = ("index.example.org", "files.example.org", "npm.example.net:8080")
+    assert set(defaults) <= set(hosts)
+    return [host for host in hosts if host not in defaults]
 
 
-def test_with_nothing_configured_the_public_registries_are_all(home: Path, etc: Path) -> None:
-    assert package_index_hosts({}, home, etc) == PUBLIC_REGISTRIES
+def test_with_nothing_configured_the_defaults_are_all(home: Path, etc: Path) -> None:
+    assert package_index_hosts({}, home, etc, DEFAULTS) == ("index.example.org", "files.example.org", "npm.example.net:8080")
+    assert package_index_hosts({}, home, etc) == ()
+
+
+def test_the_defaults_are_asked_of_the_installed_pip_and_npm() -> None:
+    """Whatever this machine's pip says (the test names no registry): https URLs, an index and a file host."""
+    urls = default_registries(dict(os.environ))
+    if not urls:
+        pytest.skip("neither pip nor npm is installed where the server runs")
+    assert all(url.startswith(("https://", "http://")) for url in urls)
+    hosts = package_index_hosts({}, Path("/nonexistent"), Path("/nonexistent"), urls)
+    assert hosts and len(hosts) == len(set(hosts))
 
 
 # pip ---------------------------------------------------------------------------------------------------------
@@ -183,8 +199,9 @@ def test_bad_sources_are_skipped_and_logged_without_their_urls(
 
 
 def test_hosts_are_listed_once_configured_first(home: Path, etc: Path) -> None:
+    write(etc / "pip.conf", "[global]\nindex-url = https://files.example.org/simple\nextra-index-url = https://m.example.com/\n")
     environ = {"PIP_INDEX_URL": "https://M.example.com/simple"}
-    hosts = package_index_hosts(environ, home, etc)
+    hosts = package_index_hosts(environ, home, etc, DEFAULTS)
     assert hosts[0] == "m.example.com"
     assert len(hosts) == len(set(hosts))
-    assert hosts[1:] == PUBLIC_REGISTRIES
+    assert hosts[1:] == ("files.example.org", "index.example.org", "npm.example.net:8080")
