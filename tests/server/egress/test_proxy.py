@@ -8,6 +8,7 @@ upstreams (all on 127.0.0.1) are reached by name only with `allow_private`, as a
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import socket
 import ssl
@@ -425,3 +426,17 @@ def test_a_large_download_arrives_whole(proxy: EgressProxy, port: int, site: int
     status, _, body = ask(port, f"GET http://site.test:{site}/big HTTP/1.1\r\nHost: x\r\n\r\n".encode())
 
     assert (status, len(body)) == (200, BIG_BYTES)
+
+
+def test_allows_and_denials_are_logged_at_debug_without_query_strings(
+    proxy: EgressProxy, port: int, site: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy.set_policy("sesn_a", policy(f"site.test:{site}"))
+    with caplog.at_level(logging.DEBUG, logger="server.egress.proxy"):
+        ask(port, f"GET http://site.test:{site}/p?token=s3cret HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        ask(port, b"GET http://other.test/p?token=s3cret HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    messages = [record.getMessage() for record in caplog.records if record.levelno == logging.DEBUG]
+    assert any("egress allow sesn_a GET http://site.test" in message for message in messages)
+    assert any("egress deny sesn_a GET http://other.test:80/p" in message for message in messages)
+    assert not any("s3cret" in message for message in messages)
