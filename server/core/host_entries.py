@@ -1,105 +1,129 @@
-"""The syntax of one `allowed_hosts` entry, shared by validation (core) and the egress proxy's rules.
+"""The syntax of a host allow-list entry (`networking.allowed_hosts`) and of the host a request names.
 
-An entry names where a `limited` sandbox may connect, and nothing else: a host name (`example.com`), any
-subdomain of one (`*.example.com`, not the bare name), an IPv4 literal or a bracketed IPv6 literal, each with an
-optional `:port`. Entries are normalised so that equal rules compare equal: names lower-cased, the trailing dot
-dropped, international names in their ASCII (IDNA) form, addresses in their canonical text, ports without
-leading zeros. Schemes, paths, wildcards elsewhere and spaces are refused with the form expected, since a
-mistyped rule that silently matched nothing would look like a broken network to the agent.
+It lives in core because environment validation refuses a bad entry when the environment is saved, long before
+the egress proxy (which imports it from here) matches requests against it. Entry forms:
+
+- `example.com`: that name only (lower-cased, one trailing dot dropped, internationalised names in IDNA form);
+- `*.example.com`: any name below example.com, not example.com itself;
+- `203.0.113.5`, `[2001:db8::1]`: that address, matching only a request naming that same address literally;
+- any of them with `:port`; without one, ports 80 and 443.
+
+A name whose last label is all digits (`127.1`) is refused: resolvers read it as an IPv4 address.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
-__all__ = ["check_host_entry"]
+__all__ = ["DEFAULT_PORTS", "HostEntry", "check_host_entry", "normalise_host", "parse_host_entry"]
 
-MAX_NAME_CHARS = 253  # DNS's limit for a name in text form
+DEFAULT_PORTS = frozenset({80, 443})
+"""The ports an entry without `:port` opens: plain HTTP and HTTPS."""
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
-_FORMS = (
-    "'example.com', '*.example.com' (its subdomains), '203.0.113.5' or '[2001:db8::1]', each with an optional ':port'"
+EXPECTED = (
+    "expected a host name ('example.com'), a wildcard for its subdomains ('*.example.com') or an IP address "
+    "('203.0.113.5', '[2001:db8::1]'), each with an optional ':port'"
 )
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_MAX_NAME = 253
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One parsed entry. `host` is a normalised name, the suffix of a wildcard, or an address as `str(ip)`."""
+
+    host: str
+    port: int | None = None
+    wildcard: bool = False
+    is_ip: bool = False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else f"*.{self.host}" if self.wildcard else self.host
+        return host if self.port is None else f"{host}:{self.port}"
 
 
 def check_host_entry(entry: str) -> str:
-    """`entry` normalised; ValueError naming the entry and the forms expected when it is not one."""
+    """`entry` in its normalised form, for display and storage.
+
+    Raises:
+        ValueError: the entry is not one of the forms above; the message names it and the forms.
+    """
+    return str(parse_host_entry(entry))
+
+
+def parse_host_entry(entry: str) -> HostEntry:
+    """`entry` parsed (see `check_host_entry`)."""
     try:
-        return _normalised(entry)
+        return _parse(entry)
     except ValueError as exc:
-        raise ValueError(f"{entry[:80]!r} is not a host entry ({exc}); write {_FORMS}") from None
+        raise ValueError(f"allowed_hosts entry {entry!r}: {exc}; {EXPECTED}") from None
 
 
-def _normalised(entry: str) -> str:
-    if not entry or any(c.isspace() for c in entry):
-        raise ValueError("empty or has spaces")
-    if "://" in entry or "/" in entry:
-        raise ValueError("no scheme or path, only the host")
-    if entry.startswith("["):
-        return _ipv6(entry)
+def normalise_host(host: str) -> str:
+    """The host of a request as entries store it: an IP address as `str(ip)` (no brackets), else the name
+    lower-cased, in IDNA form, without a trailing dot.
+
+    Raises:
+        ValueError: `host` is neither an IP address nor a valid host name.
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return _name(host)
+
+
+def _parse(entry: str) -> HostEntry:
+    if any(c.isspace() or c in "/@%" for c in entry):
+        raise ValueError("no spaces, schemes, paths, user names or zone ids")
     host, port = _split_port(entry)
+    if host.startswith("[") or ":" in host:
+        address = ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+        return HostEntry(str(address), port, is_ip=True)
     if host.startswith("*."):
         suffix = _name(host[2:])
-        if suffix.rsplit(".", 1)[-1].isdigit():
-            raise ValueError("a wildcard covers the subdomains of a name, not of an address")
-        return "*." + suffix + port
-    if "*" in host:
-        raise ValueError("a wildcard may only be a whole first label, as in '*.example.com'")
-    if host.count(":"):
-        raise ValueError("an IPv6 address goes in brackets, as in '[2001:db8::1]'")
-    return _ipv4_or_name(host) + port
-
-
-def _split_port(entry: str) -> tuple[str, str]:
-    """(host, ':port' or '') for an entry that is not a bracketed IPv6 literal."""
-    if entry.count(":") != 1:
-        return entry, ""
-    host, port = entry.split(":")
-    return host, _port(port)
-
-
-def _port(text: str) -> str:
-    if not _PORT.match(text) or not 1 <= int(text) <= 65_535:
-        raise ValueError(f"port {text!r} is not a number from 1 to 65535")
-    return f":{int(text)}"
-
-
-def _ipv6(entry: str) -> str:
-    inside, closed, rest = entry[1:].partition("]")
-    if not closed or "%" in inside:
-        raise ValueError("a bracketed IPv6 address, without a zone, as in '[2001:db8::1]:8443'")
+        if "." not in suffix:
+            raise ValueError("a wildcard must stand for subdomains of a domain, such as '*.example.com'")
+        return HostEntry(suffix, port, wildcard=True)
     try:
-        address = ipaddress.IPv6Address(inside)
+        return HostEntry(str(ipaddress.IPv4Address(host)), port, is_ip=True)
     except ValueError:
-        raise ValueError(f"{inside!r} is not an IPv6 address") from None
-    if rest and not rest.startswith(":"):
-        raise ValueError("only ':port' may follow the brackets")
-    return f"[{address.compressed}]" + (_port(rest[1:]) if rest else "")
+        return HostEntry(_name(host), port)
 
 
-def _ipv4_or_name(host: str) -> str:
-    name = _name(host)
-    if name.rsplit(".", 1)[-1].isdigit():  # URL parsers read a name ending in a number as IPv4
-        try:
-            return str(ipaddress.IPv4Address(name))
-        except ValueError:
-            raise ValueError(f"{host!r} is not a dotted IPv4 address such as '203.0.113.5'") from None
-    return name
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """(host, port) of an entry; a bare IPv6 address (two colons or more) has no port."""
+    if entry.startswith("["):
+        host, bracket, rest = entry.partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("an IPv6 address goes in brackets, with the port after them")
+        return host + bracket, _port(rest[1:]) if rest else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, _port(port)
+    return entry, None
+
+
+def _port(text: str) -> int:
+    port = int(text) if _PORT.fullmatch(text) else 0
+    if not 1 <= port <= 65535:
+        raise ValueError(f"the port {text!r} is not a number from 1 to 65535")
+    return port
 
 
 def _name(host: str) -> str:
-    """A DNS name in lower-case ASCII, without the trailing dot."""
     name = host.lower().removesuffix(".")
     if not name.isascii():
         try:
             name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"{host!r} is not a valid international domain name") from None
+        except UnicodeError as exc:
+            raise ValueError(f"{host!r} is not a valid internationalised name ({exc})") from None
     labels = name.split(".")
-    if len(name) > MAX_NAME_CHARS or not all(_LABEL.match(label) for label in labels):
-        raise ValueError(
-            "a name is dot-separated labels of letters, digits and inner hyphens (at most 63 each, 253 in all)"
-        )
+    if len(name) > _MAX_NAME or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{host!r} is not a valid host name")
+    if labels[-1].isdigit():
+        raise ValueError(f"{host!r} looks like an IPv4 address but is not one")
     return name

@@ -39,6 +39,7 @@ import anyio.to_thread
 import httpx2
 
 from server.core.version import __version__
+from server.egress.addresses import IPAddress, address_class, unwrapped
 from server.egress.html_text import html_to_text
 
 __all__ = ["FetchErrorCode", "FetchPolicy", "FetchResult", "Resolver", "WebFetchError", "resolve_host", "web_fetch"]
@@ -63,9 +64,6 @@ FetchErrorCode = Literal[
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """Resolves (host, port) to IP address strings, most preferred first."""
 
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_SHARED = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _HEADERS = {
     "User-Agent": f"managed-sessions-web-fetch/{__version__}",
@@ -245,41 +243,14 @@ async def _checked_addresses(host: str, port: int, policy: FetchPolicy, resolve:
     return addresses
 
 
-def _refusal(address: _IPAddress, policy: FetchPolicy) -> str | None:
+def _refusal(address: IPAddress, policy: FetchPolicy) -> str | None:
     """Why `address` may not be reached under `policy` (the kind of address), or None."""
     if policy.allow_private:
         return None
-    inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
-    actual = inner or address
+    actual = unwrapped(address)
     if any(actual in ipaddress.ip_network(network) for network in policy.allowed_networks):
         return None
-    return _non_public_kind(actual)
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one stands for (IPv4-mapped, 6to4, NAT64), where the network routes it there."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def _non_public_kind(address: _IPAddress) -> str | None:
-    kinds = (
-        ("unspecified", address.is_unspecified),
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("private", address.is_private),
-        ("shared (CGNAT)", address in _SHARED),
-        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
-        ("reserved", address.is_reserved),
-    )
-    kind = next((name for name, matches in kinds if matches), None)
-    return kind or (None if address.is_global else "non-public")
+    return address_class(actual)
 
 
 async def _read(response: httpx2.Response, url: httpx2.URL, policy: FetchPolicy) -> FetchResult:

@@ -183,7 +183,7 @@ def test_bad_sources_are_skipped_and_logged_without_their_urls(
     write(etc / "pip.conf", "this is not [ini\n")
     write(home / ".pip/pip.conf", "[global]\nindex-url = https://user:s3cret@[not-an-ip/simple\n")
     write(home / ".npmrc", "registry=ftp://old.example.com/\n")
-    write(etc / "apt/sources.list", "deb http://bad_host.example.com/debian x main\n")
+    write(etc / "apt/sources.list", "deb http://bad..host.example.com/debian x main\n")
     (etc / "npmrc").parent.mkdir(parents=True, exist_ok=True)
     (etc / "npmrc").write_bytes(b"registry=\xff\xfe\n")
     environ = {"PIP_INDEX_URL": "file:///srv/wheels", "PIP_EXTRA_INDEX_URL": "https://fine.example.com/"}
