@@ -120,8 +120,9 @@ class EgressProxy:
         """Connections from `source_ip` (a sandbox container's address) are `principal`'s from now on."""
         self._principals.admit(source_ip, principal)
 
-    def forget(self, source_ip: str) -> None:
-        self._principals.forget(source_ip)
+    def forget(self, source_ip: str, principal: str | None = None) -> None:
+        """Connections from `source_ip` belong to no one any more (only if still `principal`'s, when given)."""
+        self._principals.forget(source_ip, principal)
 
     def issue_token(self, principal: str) -> str:
         """A secret for `Proxy-Authorization: Basic base64("build:" + token)`, for clients whose address is unknown."""

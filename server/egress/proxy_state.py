@@ -72,9 +72,11 @@ class Principals:
         with self._lock:
             self._sources[_ip(source_ip)] = principal
 
-    def forget(self, source_ip: str) -> None:
+    def forget(self, source_ip: str, principal: str | None = None) -> None:
         with self._lock:
-            self._sources.pop(_ip(source_ip), None)
+            key = _ip(source_ip)
+            if principal is None or self._sources.get(key) == principal:  # not an address reused by another since
+                self._sources.pop(key, None)
 
     def issue_token(self, principal: str) -> str:
         token = secrets.token_urlsafe(32)

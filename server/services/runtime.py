@@ -21,7 +21,7 @@ from server.core.errors import SandboxUnavailableError
 from server.core.redaction import REDACTOR
 from server.core.sessions import Session
 from server.egress.mcp_sessions import McpBearerLookup, RemoteMcpSessions
-from server.egress.package_indexes import package_index_hosts
+from server.egress.package_indexes import default_registries, package_index_hosts
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import SandboxSettings
@@ -229,7 +229,7 @@ def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.
     settings = SandboxSettings(
         store_id=store_id,
         extra_ca_bundle=config.extra_ca_bundle,
-        package_hosts=package_index_hosts(os.environ, Path.home()),
+        package_hosts=lambda: package_index_hosts(os.environ, Path.home(), defaults=default_registries(os.environ)),
         egress_allow_private=config.egress_allow_private,
     )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)

@@ -70,4 +70,5 @@ def test_refusals_name_the_entry_the_problem_and_the_forms_expected(entry: str, 
         check_host_entry(entry)
     message = str(refused.value)
     assert f"allowed_hosts entry {entry!r}" in message, reason  # `reason`: what is wrong, for the reader
-    assert "'*.example.com'" in message and "':port'" in message
+    assert "'*.example.com'" in message
+    assert "':port'" in message

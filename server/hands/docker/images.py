@@ -22,7 +22,8 @@ A base image missing from the engine is pulled once; the built-in default is nev
 made locally by `managed-sessions image build`, which its error message names). Builds use the
 engine's classic builder over the default bridge network (package registries must be reachable
 from there), or, for a `limited` environment, over its network and egress proxy (`BuildNetwork`), so
-the package steps reach only what the environment allows; builds end within `BUILD_TIMEOUT_S` + `BUILD_QUIET_TIMEOUT_S`: a failure or timeout names
+the package steps reach only what the environment allows. Builds end within `BUILD_TIMEOUT_S` +
+`BUILD_QUIET_TIMEOUT_S`: a failure or timeout names
 the step and shows that step's last output. `prepare` blocks: callers run it in a worker thread.
 """
 

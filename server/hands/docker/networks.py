@@ -157,5 +157,5 @@ def _network(client: docker.DockerClient, name: str, bridge: str, *, internal: b
     gateway = next((c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"]), None)
     if gateway is None:
         raise SandboxUnavailableError(f"Docker network {name!r} has no IPv4 gateway; remove it and try again")
-    interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+    interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{network.short_id}"
     return _Network(name, interface, gateway)

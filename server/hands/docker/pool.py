@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,9 @@ class SandboxPool:
         self._preparer: ImagePreparer | None = None
         self._owed: dict[str, tuple[EnvironmentSpec, bool]] = {}  # session id -> (environment, volumes too)
         self._proxy = EgressProxy(allow_private=settings.egress_allow_private)
+        self._mcp_hosts: dict[str, tuple[str, ...]] = {}  # session id -> its agent's MCP hosts, as last told
+        self._package_hosts: tuple[str, ...] | None = None
+        self._package_hosts_lock = threading.Lock()
         self._networks = SandboxNetworks(settings.store_id, self._proxy, allow_private=settings.egress_allow_private)
         self._settling = False
         self.reaped = anyio.Event()
@@ -122,16 +127,34 @@ class SandboxPool:
                 self._task_group,
                 self._networks,
                 self._build_network(session_id, environment),
+                functools.partial(self._grant, session_id, environment),
             )
             self._sandboxes[session_id] = sandbox
         return sandbox
 
     def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> SandboxTools:
         sandbox = self.sandbox(session_id, environment)
-        entries = self._allowed_entries(environment, mcp_hosts)
-        if entries is not None:  # limited: the proxy lets this session through to these hosts only
-            self._proxy.set_policy(session_id, self._policy(entries))
+        if isinstance(environment.networking, LimitedNetwork) and self._mcp_hosts.get(session_id) != tuple(mcp_hosts):
+            self._mcp_hosts[session_id] = tuple(mcp_hosts)
+            if self._package_hosts is not None or not environment.networking.allow_package_managers:
+                self._grant(session_id, environment)  # a running container's policy follows (its start grants too)
         return SandboxTools(sandbox, self._fetch_policy)
+
+    def _grant(self, session_id: str, environment: EnvironmentSpec) -> None:
+        """Sets the session's proxy policy; blocking the first time package indexes are read (from a container's
+        start, in a worker thread), cheap after."""
+        if isinstance(environment.networking, LimitedNetwork) and environment.networking.allow_package_managers:
+            self._load_package_hosts()
+        entries = self._allowed_entries(environment, self._mcp_hosts.get(session_id, ()))
+        if entries is not None:
+            self._proxy.set_policy(session_id, self._policy(entries))
+
+    def _load_package_hosts(self) -> tuple[str, ...]:
+        with self._package_hosts_lock:
+            if self._package_hosts is None:
+                self._package_hosts = self._settings.package_hosts()
+                logger.info("package indexes that allow_package_managers opens: %s", ", ".join(self._package_hosts))
+            return self._package_hosts
 
     def _allowed_entries(self, environment: EnvironmentSpec, mcp_hosts: Sequence[str]) -> list[str] | None:
         """Every host a `limited` environment opens (None for the other modes), in the order they are shown."""
@@ -140,7 +163,7 @@ class SandboxPool:
             return None
         entries = list(networking.allowed_hosts)
         if networking.allow_package_managers:
-            entries += self._settings.package_hosts
+            entries += self._package_hosts or ()
         if networking.allow_mcp_servers:
             entries += mcp_hosts
         return list(dict.fromkeys(_valid_entries(entries)))
@@ -152,12 +175,13 @@ class SandboxPool:
     def _build_network(self, session_id: str, environment: EnvironmentSpec) -> BuildNetwork | None:
         """For a `limited` environment: its image builds run on the limited network, through the proxy, under the
         same policy as its sandbox (a token in the proxy URL names the build, whose address is not known)."""
-        entries = self._allowed_entries(environment, ())
-        if entries is None:
+        if not isinstance(environment.networking, LimitedNetwork):
             return None
 
         @contextlib.contextmanager
         def open_build() -> Iterator[tuple[str, dict[str, str]]]:
+            self._load_package_hosts()
+            entries = self._allowed_entries(environment, ()) or []
             client, _ = self._docker()
             plan = self._networks.plan(client, "limited")
             principal = f"build for {session_id}"
@@ -186,6 +210,8 @@ class SandboxPool:
             sandbox = self.sandbox(session_id, environment)
             if volumes:
                 self._sandboxes.pop(session_id, None)
+                self._mcp_hosts.pop(session_id, None)
+                self._proxy.drop_policy(session_id)
                 await sandbox.destroy()
             else:
                 await sandbox.stop()

@@ -34,7 +34,7 @@ import logging
 import posixpath
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,9 @@ class SandboxSettings:
 
     store_id: str
     extra_ca_bundle: Path | None = None
-    package_hosts: tuple[str, ...] = ()
-    """Host entries of the package indexes `allow_package_managers` opens (read from this machine at start)."""
+    package_hosts: Callable[[], tuple[str, ...]] = tuple
+    """Reads the host entries of the package indexes `allow_package_managers` opens (blocking; called once, when
+    the first sandbox that needs them starts)."""
     egress_allow_private: bool = False
     """Whether sandboxes may reach loopback, private and link-local addresses (..._EGRESS_ALLOW_PRIVATE=1)."""
 
@@ -118,11 +119,13 @@ class DockerSandbox:
         task_group: anyio.abc.TaskGroup,
         networks: SandboxNetworks,
         build_network: BuildNetwork | None = None,
+        grant_egress: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._preparer = preparer
         self._networks = networks
         self._build_network = build_network
+        self._grant_egress = grant_egress  # sets the session's proxy policy (blocking) before its container is used
         self._address: str | None = None  # on the limited network, as registered with the egress proxy
         self._settings = settings
         self.session_id = session_id
@@ -282,6 +285,8 @@ class DockerSandbox:
             )
         if self._address is not None and self._address != address:
             self._networks.proxy.forget(self._address, self.session_id)
+        if self._grant_egress is not None:
+            self._grant_egress()
         self._address = address
         self._networks.proxy.admit(address, self.session_id)
 

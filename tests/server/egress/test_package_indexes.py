@@ -41,7 +41,11 @@ def configured(environ: dict[str, str], home: Path, etc: Path) -> list[str]:
 
 
 def test_with_nothing_configured_the_defaults_are_all(home: Path, etc: Path) -> None:
-    assert package_index_hosts({}, home, etc, DEFAULTS) == ("index.example.org", "files.example.org", "npm.example.net:8080")
+    assert package_index_hosts({}, home, etc, DEFAULTS) == (
+        "index.example.org",
+        "files.example.org",
+        "npm.example.net:8080",
+    )
     assert package_index_hosts({}, home, etc) == ()
 
 
@@ -52,7 +56,8 @@ def test_the_defaults_are_asked_of_the_installed_pip_and_npm() -> None:
         pytest.skip("neither pip nor npm is installed where the server runs")
     assert all(url.startswith(("https://", "http://")) for url in urls)
     hosts = package_index_hosts({}, Path("/nonexistent"), Path("/nonexistent"), urls)
-    assert hosts and len(hosts) == len(set(hosts))
+    assert hosts
+    assert len(hosts) == len(set(hosts))
 
 
 # pip ---------------------------------------------------------------------------------------------------------
@@ -199,7 +204,10 @@ def test_bad_sources_are_skipped_and_logged_without_their_urls(
 
 
 def test_hosts_are_listed_once_configured_first(home: Path, etc: Path) -> None:
-    write(etc / "pip.conf", "[global]\nindex-url = https://files.example.org/simple\nextra-index-url = https://m.example.com/\n")
+    write(
+        etc / "pip.conf",
+        "[global]\nindex-url = https://files.example.org/simple\nextra-index-url = https://m.example.com/\n",
+    )
     environ = {"PIP_INDEX_URL": "https://M.example.com/simple"}
     hosts = package_index_hosts(environ, home, etc, DEFAULTS)
     assert hosts[0] == "m.example.com"

@@ -7,7 +7,6 @@ Package registries are reached only where the test says so (pip against the defa
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from git_server import git_server, make_repository
+
 from server.core.config import ServerConfig
 from server.core.environments import LimitedNetwork, Networking, NoNetwork, Packages, UnrestrictedNetwork
 from server.services.definitions import EnvironmentChanges
@@ -76,7 +75,8 @@ class Sandbox:
 
     async def refusals(self) -> list[str]:
         session = await self.runtime.sessions.get(self.session_id)
-        assert session.sandbox is not None and session.sandbox.egress is not None
+        assert session.sandbox is not None
+        assert session.sandbox.egress is not None
         return [f"{r.host}:{r.port}" for r in session.sandbox.egress.recent_refusals]
 
 
@@ -111,7 +111,9 @@ async def test_an_allowed_host_answers_through_the_proxy_and_others_get_a_403_na
     with http_server() as (server, port):
         sandbox = await make_sandbox(runtime, limited(f"localhost:{port}"))
         env = await sandbox.ok("env | grep -i _proxy | sort")
-        assert "HTTPS_PROXY=http://" in env and "https_proxy=http://" in env and "NO_PROXY=" in env
+        assert "HTTPS_PROXY=http://" in env
+        assert "https_proxy=http://" in env
+        assert "NO_PROXY=" in env
 
         assert await sandbox.ok(f"curl -sS http://localhost:{port}/via-curl?q=1") == BODY.decode().strip()
         fetched = await sandbox.ok(
@@ -123,7 +125,8 @@ async def test_an_allowed_host_answers_through_the_proxy_and_others_get_a_403_na
         # The same server by its address, which is not in the list: refused, and the body says what to change.
         refused = await sandbox.ok(f"curl -s -w '\\n%{{http_code}}' http://127.0.0.1:{port}/nope")
         assert refused.endswith("403"), refused
-        assert f"127.0.0.1" in refused and "allowed_hosts" in refused
+        assert "127.0.0.1" in refused
+        assert "allowed_hosts" in refused
         assert server.paths == ["/via-curl?q=1", "/py"]  # type: ignore[attr-defined]
         assert f"127.0.0.1:{port}" in await sandbox.refusals()
 
@@ -134,7 +137,8 @@ async def test_no_way_out_but_the_proxy(runtime: Runtime) -> None:
         sandbox = await make_sandbox(runtime, limited(f"localhost:{port}"))
         await sandbox.ok("true")
         session = await runtime.sessions.get(sandbox.session_id)
-        assert session.sandbox is not None and session.sandbox.egress is not None
+        assert session.sandbox is not None
+        assert session.sandbox.egress is not None
         proxy = session.sandbox.egress.proxy
         assert proxy is not None
         gateway = proxy.removeprefix("http://").rpartition(":")[0]
@@ -154,7 +158,8 @@ async def test_no_way_out_but_the_proxy(runtime: Runtime) -> None:
         output = await sandbox.ok(f"python3 - <<'EOF'\n{probe}EOF")
         assert "outside closed" in output and "dns failed" in output and "udp failed" in output, output
         session = await runtime.sessions.get(sandbox.session_id)
-        assert session.sandbox is not None and session.sandbox.egress is not None
+        assert session.sandbox is not None
+        assert session.sandbox.egress is not None
         if "not enforced" not in session.sandbox.egress.enforcement:
             assert "gateway closed" in output, output  # the host's own services, past the proxy's port
 
@@ -213,9 +218,11 @@ async def test_unrestricted_reaches_the_internet_but_not_the_host_unless_opted_i
         sandbox = await make_sandbox(runtime, UnrestrictedNetwork(type="unrestricted"))
         await sandbox.ok("true")
         session = await runtime.sessions.get(sandbox.session_id)
-        assert session.sandbox is not None and session.sandbox.egress is not None
+        assert session.sandbox is not None
+        assert session.sandbox.egress is not None
         posture = session.sandbox.egress
-        assert posture.mode == "unrestricted" and posture.private_addresses_allowed is allow_private
+        assert posture.mode == "unrestricted"
+        assert posture.private_addresses_allowed is allow_private
         if "not enforced" in posture.enforcement:
             pytest.skip(f"packet filters cannot be set here: {posture.enforcement}")
         gateway = _bridge_gateway(docker_client, session.sandbox.network)
