@@ -96,9 +96,10 @@ def remove_sandboxes_of(data_dir: Path) -> None:
 
     store = Store.open(database)
     try:
-        label = f"{LABEL_STORE}={store.store_id}"
+        store_id = store.store_id
     finally:
         store.close()
+    label = f"{LABEL_STORE}={store_id}"
     try:
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"label": label}):
@@ -114,7 +115,7 @@ def remove_sandboxes_of(data_dir: Path) -> None:
     if networks:
         from server.hands.docker.packet_filter import PacketFilter
 
-        PacketFilter(store.store_id).remove([i for i in interfaces if i])
+        PacketFilter(store_id).remove([i for i in interfaces if i])
 
 
 @pytest.fixture

@@ -144,7 +144,10 @@ def test_packages_under_limited_are_refused_without_package_managers_in_either_o
         ({"type": "self_hosted"}, "self_hosted"),
         ({"type": "cloud", "packages": {"cargo": ["ripgrep"]}}, "cargo"),
         ({"type": "cloud", "packages": {"gem": ["rails"], "go": ["x/y@latest"]}}, "gem"),
-        ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://x.org"]}}, "no spaces, schemes, paths"),
+        (
+            {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://x.org"]}},
+            "no spaces, schemes, paths",
+        ),
         ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["*.*.x.org"]}}, "'*.example.com'"),
         ({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["x.org"] * 257}}, "256"),
         (

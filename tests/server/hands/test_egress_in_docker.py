@@ -1,12 +1,15 @@
 """Limited and unrestricted networking from inside real sandboxes, against the real egress proxy.
 
-Everything the sandboxes reach is on this machine: HTTP servers and a git server the test starts on loopback,
-allowed by name (`localhost:PORT`) with the private-address opt-in, as the README tells mirror users to do.
+Everything the sandboxes reach is on this machine: HTTP servers and a git server the test starts, allowed by the
+machine's own host name (`HOST:PORT`; `localhost` is the sandbox itself, so it is in NO_PROXY) with the
+private-address opt-in, as the README tells mirror users to do.
 Package registries are reached only where the test says so (pip against the default index).
 """
 
 from __future__ import annotations
 
+import itertools
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -28,6 +31,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BODY = b"hello from the host\n"
+_names = itertools.count()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,8 +46,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def this_host() -> str:
+    """A name of this machine that its resolver knows (the proxy resolves it on the host side)."""
+    name = socket.gethostname()
+    try:
+        socket.getaddrinfo(name, 80)
+    except OSError:
+        pytest.skip(f"this machine's own name {name!r} does not resolve here")
+    return name
+
+
 @contextmanager
-def http_server(host: str = "127.0.0.1") -> Iterator[tuple[ThreadingHTTPServer, int]]:
+def http_server(host: str = "0.0.0.0") -> Iterator[tuple[ThreadingHTTPServer, int]]:
     server = ThreadingHTTPServer((host, 0), _Handler)
     server.paths = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -64,7 +78,7 @@ class Sandbox:
         """Runs `command` in the session's sandbox: (succeeded, output)."""
         session = await self.runtime.sessions.get(self.session_id)
         result = await self.runtime.sandboxes.tools(session.id, session.environment).execute(
-            "bash", {"command": command, "timeout": 120_000}
+            "bash", {"command": command, "timeout_ms": 120_000}
         )
         return not result.is_error, result.as_text()
 
@@ -95,7 +109,7 @@ async def runtime(data_dir: Path) -> AsyncIterator[Runtime]:
 
 async def make_sandbox(runtime: Runtime, networking: Networking, packages: Packages | None = None) -> Sandbox:
     environment = await runtime.definitions.create_environment(
-        EnvironmentChanges(name="egress", networking=networking, packages=packages or Packages())
+        EnvironmentChanges(name=f"egress-{next(_names)}", networking=networking, packages=packages or Packages())
     )
     session = await runtime.sessions.create(NewSession(environment_id=environment.id))
     return Sandbox(runtime, session.id)
@@ -109,32 +123,37 @@ async def test_an_allowed_host_answers_through_the_proxy_and_others_get_a_403_na
     runtime: Runtime,
 ) -> None:
     with http_server() as (server, port):
-        sandbox = await make_sandbox(runtime, limited(f"localhost:{port}"))
+        host = this_host()
+        sandbox = await make_sandbox(runtime, limited(f"{host}:{port}"))
         env = await sandbox.ok("env | grep -i _proxy | sort")
         assert "HTTPS_PROXY=http://" in env
         assert "https_proxy=http://" in env
         assert "NO_PROXY=" in env
 
-        assert await sandbox.ok(f"curl -sS http://localhost:{port}/via-curl?q=1") == BODY.decode().strip()
+        assert await sandbox.ok(f"curl -sS http://{host}:{port}/via-curl?q=1") == BODY.decode().strip()
         fetched = await sandbox.ok(
-            f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://localhost:{port}/py').read())\""
+            f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{host}:{port}/py').read())\""
         )
         assert "hello from the host" in fetched
         assert server.paths == ["/via-curl?q=1", "/py"]  # type: ignore[attr-defined]
 
-        # The same server by its address, which is not in the list: refused, and the body says what to change.
-        refused = await sandbox.ok(f"curl -s -w '\\n%{{http_code}}' http://127.0.0.1:{port}/nope")
-        assert refused.endswith("403"), refused
-        assert "127.0.0.1" in refused
-        assert "allowed_hosts" in refused
+        # The same server under another name, or on another port: refused, and the body says what to change.
+        for url, shown in ((f"http://elsewhere.example.com:{port}/x", "elsewhere.example.com"),
+                           (f"http://{host}:{port + 1}/x", f"{host}:{port + 1}")):  # fmt: skip
+            refused = await sandbox.ok(f"curl -s -w '\\n%{{http_code}}' {url}")
+            assert refused.endswith("403"), refused
+            assert shown in refused
+            assert "allowed_hosts" in refused
         assert server.paths == ["/via-curl?q=1", "/py"]  # type: ignore[attr-defined]
-        assert f"127.0.0.1:{port}" in await sandbox.refusals()
+        refusals = await sandbox.refusals()
+        assert refusals[0] == f"{host}:{port + 1}"
+        assert f"elsewhere.example.com:{port}" in refusals
 
 
 async def test_no_way_out_but_the_proxy(runtime: Runtime) -> None:
     """A raw socket to an address (even the proxy's host, on another port), and a DNS query, both fail."""
     with http_server("0.0.0.0") as (_, port):
-        sandbox = await make_sandbox(runtime, limited(f"localhost:{port}"))
+        sandbox = await make_sandbox(runtime, limited(f"{this_host()}:{port}"))
         await sandbox.ok("true")
         session = await runtime.sessions.get(sandbox.session_id)
         assert session.sandbox is not None
@@ -167,13 +186,13 @@ async def test_no_way_out_but_the_proxy(runtime: Runtime) -> None:
 async def test_git_and_pip_use_the_proxy_by_themselves(runtime: Runtime, tmp_path: Path) -> None:
     make_repository(tmp_path / "repos", "tool", files=2)
     with git_server(tmp_path / "repos", "t0ken", public=frozenset({"tool"})) as git, http_server() as (index, port):
-        sandbox = await make_sandbox(runtime, limited(f"localhost:{git.port}", f"localhost:{port}"))
-        await sandbox.ok(f"git clone -q http://localhost:{git.port}/tool.git /workspace/tool")
+        host = this_host()
+        sandbox = await make_sandbox(runtime, limited(f"{host}:{git.port}", f"{host}:{port}"))
+        await sandbox.ok(f"git clone -q http://{host}:{git.port}/tool.git /workspace/tool")
         assert "README.md" in await sandbox.ok("ls /workspace/tool")
         # pip asks the index through the proxy by itself (the page lists no files, so nothing is downloaded).
         await sandbox.run(
-            f"pip download --no-deps -d /tmp/d --index-url http://localhost:{port}/simple "
-            "--trusted-host localhost tiny-pkg"
+            f"pip download --no-deps -d /tmp/d --index-url http://{host}:{port}/simple --trusted-host {host} tiny-pkg"
         )
         assert "/simple/tiny-pkg/" in index.paths  # type: ignore[attr-defined]
 
@@ -189,7 +208,7 @@ async def test_pip_install_works_with_allow_package_managers_and_is_refused_with
     assert "six" in await opened.ok("python3 -c 'import six; print(six.__name__)'")
 
     closed = await make_sandbox(runtime, limited())
-    succeeded, output = await closed.run(install.format(index).replace("pip install", "pip install --retries 0"))
+    succeeded, output = await closed.run(install.format(index).replace("pip install", "pip install --retries 1"))
     assert not succeeded
     assert "403" in output or "Forbidden" in output or "ProxyError" in output, output
     refused = await closed.refusals()
@@ -231,4 +250,5 @@ async def test_unrestricted_reaches_the_internet_but_not_the_host_unless_opted_i
             assert succeeded is allow_private, output
         index = await _default_pip_index(runtime)
         succeeded, output = await sandbox.run(f"curl -sS -m 20 -o /dev/null -w '%{{http_code}}' {index}")
-        assert succeeded and output.strip() in {"200", "301", "302"}, output
+        assert succeeded, output
+        assert output.strip()[:1] in {"2", "3"}, output  # an answer from the registry, past the filters
