@@ -247,7 +247,7 @@ def check_egress(config: ServerConfig) -> Check:
             name,
             "warn",
             f"packet filters cannot be set ({why_not}): a sandbox with a network can reach services this host binds "
-            "on all interfaces and private addresses ('limited' still reaches the outside only through the egress proxy)",
+            "on all interfaces and private addresses ('limited' reaches the outside only through the egress proxy)",
             "run the server as root (or with CAP_NET_ADMIN) with iptables installed, or use networking 'none'",
         )
     return Check(name, "ok", "packet filters keep sandboxes off the host and private networks (iptables)")

@@ -68,9 +68,10 @@ class Bridge:
 class PacketFilter:
     """Applies the rules described in the module docstring for one store's networks."""
 
-    def __init__(self, store_id: str, iptables: str | None = None) -> None:
+    def __init__(self, store_id: str, iptables: str | None = "iptables") -> None:
+        """`iptables`: the program (looked up on PATH); None stands for a machine without it."""
         self._prefix = f"MS-{store_id[:8].upper()}"
-        self._iptables = iptables if iptables is not None else shutil.which("iptables")
+        self._iptables = shutil.which(iptables) if iptables else None
 
     def why_not(self) -> str | None:
         """Why rules cannot be set here, or None when they can."""
