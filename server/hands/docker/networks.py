@@ -15,8 +15,10 @@ Networks stay when the server stops (containers of a resumed session re-attach t
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,7 +99,7 @@ class SandboxNetworks:
         unrestricted = _network(client, f"ms-{short}-open", f"mso-{short[:10]}", internal=False, store=self._store_id)
         self.proxy.start()
         try:
-            port = self.proxy.listen(limited.gateway)
+            port = self._listen(limited.gateway)
         except OSError as exc:
             raise SandboxUnavailableError(
                 f"the egress proxy cannot listen on {limited.gateway} (the gateway of Docker network "
@@ -122,6 +124,21 @@ class SandboxNetworks:
         return _Ready(
             NetworkPlan(limited.name, f"http://{limited.gateway}:{port}"), NetworkPlan(unrestricted.name, None), filters
         )
+
+    def _listen(self, gateway: str) -> int:
+        """The proxy's port: the store's own when free, so containers that outlive a restart (their proxy variables
+        were set when they were made) find it again; any free one otherwise (such containers are then remade)."""
+        try:
+            return self.proxy.listen(gateway, _store_port(self._store_id))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return self.proxy.listen(gateway, 0)
+
+
+def _store_port(store_id: str) -> int:
+    """A port in 30000-49999 that is the same for a store at every start (outside Linux's ephemeral range)."""
+    return 30_000 + zlib.crc32(store_id.encode()) % 20_000
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
         for container in found:
-            if container.status == "running":
+            if container.status == "running" and self._proxy_unchanged(container):
                 logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
                 self._admit(container, self._plan())
                 return str(container.id)
@@ -266,6 +266,18 @@ class DockerSandbox:
         self._admit(container, plan)
         self._place_all(str(container.id))
         return str(container.id)
+
+    def _proxy_unchanged(self, container: Any) -> bool:
+        """Whether a running container's proxy variables still name the proxy (its port can move on a restart, and
+        a container's environment is fixed): one that does not is remade over the same files."""
+        plan = self._plan()
+        if plan is None or plan.proxy_url is None:
+            return True
+        variables = (container.attrs.get("Config") or {}).get("Env") or []
+        if f"HTTP_PROXY={plan.proxy_url}" in variables:
+            return True
+        logger.info("session %s: the egress proxy moved; remaking container %s", self.session_id, container.short_id)
+        return False
 
     def _plan(self) -> NetworkPlan | None:
         """The network the container joins (set up on first need), or None for no network (blocking)."""
