@@ -254,3 +254,21 @@ async def test_unrestricted_reaches_the_internet_but_not_the_host_unless_opted_i
         succeeded, output = await sandbox.run(f"curl -sS -m 20 -o /dev/null -w '%{{http_code}}' {index}")
         assert succeeded, output
         assert output.strip()[:1] in {"2", "3"}, output  # an answer from the registry, past the filters
+
+
+async def test_a_limited_sandbox_found_running_after_a_restart_still_goes_out_through_the_proxy(
+    data_dir: Path, docker_client: docker.DockerClient
+) -> None:
+    """The container outlives the server; the next server admits it again (same proxy port, or it is remade)."""
+    env = {"MANAGED_SESSIONS_DATA_DIR": str(data_dir), "MANAGED_SESSIONS_EGRESS_ALLOW_PRIVATE": "1"}
+    with http_server() as (server, port):
+        host = this_host()
+        async with open_runtime(ServerConfig.from_env(env)) as runtime:
+            sandbox = await make_sandbox(runtime, limited(f"{host}:{port}"))
+            await sandbox.ok(f"curl -sS http://{host}:{port}/before")
+            await sandbox.ok("echo kept > /workspace/note")
+        async with open_runtime(ServerConfig.from_env(env)) as runtime:
+            again = Sandbox(runtime, sandbox.session_id)
+            await again.ok(f"curl -sS http://{host}:{port}/after")
+            assert (await again.ok("cat /workspace/note")).strip() == "kept"
+        assert server.paths == ["/before", "/after"]  # type: ignore[attr-defined]
