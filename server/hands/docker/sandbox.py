@@ -214,10 +214,18 @@ class DockerSandbox:
             raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
         for container in found:
             if container.status == "running":
-                logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
-                self._admit(container, self._plan())
-                return str(container.id)
-            container.remove(force=True)  # dead: its files are in the volumes
+                plan = self._plan()
+                if plan is None or plan.proxy_url is None or _proxy_of(container) == plan.proxy_url:
+                    logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
+                    self._admit(container, plan)
+                    return str(container.id)
+                # Made when the proxy listened elsewhere (a restart found its port taken): cut off, so remade.
+                logger.info(
+                    "session %s: container %s expects the egress proxy elsewhere; remaking it",
+                    self.session_id,
+                    container.short_id,
+                )
+            container.remove(force=True)  # its files are in the volumes
         return self._create_container()
 
     def _create_container(self) -> str:
@@ -425,6 +433,15 @@ class DockerSandbox:
     def _remove_volumes(self) -> None:
         for kind in ("workspace", "outputs"):
             remove_volume(self._client, self._volume_name(kind))
+
+
+def _proxy_of(container: Any) -> str | None:
+    """The egress proxy URL a container was made with (None: it has no proxy variables)."""
+    for variable in (container.attrs.get("Config") or {}).get("Env") or ():
+        name, _, value = variable.partition("=")
+        if name == "HTTP_PROXY":
+            return str(value)
+    return None
 
 
 _PREPARE_TARGET = (
