@@ -8,6 +8,7 @@ upstreams (all on 127.0.0.1) are reached by name only with `allow_private`, as a
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import os
 import socket
@@ -107,6 +108,9 @@ def tunnel(port: int, authority: str, source: str = A, extra: str = "") -> tuple
 
 
 def fd_count() -> int:
+    """This process's open descriptors, after closing what earlier tests left to the garbage collector (those
+    closing during a test would move the count under its baseline)."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -287,7 +291,7 @@ def test_a_client_that_leaves_without_a_request_gets_nothing_and_costs_nothing(p
         with connect(port) as sock:
             sock.sendall(b"GET http://site")
 
-    eventually(lambda: fd_count() == baseline, "the proxy closed its side of every connection")
+    eventually(lambda: fd_count() <= baseline, "the proxy closed its side of every connection")
 
 
 def test_an_unreachable_upstream_is_a_502(proxy: EgressProxy, port: int) -> None:
@@ -403,7 +407,7 @@ def test_connections_over_the_cap_are_refused_and_none_leaks(site: int) -> None:
             for sock, _ in opened:
                 sock.close()
             eventually(lambda: proxy.open_connections("sesn_a") == 0, "every relay ended")
-            eventually(lambda: fd_count() == baseline, "every descriptor was closed")
+            eventually(lambda: fd_count() <= baseline, "every descriptor was closed")
     finally:
         proxy.close()
 
