@@ -9,7 +9,8 @@ connects to an address it checked, never re-resolving. CONNECT tunnels carry TLS
 HTTP needs an absolute http:// URI and is one request per connection, so every request is checked.
 
 It runs on its own thread and event loop, so a 100 MB relay never delays the server's loop, and each connection
-is its own task under its own deadlines: a stuck upstream holds only its own connection. Refusals are answered
+is its own task under its own deadlines: a stuck upstream holds only its own connection, and not for long once
+its client has gone (`half_closed_timeout_s`, see `relay.py`). Refusals are answered
 with a 403 whose body says what to change; the most recent are kept per principal for `get_session`.
 """
 
@@ -71,6 +72,7 @@ class EgressProxy:
         resolver: Resolver | None = None,
         connect_timeout_s: float = 10.0,
         idle_timeout_s: float = 300.0,
+        half_closed_timeout_s: float = 30.0,
         max_connections_per_principal: int = 64,
         max_refusals_kept: int = 20,
     ) -> None:
@@ -78,6 +80,7 @@ class EgressProxy:
         self._resolve = resolver or resolve_host
         self._connect_timeout_s = connect_timeout_s
         self._idle_timeout_s = idle_timeout_s
+        self._half_closed_timeout_s = half_closed_timeout_s
         self._principals = Principals(max_connections=max_connections_per_principal, max_refusals=max_refusals_kept)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -256,7 +259,7 @@ class EgressProxy:
     async def _relay(
         self, request: ProxyRequest, client: SocketStream, reader: BufferedByteReceiveStream, upstream: SocketStream
     ) -> None:
-        relay = Relay(self._idle_timeout_s)
+        relay = Relay(self._idle_timeout_s, self._half_closed_timeout_s)
         if request.is_connect:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await relay.both_ways(reader, client, upstream)

@@ -2,7 +2,10 @@
 
 Reads are large (256 KiB, what asyncio's transports read at once) so a 100 MB download costs a few hundred loop
 iterations rather than thousands. Either end failing ends the whole relay; an end closing its sending side is
-passed on as a half-close, as TCP would.
+passed on as a half-close, as TCP would, and from then on the other direction has the shorter `half_closed_timeout_s`
+to go quiet in: a sandbox process that died (its kernel closes its sockets, which looks like a half-close) must
+not keep its tunnels to an upstream that never answers, and so its session's connection slots, for the whole idle
+timeout.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 class Relay:
     """One connection's relay. `scope` carries the idle deadline, moved forward by traffic either way."""
 
-    def __init__(self, idle_timeout_s: float) -> None:
+    def __init__(self, idle_timeout_s: float, half_closed_timeout_s: float | None = None) -> None:
         self._idle_timeout_s = idle_timeout_s
+        self._half_closed_timeout_s = idle_timeout_s if half_closed_timeout_s is None else half_closed_timeout_s
         self.scope = anyio.CancelScope(deadline=anyio.current_time() + idle_timeout_s)
         self.broken = False
 
@@ -49,6 +53,8 @@ class Relay:
                 self.touch()
                 await sink.send(data)
         except anyio.EndOfStream:
+            self._idle_timeout_s = min(self._idle_timeout_s, self._half_closed_timeout_s)
+            self.touch()
             with contextlib.suppress(*_GONE):
                 await sink.send_eof()
         except _GONE:

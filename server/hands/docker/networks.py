@@ -10,7 +10,9 @@ Per store, made on first need (a server whose sandboxes have no network makes no
   filters (see `packet_filter.py`) keeping it off the host and private networks where the server may set them.
 
 The bridges are named after the store (`msl-<store>` / `mso-<store>`), so the filters have stable interfaces.
-Networks stay when the server stops (containers of a resumed session re-attach to them).
+Networks stay when the server stops (containers of a resumed session re-attach to them). A container's proxy
+variables are set when it is made, so a restarted server listens on the port the store's running sandboxes were
+given, when it can; a container whose proxy variables name another address is remade (see `sandbox.py`).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class SandboxNetworks:
         unrestricted = _network(client, f"ms-{short}-open", f"mso-{short[:10]}", internal=False, store=self._store_id)
         self.proxy.start()
         try:
-            port = self._listen(limited.gateway)
+            port = self._listen(limited.gateway, _port_of_running_sandboxes(client, limited, self._store_id))
         except OSError as exc:
             raise SandboxUnavailableError(
                 f"the egress proxy cannot listen on {limited.gateway} (the gateway of Docker network "
@@ -125,15 +127,17 @@ class SandboxNetworks:
             NetworkPlan(limited.name, f"http://{limited.gateway}:{port}"), NetworkPlan(unrestricted.name, None), filters
         )
 
-    def _listen(self, gateway: str) -> int:
-        """The proxy's port: the store's own when free, so containers that outlive a restart (their proxy variables
-        were set when they were made) find it again; any free one otherwise (such containers are then remade)."""
-        try:
-            return self.proxy.listen(gateway, _store_port(self._store_id))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            return self.proxy.listen(gateway, 0)
+    def _listen(self, gateway: str, earlier: int | None) -> int:
+        """The proxy's port on `gateway`: the one running sandboxes expect (`earlier`: their proxy variables were
+        set when they were made), else the store's own, else any free one (running sandboxes are then remade)."""
+        for port in dict.fromkeys(p for p in (earlier, _store_port(self._store_id)) if p is not None):
+            try:
+                return self.proxy.listen(gateway, port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                logger.info("the egress proxy cannot listen on %s:%d (in use); trying another port", gateway, port)
+        return self.proxy.listen(gateway, 0)
 
 
 def _store_port(store_id: str) -> int:
@@ -176,3 +180,19 @@ def _network(client: docker.DockerClient, name: str, bridge: str, *, internal: b
         raise SandboxUnavailableError(f"Docker network {name!r} has no IPv4 gateway; remove it and try again")
     interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{network.short_id}"
     return _Network(name, interface, gateway)
+
+
+def _port_of_running_sandboxes(client: docker.DockerClient, network: _Network, store: str) -> int | None:
+    """The proxy port in the proxy variables of this store's running containers on `network`, if any (blocking)."""
+    try:
+        found = client.containers.list(filters={"label": f"io.managed-sessions.store={store}", "network": network.name})
+    except docker.errors.APIError as exc:
+        logger.warning("could not list the sandboxes on %s: %s", network.name, exc)
+        return None
+    prefix = f"HTTP_PROXY=http://{network.gateway}:"
+    for container in found:
+        for variable in (container.attrs.get("Config") or {}).get("Env") or ():
+            port = variable.removeprefix(prefix)
+            if port != variable and port.isdigit():
+                return int(port)
+    return None

@@ -213,11 +213,19 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
         for container in found:
-            if container.status == "running" and self._proxy_unchanged(container):
-                logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
-                self._admit(container, self._plan())
-                return str(container.id)
-            container.remove(force=True)  # dead: its files are in the volumes
+            if container.status == "running":
+                plan = self._plan()
+                if plan is None or plan.proxy_url is None or _proxy_of(container) == plan.proxy_url:
+                    logger.info("session %s: re-attached to container %s", self.session_id, container.short_id)
+                    self._admit(container, plan)
+                    return str(container.id)
+                # Made when the proxy listened elsewhere (a restart found its port taken): cut off, so remade.
+                logger.info(
+                    "session %s: container %s expects the egress proxy elsewhere; remaking it",
+                    self.session_id,
+                    container.short_id,
+                )
+            container.remove(force=True)  # its files are in the volumes
         return self._create_container()
 
     def _create_container(self) -> str:
@@ -266,18 +274,6 @@ class DockerSandbox:
         self._admit(container, plan)
         self._place_all(str(container.id))
         return str(container.id)
-
-    def _proxy_unchanged(self, container: Any) -> bool:
-        """Whether a running container's proxy variables still name the proxy (its port can move on a restart, and
-        a container's environment is fixed): one that does not is remade over the same files."""
-        plan = self._plan()
-        if plan is None or plan.proxy_url is None:
-            return True
-        variables = (container.attrs.get("Config") or {}).get("Env") or []
-        if f"HTTP_PROXY={plan.proxy_url}" in variables:
-            return True
-        logger.info("session %s: the egress proxy moved; remaking container %s", self.session_id, container.short_id)
-        return False
 
     def _plan(self) -> NetworkPlan | None:
         """The network the container joins (set up on first need), or None for no network (blocking)."""
@@ -437,6 +433,15 @@ class DockerSandbox:
     def _remove_volumes(self) -> None:
         for kind in ("workspace", "outputs"):
             remove_volume(self._client, self._volume_name(kind))
+
+
+def _proxy_of(container: Any) -> str | None:
+    """The egress proxy URL a container was made with (None: it has no proxy variables)."""
+    for variable in (container.attrs.get("Config") or {}).get("Env") or ():
+        name, _, value = variable.partition("=")
+        if name == "HTTP_PROXY":
+            return str(value)
+    return None
 
 
 _PREPARE_TARGET = (

@@ -8,6 +8,7 @@ upstreams (all on 127.0.0.1) are reached by name only with `allow_private`, as a
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import os
 import socket
@@ -107,6 +108,9 @@ def tunnel(port: int, authority: str, source: str = A, extra: str = "") -> tuple
 
 
 def fd_count() -> int:
+    """This process's open descriptors, after closing what earlier tests left to the garbage collector (those
+    closing during a test would move the count under its baseline)."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -287,7 +291,7 @@ def test_a_client_that_leaves_without_a_request_gets_nothing_and_costs_nothing(p
         with connect(port) as sock:
             sock.sendall(b"GET http://site")
 
-    eventually(lambda: fd_count() == baseline, "the proxy closed its side of every connection")
+    eventually(lambda: fd_count() <= baseline, "the proxy closed its side of every connection")
 
 
 def test_an_unreachable_upstream_is_a_502(proxy: EgressProxy, port: int) -> None:
@@ -361,6 +365,29 @@ def test_a_stuck_upstream_times_out_while_another_principal_is_served(site: int)
     assert events == ["other answered 200", "stuck answered 504"]
 
 
+def test_a_tunnel_whose_client_left_ends_soon_though_its_upstream_never_closes() -> None:
+    """A sandbox process that dies closes its sockets, which the proxy sees as a half-close: its tunnels to an
+    upstream that never answers nor closes end after the short half-closed timeout, not the idle one, so the
+    session gets its connection slots back."""
+    proxy = EgressProxy(allow_private=True, resolver=resolve, idle_timeout_s=300, half_closed_timeout_s=0.2)
+    held: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as deaf:
+        threading.Thread(target=lambda: held.append(deaf.accept()[0]), daemon=True).start()
+        try:
+            port = proxy.listen("127.0.0.1")
+            proxy.admit(A, "sesn_a")
+            proxy.set_policy("sesn_a", policy(f"slow.test:{deaf.getsockname()[1]}"))
+            sock, head = tunnel(port, f"slow.test:{deaf.getsockname()[1]}")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            eventually(lambda: len(held) == 1, "the upstream accepted the tunnel")
+            sock.close()
+            eventually(lambda: proxy.open_connections("sesn_a") == 0, "the tunnel ended though its upstream is open")
+        finally:
+            proxy.close()
+            for connection in held:
+                connection.close()
+
+
 def test_connections_over_the_cap_are_refused_and_none_leaks(site: int) -> None:
     proxy = EgressProxy(allow_private=True, resolver=resolve, max_connections_per_principal=64)
     try:
@@ -380,7 +407,7 @@ def test_connections_over_the_cap_are_refused_and_none_leaks(site: int) -> None:
             for sock, _ in opened:
                 sock.close()
             eventually(lambda: proxy.open_connections("sesn_a") == 0, "every relay ended")
-            eventually(lambda: fd_count() == baseline, "every descriptor was closed")
+            eventually(lambda: fd_count() <= baseline, "every descriptor was closed")
     finally:
         proxy.close()
 
