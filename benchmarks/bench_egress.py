@@ -300,7 +300,7 @@ def report(args: argparse.Namespace, figures: dict[str, list[float]], posture: s
 
 def sweep(client: docker.DockerClient, store_id: str) -> None:
     """Removes what this run's store made in Docker: containers, volumes, its two networks and their filters."""
-    label = {"label": f"{LABEL_STORE}={store_id}"}
+    label: dict[str, str | list[str] | bool] = {"label": f"{LABEL_STORE}={store_id}"}
     try:
         for container in client.containers.list(all=True, filters=label):
             container.remove(force=True)
