@@ -28,6 +28,8 @@ QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not compa
     "sse_latency": ["--events", "200"],
     "rest_roundtrip": ["--calls", "200"],
     "file_transfer": ["--size-mb", "10", "--rounds", "2"],
+    "egress": ["--size-mb", "20", "--rounds", "2", "--connects", "40"],
+    "egress_proxy": ["--size-mb", "20", "--rounds", "2", "--connects", "40"],
 }
 
 

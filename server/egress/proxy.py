@@ -10,19 +10,21 @@ HTTP needs an absolute http:// URI and is one request per connection, so every r
 
 It runs on its own thread and event loop, so a 100 MB relay never delays the server's loop, and each connection
 is its own task under its own deadlines: a stuck upstream holds only its own connection, and not for long once
-its client has gone (`half_closed_timeout_s`, see `relay.py`). Refusals are answered
-with a 403 whose body says what to change; the most recent are kept per principal for `get_session`.
+its client has gone (`half_closed_timeout_s`, see `relay.py`). Its sockets are its own (`sockets.py`, not
+asyncio's transports), so a relay moves a tunnel's bytes in the kernel (`relay.py`). Refusals are answered with a
+403 whose body says what to change; the most recent are kept per principal for `get_session`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.from_thread import BlockingPortal
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -30,6 +32,7 @@ from server.egress.addresses import non_public_kind
 from server.egress.proxy_messages import BadMessage, ProxyRequest, answer, forwarded_response_head, parse_request
 from server.egress.proxy_state import EgressPolicy, Principals, Refusal
 from server.egress.relay import CHUNK_BYTES, Relay
+from server.egress.sockets import accept, connect_tcp, listening_socket
 from server.egress.web_fetch import Resolver, resolve_host
 
 __all__ = ["EgressPolicy", "EgressProxy", "Refusal", "Resolver"]
@@ -149,24 +152,24 @@ class EgressProxy:
             listeners.cancel_scope.cancel()
 
     async def _listen(self, host: str, port: int) -> int:
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        listener = listening_socket(host, port)
         assert self._listeners is not None
-        for one in listener.listeners:
-            assert isinstance(one, SocketListener)  # what create_tcp_listener makes
-            self._listeners.start_soon(self._accept, one)
-        return int(listener.extra(SocketAttribute.local_port))  # noqa: S610 - anyio's typed attributes, not Django
+        self._listeners.start_soon(self._accept, listener)
+        return int(listener.getsockname()[1])
 
-    async def _accept(self, listener: SocketListener) -> None:
+    async def _accept(self, listener: socket.socket) -> None:
         """Accepts connections, each served by its own task, until the proxy closes."""
-        async with listener, anyio.create_task_group() as connections:
-            while True:
-                try:
-                    client = await listener.accept()
-                except OSError as exc:  # out of file descriptors, say: the connections already open go on
-                    logger.warning("egress proxy: cannot accept a connection: %s", exc)
-                    await anyio.sleep(ACCEPT_RETRY_S)
-                    continue
-                connections.start_soon(self._connection, client)
+        with listener:
+            async with anyio.create_task_group() as connections:
+                while True:
+                    try:
+                        accepted = await accept(listener)
+                    except OSError as exc:  # out of file descriptors, say: the connections already open go on
+                        logger.warning("egress proxy: cannot accept a connection: %s", exc)
+                        await anyio.sleep(ACCEPT_RETRY_S)
+                        continue
+                    for client in accepted:
+                        connections.start_soon(self._connection, client)
 
     async def _connection(self, client: SocketStream) -> None:
         """One client connection, start to end; whatever happens, both sockets are closed and the listener lives."""
@@ -294,7 +297,7 @@ async def _connect(request: ProxyRequest, addresses: Sequence[str]) -> SocketStr
     failures = []
     for address in addresses:
         try:
-            return await anyio.connect_tcp(address, request.port)
+            return await connect_tcp(address, request.port)
         except OSError as exc:
             failures.append(f"{address}: {exc.strerror or exc}")
     raise _Refused(502, "connection_refused", f"could not connect to {request.authority} ({'; '.join(failures)})")

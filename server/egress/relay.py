@@ -1,8 +1,12 @@
 """The bytes of one proxied connection, relayed both ways until both ends are done or nothing moves for a while.
 
-Reads are large (256 KiB, what asyncio's transports read at once) so a 100 MB download costs a few hundred loop
-iterations rather than thousands. Either end failing ends the whole relay; an end closing its sending side is
-passed on as a half-close, as TCP would, and from then on the other direction has the shorter `half_closed_timeout_s`
+A relay is the proxy's whole cost on a download, so between two of the proxy's own sockets (`SocketEnd`) the bytes
+do not pass through Python objects: on Linux they are `splice`d socket to pipe to socket inside the kernel, up to a
+pipe's worth (1 MiB where the kernel allows it) per call; elsewhere they are read into one reused buffer and sent
+from it. Any other stream is copied chunk by chunk (256 KiB reads). Bytes a head parser had already buffered go
+first. Either end failing ends the whole relay; an end closing its sending side is passed on as a half-close, as
+TCP would.
+From the moment either end closes its sending side, the other direction has the shorter `half_closed_timeout_s`
 to go quiet in: a sandbox process that died (its kernel closes its sockets, which looks like a half-close) must
 not keep its tunnels to an upstream that never answers, and so its session's connection slots, for the whole idle
 timeout.
@@ -11,15 +15,35 @@ timeout.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import os
+import socket
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ByteReceiveStream, ByteStream
+from anyio.streams.buffered import BufferedByteReceiveStream
 
-__all__ = ["CHUNK_BYTES", "Relay"]
+from server.egress.sockets import SocketEnd
+
+__all__ = ["CHUNK_BYTES", "PIPE_BYTES", "Relay"]
 
 CHUNK_BYTES = 256 * 1024
+"""One read when copying: what asyncio's transports read at once, so 100 MB is a few hundred iterations."""
+
+PIPE_BYTES = 1024 * 1024
+"""The pipe between two spliced sockets (Linux's default cap for unprivileged pipes; 64 KiB if refused)."""
+
+_SPLICE = hasattr(os, "splice")
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+_NO_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # a kernel or socket type that cannot splice
 
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class _CannotSplice(Exception):
+    """The kernel or the socket type does not splice (the first call said so, before any byte moved)."""
 
 
 class Relay:
@@ -48,15 +72,98 @@ class Relay:
     async def pump(self, source: ByteReceiveStream, sink: ByteStream) -> None:
         """Copies `source` to `sink` until `source` ends (then half-closes `sink`); a failure ends the relay."""
         try:
-            while True:
-                data = await source.receive(CHUNK_BYTES)
-                self.touch()
-                await sink.send(data)
+            if isinstance(source, BufferedByteReceiveStream):
+                if source.buffer:  # what came with the head (a TLS hello after the CONNECT, a body's start)
+                    data = await source.receive(len(source.buffer))
+                    self.touch()
+                    await sink.send(data)
+                if isinstance(source.receive_stream, SocketEnd):
+                    source = source.receive_stream  # nothing more is buffered above the socket
+            if isinstance(source, SocketEnd) and isinstance(sink, SocketEnd):
+                await self._between_sockets(source.raw, sink.raw)
+            else:
+                while True:
+                    data = await source.receive(CHUNK_BYTES)
+                    self.touch()
+                    await sink.send(data)
         except anyio.EndOfStream:
-            self._idle_timeout_s = min(self._idle_timeout_s, self._half_closed_timeout_s)
-            self.touch()
-            with contextlib.suppress(*_GONE):
-                await sink.send_eof()
+            pass
         except _GONE:
             self.broken = True
             self.scope.cancel()
+            return
+        self._idle_timeout_s = min(self._idle_timeout_s, self._half_closed_timeout_s)  # see the module docstring
+        self.touch()
+        with contextlib.suppress(*_GONE):
+            await sink.send_eof()
+
+    async def _between_sockets(self, source: socket.socket, sink: socket.socket) -> None:
+        """Relays until `source` ends: spliced where the kernel can, else through one reused buffer."""
+        if _SPLICE:
+            try:
+                await self._splice(source, sink)
+                return
+            except _CannotSplice:
+                pass
+        await self._copy(source, sink)
+
+    async def _splice(self, source: socket.socket, sink: socket.socket) -> None:
+        """Socket to pipe to socket in the kernel; `_CannotSplice` if the first call says it cannot be done."""
+        pipe: tuple[int, int] | None = None  # made at the first byte: an idle tunnel holds no pipe
+        first = True
+        try:
+            while True:
+                if pipe is None:
+                    await anyio.wait_readable(source)
+                    pipe = _pipe()
+                try:
+                    moved = os.splice(source.fileno(), pipe[1], PIPE_BYTES, flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    await anyio.wait_readable(source)
+                    continue
+                except OSError as exc:
+                    if first and exc.errno in _NO_SPLICE:
+                        raise _CannotSplice from exc
+                    raise
+                first = False
+                if not moved:
+                    return
+                self.touch()
+                while moved:
+                    try:
+                        moved -= os.splice(pipe[0], sink.fileno(), moved, flags=_SPLICE_FLAGS)
+                    except BlockingIOError:
+                        await anyio.wait_writable(sink)
+                await anyio.lowlevel.checkpoint()  # a fast sender must not keep the other connections waiting
+        finally:
+            if pipe is not None:
+                os.close(pipe[0])
+                os.close(pipe[1])
+
+    async def _copy(self, source: socket.socket, sink: socket.socket) -> None:
+        """`recv_into` one buffer, `send` from it: no new object per chunk."""
+        buffer = bytearray(CHUNK_BYTES)
+        view = memoryview(buffer)
+        while True:
+            try:
+                received = source.recv_into(buffer)
+            except BlockingIOError:
+                await anyio.wait_readable(source)
+                continue
+            if not received:
+                return
+            self.touch()
+            sent = 0
+            while sent < received:
+                try:
+                    sent += sink.send(view[sent:received])
+                except BlockingIOError:
+                    await anyio.wait_writable(sink)
+            await anyio.lowlevel.checkpoint()
+
+
+def _pipe() -> tuple[int, int]:
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    with contextlib.suppress(OSError):  # over the per-user pipe budget: the default size still works
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return read_end, write_end
