@@ -319,7 +319,7 @@ def sweep(client: docker.DockerClient, store_id: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5, help="download rounds (each: direct, HTTP, tunnel)")
+    parser.add_argument("--rounds", type=int, default=9, help="download rounds (each: direct, HTTP, tunnel)")
     parser.add_argument("--connects", type=int, default=200, help="timed connections each way")
     args = parser.parse_args()
     configure_logging("WARNING")
