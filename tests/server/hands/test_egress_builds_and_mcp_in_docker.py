@@ -86,6 +86,30 @@ async def test_an_image_with_packages_is_built_through_the_proxy_under_limited(
     assert _images_with(docker_client, unbuilt)  # built now (the fixture removed any earlier one)
 
 
+APT_PACKAGE = "jq"
+"""Small, in no other test and not in the default image: apt must fetch it (and its indexes) through the proxy."""
+
+
+async def test_apt_packages_are_built_through_the_proxy_under_limited(
+    runtime: Runtime, docker_client: docker.DockerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """apt (plain HTTP, as Debian's archive is served) honours the build's proxy variables too; its hosts come from
+    this machine's apt sources, which `allow_package_managers` opens."""
+    _remove_images(docker_client, _images_with(docker_client, f"--no-install-recommends {APT_PACKAGE};"))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="server.egress.proxy"):
+            sandbox = await make_sandbox(runtime, limited(package_managers=True), Packages(apt=[APT_PACKAGE]))
+            succeeded, output = await sandbox.run(f"{APT_PACKAGE} --version")
+        if not succeeded and "could not" in output.lower() and "apt" in output.lower():
+            pytest.skip(f"no Debian archive is reachable from this machine: {output[-300:]}")
+        assert succeeded, output
+        assert output.startswith(f"{APT_PACKAGE}-"), output
+        build = f"build for {sandbox.session_id}"
+        assert any(r.getMessage().startswith(f"egress allow {build} ") for r in caplog.records)
+    finally:
+        _remove_images(docker_client, _images_with(docker_client, f"--no-install-recommends {APT_PACKAGE};"))
+
+
 async def _mcp_agent(runtime: Runtime, url: str) -> str:
     agent = await runtime.definitions.create_agent(
         AgentChanges(
