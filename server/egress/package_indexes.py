@@ -57,7 +57,7 @@ def default_registries(environ: Mapping[str, str]) -> list[str]:
     this machine (this project names no registry itself); one that is not installed gives none. Blocking: it runs
     them (well under a second), so call it once, off the event loop."""
     urls: list[str] = []
-    for python in dict.fromkeys(filter(None, [sys.executable, shutil.which("python3", path=environ.get("PATH"))])):
+    for python in _pythons(environ):
         answer = _ask([python, "-c", _ASK_PIP], environ)
         if answer:
             urls += answer
@@ -66,6 +66,20 @@ def default_registries(environ: Mapping[str, str]) -> list[str]:
     if npm is not None:
         urls += _ask([npm, "config", "get", "registry"], environ)
     return urls
+
+
+def _pythons(environ: Mapping[str, str]) -> list[str]:
+    """This interpreter, then every `python3` on PATH, each once: the server's own environment (made by uv, say)
+    often has no pip while the system's Python does."""
+    found = [sys.executable]
+    for folder in environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = shutil.which("python3", path=folder) if folder else None
+        if candidate is not None:
+            found.append(candidate)
+    unique: dict[str, str] = {}
+    for path in found:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
 
 
 def _ask(argv: list[str], environ: Mapping[str, str]) -> list[str]:

@@ -213,3 +213,17 @@ def test_hosts_are_listed_once_configured_first(home: Path, etc: Path) -> None:
     assert hosts[0] == "m.example.com"
     assert len(hosts) == len(set(hosts))
     assert hosts[1:] == ("files.example.org", "index.example.org", "npm.example.net:8080")
+
+
+def test_a_python_without_pip_first_on_path_does_not_hide_one_with_it(tmp_path: Path) -> None:
+    """The server's own environment (a uv venv) is often first on PATH and has no pip; the system's Python is asked
+    next. Here a fake `python3` that fails stands first; the real one after it still answers."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "python3").chmod(0o755)
+    path = os.pathsep.join([str(fake), os.environ.get("PATH", os.defpath)])
+    asked = default_registries({"PATH": path})
+    if not default_registries(dict(os.environ)):
+        pytest.skip("neither pip nor npm is installed where the server runs")
+    assert asked == default_registries(dict(os.environ))
