@@ -95,13 +95,19 @@ class TcpServer:
         self.port: int = self._listener.getsockname()[1]
         self.accepted = 0
         self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
 
     def __enter__(self) -> TcpServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        # A thread blocked in accept() keeps a closed listener listening in the kernel (a zombie that later tests'
+        # connections to the same port could reach); shutting it down first wakes that accept() with an error.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._accepting.join(timeout=10)
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):

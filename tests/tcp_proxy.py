@@ -27,6 +27,8 @@ class TcpProxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept() below, else the kernel keeps the port listening
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self.cut()
 
