@@ -23,7 +23,6 @@ port (`sendfile` of a 100 MB file), TLS with a self-signed certificate on anothe
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shlex
@@ -41,12 +40,11 @@ import anyio
 import docker
 import docker.errors
 from _common import PYTHON, REPO_ROOT, check, emit, environment, latency_ms, log, ratio, temp_dir
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from egress_upstreams import certificate
 
 from server.core.config import ServerConfig
 from server.core.environments import LimitedNetwork, Networking, UnrestrictedNetwork
@@ -154,30 +152,6 @@ def this_host() -> str:
     return name
 
 
-def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
-    """A certificate and key for the TLS port (only its handshake matters; nothing verifies it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    start = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start - datetime.timedelta(minutes=5))
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 @contextmanager
 def file_server(scratch: Path, size_mb: int, host: str) -> Iterator[tuple[int, int]]:
     """The child serving the file (HTTP) and TLS handshakes; yields (http port, tls port)."""
@@ -185,7 +159,7 @@ def file_server(scratch: Path, size_mb: int, host: str) -> Iterator[tuple[int, i
     with body.open("wb") as out:
         for _ in range(size_mb):
             out.write(os.urandom(MB))
-    cert, key = self_signed(scratch, host)
+    cert, key = certificate(scratch, host)
     child = subprocess.Popen(
         [PYTHON, "-c", FILE_SERVER, str(body), str(cert), str(key)], stdout=subprocess.PIPE, text=True
     )
