@@ -14,7 +14,9 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["DEFAULT_IMAGE", "DEFAULT_MODEL", "ServerConfig"]
+from server.core.models import Providers, load_providers
+
+__all__ = ["DEFAULT_IMAGE", "DEFAULT_MODEL", "PROVIDERS_FILE_NAME", "ServerConfig"]
 
 DEFAULT_IMAGE = "managed-sessions-sandbox:0.1"
 """The image `managed-sessions image build` makes and sessions use by default."""
@@ -23,6 +25,9 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 """A current Claude Sonnet model, used when neither the session nor its agent names one."""
 
 DEFAULT_HTTP_PORT = 8765
+
+PROVIDERS_FILE_NAME = "providers.toml"
+"""The providers file in the data dir (`MANAGED_SESSIONS_PROVIDERS` names another): endpoints and model windows."""
 
 DEFAULT_MAX_UPLOAD_MB = 500
 """The largest upload, in MB: big datasets fit; a runaway client does not fill the disk."""
@@ -56,6 +61,8 @@ class ServerConfig:
         engine_wait_s: how long a tool call waits for a Docker engine that does not answer.
         stream_ping_s: how often an idle event stream (`/v1/sessions/{id}/events/stream`) sends a heartbeat.
         max_upload_bytes: the largest file `POST /v1/files` takes (`MANAGED_SESSIONS_MAX_UPLOAD_MB`).
+        providers: the model providers beside Anthropic (`openai/`, the endpoints the providers file declares).
+        providers_problems: what is wrong in the providers file, each with its fix (reported at start).
     """
 
     data_dir: Path
@@ -74,6 +81,8 @@ class ServerConfig:
     engine_wait_s: float = DEFAULT_ENGINE_WAIT_S
     stream_ping_s: float = DEFAULT_STREAM_PING_S
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    providers: Providers = field(default_factory=Providers)
+    providers_problems: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -81,6 +90,9 @@ class ServerConfig:
         env = os.environ if environ is None else environ
         data_dir = env.get("MANAGED_SESSIONS_DATA_DIR") or platformdirs.user_data_dir("managed-sessions")
         hosts = env.get("MANAGED_SESSIONS_ALLOWED_HOSTS", "")
+        providers_file = env.get("MANAGED_SESSIONS_PROVIDERS")
+        providers_path = Path(providers_file or Path(data_dir) / PROVIDERS_FILE_NAME).expanduser()
+        providers, providers_problems = load_providers(str(providers_path), env, required=bool(providers_file))
         return cls(
             data_dir=Path(data_dir).expanduser(),
             image=env.get("MANAGED_SESSIONS_IMAGE") or DEFAULT_IMAGE,
@@ -100,6 +112,8 @@ class ServerConfig:
             max_upload_bytes=_positive_int(env.get("MANAGED_SESSIONS_MAX_UPLOAD_MB"), DEFAULT_MAX_UPLOAD_MB)
             * 1024
             * 1024,
+            providers=providers,
+            providers_problems=tuple(providers_problems),
         )
 
     def problems(self) -> list[str]:
@@ -109,7 +123,7 @@ class ServerConfig:
         from server.core.agents import ModelId
         from server.core.environments import ImageRef
 
-        found = []
+        found = list(self.providers_problems)
         for variable, value, kind in (
             ("MANAGED_SESSIONS_IMAGE", self.image, ImageRef),
             ("MANAGED_SESSIONS_MODEL", self.model, ModelId),
@@ -118,6 +132,10 @@ class ServerConfig:
                 TypeAdapter(kind).validate_python(value)
             except ValidationError:
                 found.append(f"{variable}={value!r} is not valid; unset it or give a valid value")
+        try:
+            self.providers.check(self.model)
+        except ValueError as exc:
+            found.append(f"MANAGED_SESSIONS_MODEL: {exc}")
         return found
 
     @property

@@ -28,6 +28,7 @@ from server.core.common import apply_metadata_patch, now_rfc3339
 from server.core.environments import Environment, Networking, Packages, Resources
 from server.core.errors import ConflictError, InvalidRequestError
 from server.core.ids import new_id
+from server.core.models import Providers
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.store.ports import DefinitionStore
 
@@ -76,9 +77,10 @@ class EnvironmentChanges(BaseModel):
 class Definitions:
     """Creates, edits and lists agents and environments."""
 
-    def __init__(self, store: DefinitionStore, default_model: str) -> None:
+    def __init__(self, store: DefinitionStore, default_model: str, providers: Providers | None = None) -> None:
         self._store = store
         self._default_model = default_model
+        self._providers = providers or Providers()
 
     # Agents ---------------------------------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class Definitions:
                 "version": 1,
                 "name": changes.name,
                 "description": changes.description or None,
-                "model": _model(changes.model or self._default_model),
+                "model": self._model(changes.model or self._default_model),
                 "system": changes.system or None,
                 "tools": FULL_TOOLSET if changes.tools is None else changes.tools,
                 "mcp_servers": changes.mcp_servers or [],
@@ -119,7 +121,7 @@ class Definitions:
                 given[key] = None  # an empty string clears the field
         fields.update(given)
         if changes.model is not None:
-            fields["model"] = _model(changes.model)
+            fields["model"] = self._model(changes.model)
         if changes.metadata is not None:
             fields["metadata"] = _metadata(current.metadata, changes.metadata)
         candidate = _validated_agent(fields)
@@ -129,6 +131,12 @@ class Definitions:
         updated = candidate.model_copy(update={"version": current.version + 1, "updated_at": now})
         await in_thread(self._store.add_agent_version, updated)
         return updated
+
+    def _model(self, model: str | ModelConfig) -> ModelConfig:
+        """The model, once a provider is known to serve it (an unknown prefix fails here, not at the first turn)."""
+        config = ModelConfig(id=model) if isinstance(model, str) else model
+        self._providers.check(config.id)
+        return config
 
     async def get_agent(self, agent_id: str, version: int | None = None) -> Agent:
         return await in_thread(self._store.get_agent, agent_id, version)
@@ -223,10 +231,6 @@ def _rfc3339_ms(moment: datetime | None) -> str | None:
         return None
     utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _model(model: str | ModelConfig) -> ModelConfig:
-    return ModelConfig(id=model) if isinstance(model, str) else model
 
 
 def _metadata(current: dict[str, str], patch: dict[str, str | None]) -> dict[str, str]:

@@ -144,6 +144,7 @@ def _wire(
         vaults=vaults,
         repositories=repositories,
         files=session_files,
+        providers=config.providers,
     )
     files = FileService(file_store, sessions, config.max_upload_bytes)
     remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
@@ -158,11 +159,11 @@ def _wire(
         resources=SessionResourceDelivery(repositories, session_files),
         files=files,
         retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
-        context_budget_tokens=config.context_budget_tokens,
+        model_limits=lambda model_id: config.providers.limits(model_id, config.context_budget_tokens),
         engine_wait_s=config.engine_wait_s,
         previews=previews,
     )
-    definitions = Definitions(store, default_model=config.model)
+    definitions = Definitions(store, default_model=config.model, providers=config.providers)
     inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)

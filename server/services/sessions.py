@@ -45,6 +45,7 @@ from server.core.events import (
     with_event_id,
 )
 from server.core.ids import is_id, new_id
+from server.core.models import Providers
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.redaction import REDACTOR
 from server.core.sessions import AnySessionResource, EventPage, Session, SessionStats, SessionStatus
@@ -161,8 +162,10 @@ class SessionManager:
         vaults: Vaults,
         repositories: SessionRepositories,
         files: SessionFiles | None = None,
+        providers: Providers | None = None,
     ) -> None:
         self._store = store
+        self._providers = providers or Providers()
         self._data_dir = data_dir
         self._default_model = default_model
         self._default_image = default_image
@@ -233,6 +236,11 @@ class SessionManager:
             raise from_vault_error(exc) from exc
 
     async def _agent_snapshot(self, request: NewSession) -> AgentSnapshot:
+        snapshot = await self._chosen_agent(request)
+        self._providers.check(snapshot.model.id)  # an unknown provider fails here, not at the first turn
+        return snapshot
+
+    async def _chosen_agent(self, request: NewSession) -> AgentSnapshot:
         if request.agent_id is None:
             if request.agent_version is not None:
                 raise InvalidRequestError("agent_version needs an agent_id; pass both, or neither for an inline agent")
