@@ -97,6 +97,7 @@ from server.core.events import (
     with_event_id,
 )
 from server.core.ids import new_id
+from server.core.models import ModelLimits
 from server.core.sessions import Session
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
@@ -108,6 +109,10 @@ MAX_TOKENS = 16_000
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 """About half a minute of retries before a turn gives up: long enough for a blip, short enough to tell the client."""
 MAX_RETRY_AFTER_S = 60.0
+REFUSAL_DETAILS: dict[str, JsonValue] = {
+    "type": "refusal",
+    "explanation": "the model's endpoint stopped the answer (a safety classifier or content filter)",
+}
 KEEP_RECENT_RESULTS = 3
 """Trimming spares the newest tool results: the model is usually working with them."""
 INTERRUPTED_BY_RESTART = "interrupted: the server stopped while this tool was running; it was not run again"
@@ -143,6 +148,7 @@ class SessionRunner:
         resources: ResourceDelivery,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         context_budget_tokens: int = 150_000,
+        model_limits: Callable[[str], ModelLimits] | None = None,
         engine_wait_s: float = ENGINE_WAIT_S,
         previews: Previews | None = None,
         files: FileContents | None = None,
@@ -155,7 +161,7 @@ class SessionRunner:
         self._remote_mcp = remote_mcp
         self._resources = resources
         self._retry_delays_s = tuple(retry_delays_s)
-        self._context_budget_tokens = context_budget_tokens
+        self._limits = model_limits or (lambda _model_id: ModelLimits(context_budget_tokens, MAX_TOKENS))
         self._engine_wait_s = engine_wait_s
         self._previews = previews
         self._files = files
@@ -368,12 +374,12 @@ class SessionRunner:
             await self._append(session.id, [_mcp_error_event(exc)])
             return ToolResult.text(f"{use.name}: {exc}", is_error=True)
 
-    async def _within_budget(self, session_id: str, conversation: Conversation) -> Conversation:
-        """Trims old tool results (keeping the newest few) when the conversation outgrows the budget."""
-        if self._log_chars.get(session_id, 0) // 4 <= self._context_budget_tokens:
+    async def _within_budget(self, session_id: str, conversation: Conversation, budget_tokens: int) -> Conversation:
+        """Trims old tool results (keeping the newest few) when the conversation outgrows the model's budget."""
+        if self._log_chars.get(session_id, 0) // 4 <= budget_tokens:
             return conversation  # the whole log fits: no need to measure the conversation itself
         size = estimated_tokens(conversation.messages)
-        if size <= self._context_budget_tokens or not conversation.result_seqs:
+        if size <= budget_tokens or not conversation.result_seqs:
             return conversation
         seqs = sorted(conversation.result_seqs.values())
         for mark in (seqs[-KEEP_RECENT_RESULTS] if len(seqs) > KEEP_RECENT_RESULTS else None, seqs[-1] + 1):
@@ -382,7 +388,7 @@ class SessionRunner:
             compacted = AgentThreadContextCompacted(trimmed_before_seq=mark, estimated_tokens_before=size)
             await self._append(session_id, [compacted])
             conversation = await self._conversation(session_id)
-            if estimated_tokens(conversation.messages) <= self._context_budget_tokens:
+            if estimated_tokens(conversation.messages) <= budget_tokens:
                 break
         return conversation
 
@@ -390,10 +396,12 @@ class SessionRunner:
         """Asks the model for a turn and records it (its content, then the span's end); False if it gave up.
 
         `lead` (a tool result not yet written) goes into the same write as the span's start."""
+        limits = self._limits(session.agent.model.id)
         for attempt in range(len(self._retry_delays_s) + 1):
             start = (await self._append(session.id, [*lead, SpanModelRequestStart()]))[-1]
             lead = []
-            conversation = await self._within_budget(session.id, await self._conversation(session.id))
+            conversation = await self._conversation(session.id)
+            conversation = await self._within_budget(session.id, conversation, limits.budget_tokens)
             preview = None if self._previews is None else _Preview(session.id, self._previews)
             try:
                 messages = await self._with_files(conversation.messages)
@@ -409,7 +417,7 @@ class SessionRunner:
                     system=session.agent.system,
                     messages=messages,
                     tools=[tool.spec for tool in offered.values()],
-                    max_tokens=MAX_TOKENS,
+                    max_tokens=limits.max_output_tokens,
                     preview=preview,
                 )
             except anyio.get_cancelled_exc_class():
@@ -432,6 +440,9 @@ class SessionRunner:
                 continue
             preview_ids = {} if preview is None else preview.ids
             await self._append(session.id, [*_turn_events(turn, offered, preview_ids), _span_end(start, turn)])
+            if turn.stop_reason == "refusal" and not any(block["type"] == "tool_use" for block in turn.content):
+                await self._idle(session.id, {"type": "refusal"}, details=REFUSAL_DETAILS)
+                return False
             return True
         return False
 
@@ -443,16 +454,18 @@ class SessionRunner:
             raise InvalidRequestError("this server keeps no files; send images and documents as base64")
         return await inline_files(messages, self._files)
 
-    async def _idle(self, session_id: str, stop_reason: dict[str, JsonValue], lead: Sequence[EventBody] = ()) -> None:
+    async def _idle(
+        self,
+        session_id: str,
+        stop_reason: dict[str, JsonValue],
+        lead: Sequence[EventBody] = (),
+        details: dict[str, JsonValue] | None = None,
+    ) -> None:
         session = await self._log.get(session_id)
-        await self._append(
-            session_id,
-            [
-                *lead,
-                SessionUsage(usage=ModelUsage(**session.usage.model_dump())),
-                SessionStatusIdle(stop_reason=StopReason.model_validate(stop_reason)),
-            ],
-        )
+        idle = SessionStatusIdle(stop_reason=StopReason.model_validate(stop_reason))
+        if details is not None:
+            idle = SessionStatusIdle(stop_reason=idle.stop_reason, stop_details=details)
+        await self._append(session_id, [*lead, SessionUsage(usage=ModelUsage(**session.usage.model_dump())), idle])
 
     async def _after_interrupt(self, session_id: str) -> None:
         conversation = await self._conversation(session_id)
