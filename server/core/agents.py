@@ -47,7 +47,9 @@ ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern
 class ModelConfig(Strict):
     """The model that runs the agent, as an object so options can join it later."""
 
-    id: ModelId = Field(description="Model id, e.g. 'claude-sonnet-5-5'.")
+    id: ModelId = Field(
+        description="Model id: 'claude-sonnet-5-5' (Anthropic), 'openai/gpt-4o-mini', or '<endpoint>/<model>'."
+    )
 
 
 class AlwaysAllow(Strict):

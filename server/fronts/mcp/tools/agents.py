@@ -39,7 +39,11 @@ NameText = Annotated[str, StringConstraints(min_length=1, max_length=256), PLAIN
 Name = Annotated[NameText | None, Field(default=None, description="Display name.")]
 Model = Annotated[
     ModelId | ModelConfig | None,
-    Field(default=None, description="Model id such as 'claude-sonnet-5-5', or {id}. Default: the server's model."),
+    Field(
+        default=None,
+        description="Model id such as 'claude-sonnet-5-5', 'openai/gpt-4o-mini' or '<endpoint>/<model>' (an endpoint "
+        "the server's providers file declares), or {id}. Default: the server's model.",
+    ),
 ]
 System = Annotated[
     str | None,

@@ -70,7 +70,11 @@ def register_session_tools(mcp: MCPServer) -> None:
         ] = None,
         model: Annotated[
             ModelId | None,
-            Field(default=None, description="Model id; overrides the agent's model."),
+            Field(
+                default=None,
+                description="Model id ('claude-…', 'openai/gpt-…' or '<endpoint>/<model>'); "
+                "overrides the agent's model.",
+            ),
         ] = None,
         system: Annotated[
             str | None, Field(default=None, max_length=100_000, description="System prompt; overrides the agent's.")
