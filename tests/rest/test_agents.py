@@ -163,3 +163,16 @@ def test_unknown_routes_and_methods_answer_the_api_error_body(rest: RestServer) 
     with pytest.raises(anthropic.APIStatusError) as wrong_method:
         client.delete("/v1/agents", cast_to=object)
     assert wrong_method.value.status_code == 405
+
+
+def test_a_model_no_provider_serves_is_a_400_at_create_and_openai_models_are_taken(rest: RestServer) -> None:
+    client = rest.client()
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.beta.agents.create(name="x", model="mistral/mistral-large")
+    assert "no provider is named 'mistral'" in str(bad.value)
+    assert "[endpoints.mistral]" in str(bad.value)
+    agent = client.beta.agents.create(name="gpt", model="openai/gpt-4o-mini")
+    assert agent.model.id == "openai/gpt-4o-mini"
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.agents.update(agent.id, version=1, model="nope/x")
+    assert [a.id for a in client.beta.agents.list()] == [agent.id]
