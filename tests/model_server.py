@@ -760,6 +760,10 @@ class ModelServer:
             self._answer_messages(request, exchange)
         elif request.method == "POST" and request.path == "/v1/messages/count_tokens":
             self._answer_count_tokens(request, exchange)
+        elif request.method == "GET" and request.path == "/v1/models":  # what `doctor` asks
+            info = {"type": "model", "id": "claude-test-model", "display_name": "claude-test-model"}
+            page = {"data": [info | {"created_at": "2025-01-01T00:00:00Z"}], "has_more": False}
+            exchange.send_json(200, page | {"first_id": "claude-test-model", "last_id": "claude-test-model"})
         elif request.method == "GET" and request.path.startswith("/v1/models/"):
             model_id = request.path.removeprefix("/v1/models/")
             info = {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2025-01-01T00:00:00Z"}

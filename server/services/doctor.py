@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 import anyio
 import docker
@@ -27,6 +26,7 @@ from server.core.config import ServerConfig
 from server.core.errors import SandboxUnavailableError, ServerError
 from server.hands.docker.packet_filter import PacketFilter
 from server.hands.sandbox import Leftovers
+from server.services.model_checks import check_models
 from server.services.runtime import docker_sandboxes
 from server.store.sqlite.store import Store
 from vault import ALLOW_INSECURE_KEYRING_VARIABLE, KEYRING_SERVICE, KeyringStore, VaultError, Vaults, describe_backend
@@ -216,19 +216,9 @@ def _stale_states(config: ServerConfig, *, repair: bool) -> list[str]:
     return stale
 
 
-def check_model(config: ServerConfig) -> Check:
-    endpoint = "the default endpoint"
-    if config.model_base_url:
-        parts = urlsplit(config.model_base_url)
-        endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    if not config.model_key_present:
-        return Check(
-            "model credentials",
-            "FAIL",
-            f"no ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) for {endpoint}",
-            "export ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL for another endpoint)",
-        )
-    return Check("model credentials", "ok", f"a key is set for {endpoint}; default model {config.model}")
+def check_model(config: ServerConfig) -> list[Check]:
+    """Each model provider that may be used: its key, and whether it answers (`model_checks.py`)."""
+    return [Check(c.name, c.level, c.detail, c.fix) for c in check_models(config)]
 
 
 def check_egress(config: ServerConfig) -> Check:
@@ -259,7 +249,7 @@ def run_checks(config: ServerConfig, *, repair: bool = False) -> list[Check]:
         lambda: [check_egress(config)],
         lambda: [check_keyring(config), check_vault(config)],
         lambda: [check_data_dir(config), check_session_states(config, repair=repair)],
-        lambda: [check_model(config)],
+        lambda: check_model(config),
     ]
     return [check for step in steps for check in step()]
 

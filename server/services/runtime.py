@@ -15,6 +15,8 @@ import anyio.abc
 from server.brain.loop import RETRY_DELAYS_S, SessionRunner
 from server.brain.model import ModelClient
 from server.brain.providers.anthropic import AnthropicModel
+from server.brain.providers.openai_compat import OpenAICompatModel
+from server.brain.providers.router import ModelRouter
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.config import ServerConfig
 from server.core.errors import SandboxUnavailableError
@@ -84,7 +86,7 @@ async def open_runtime(
     the sessions that were running and reaps stray sandboxes.
 
     Each keyword replaces one production adapter, so tests pass fakes instead of patching: `model` (default: the
-    Anthropic Messages API), `sandboxes` (a factory given the runtime's task group; default: Docker),
+    provider each model id names: Anthropic, or an OpenAI-compatible endpoint), `sandboxes` (a factory given the runtime's task group; default: Docker),
     `store` (default: SQLite in the data dir; one passed in is not closed here), `secrets` (default: the OS
     keyring)."""
     opened = store is None
@@ -95,9 +97,10 @@ async def open_runtime(
         allow_insecure_keyring=config.vault_allow_insecure_keyring,
         redactor=REDACTOR,
     )
-    anthropic: AnthropicModel | None = None  # made here, so closed here
+    router: ModelRouter | None = None  # made here, so closed here
     if model is None:
-        model = anthropic = AnthropicModel(api_key_present=config.model_key_present)
+        anthropic = AnthropicModel(api_key_present=config.model_key_present)
+        model = router = ModelRouter(config.providers, anthropic, OpenAICompatModel)
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
@@ -111,9 +114,9 @@ async def open_runtime(
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await runtime.sandboxes.aclose()  # the egress proxy's thread; sandboxes keep running
                 task_group.cancel_scope.cancel()  # runs and channel readers end with the server
-                if anthropic is not None:
+                if router is not None:
                     with anyio.CancelScope(shield=True):
-                        await anthropic.aclose()
+                        await router.aclose()
     finally:
         if opened:
             await in_thread(store.close)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from model_server import ModelServer
 from processes import run_command as run
 
 
@@ -30,14 +33,61 @@ def test_doctor_says_what_is_missing_and_how_to_fix_it(subprocess_env: dict[str,
     assert "not ready: docker engine, sandbox image, model credentials" in result.stdout
 
 
-def test_doctor_never_prints_the_model_key(subprocess_env: dict[str, str]) -> None:
+def test_doctor_never_prints_the_model_key(subprocess_env: dict[str, str], model: ModelServer) -> None:
     key = "sk-ant-test-SECRET-0123456789"
-    env = {**subprocess_env, "ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": "https://user:pw@models.internal:8443/x"}
+    with_userinfo = model.base_url.replace("http://", "http://user:pw@")
+    env = {**subprocess_env, "ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": with_userinfo}
     result = run(["doctor"], env)
-    assert "[ok  ] model credentials" in result.stdout
-    assert "https://models.internal:8443" in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if "model credentials" in line]
+    assert line.startswith("[ok  ] model credentials")
+    assert "reachable, 1 model(s) listed" in line
+    assert model.base_url in line
     assert key not in result.stdout + result.stderr
-    assert "pw" not in result.stdout.split("model credentials")[1].splitlines()[0]
+    assert "pw" not in line
+    assert [r.path for r in model.requests] == ["/v1/models"]
+    assert model.requests[0].has_credentials
+
+
+def test_doctor_checks_each_provider_and_says_what_to_fix(
+    subprocess_env: dict[str, str], model: ModelServer, tmp_path: Path
+) -> None:
+    providers = tmp_path / "providers.toml"
+    providers.write_text(
+        '[endpoints.gone]\nbase_url = "http://127.0.0.1:9/v1"\n\n'
+        '[endpoints.keyed]\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "KEYED_API_KEY"\n'
+    )
+    env = {
+        **subprocess_env,
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "ANTHROPIC_BASE_URL": model.base_url,
+        "OPENAI_API_KEY": "sk-openai-SECRET-42",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "MANAGED_SESSIONS_PROVIDERS": str(providers),
+        "MANAGED_SESSIONS_MODEL": "keyed/some-model",
+    }
+    result = run(["doctor"], env)
+    lines = result.stdout.splitlines()
+    by_name = {
+        name: next((line for line in lines if name in line), "") for name in ("credentials", "openai", "gone", "keyed")
+    }
+    assert by_name["credentials"].startswith("[ok  ]")
+    assert by_name["openai"].startswith("[warn] model provider openai")  # not the default model's provider
+    assert by_name["gone"].startswith("[warn] model provider gone")
+    assert "could not reach" in by_name["gone"]
+    assert by_name["keyed"].startswith("[FAIL] model provider keyed")  # the default model's: required
+    assert "no KEYED_API_KEY" in by_name["keyed"]
+    assert any("fix: export KEYED_API_KEY" in line for line in lines)
+    assert result.returncode == 1
+    assert "sk-openai-SECRET-42" not in result.stdout + result.stderr
+
+
+def test_doctor_names_each_mistake_in_the_providers_file(subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[endpoints.openai]\nbase_url = "http://x/v1"\n')
+    result = run(["doctor"], {**subprocess_env, "MANAGED_SESSIONS_PROVIDERS": str(providers)})
+    assert result.returncode == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("[FAIL] providers file")]
+    assert "'openai' is built in" in line
 
 
 @pytest.mark.docker

@@ -56,6 +56,19 @@ class AnthropicModel:
             client, self._client = self._client, None
             await client.close()
 
+    async def list_models(self) -> list[str]:
+        """The models the endpoint serves (one cheap request: how `doctor` knows it is reachable)."""
+        client = self._sdk()
+        import anthropic
+
+        try:
+            page = await client.models.list(limit=100)
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc, "") from exc
+        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            raise ModelError("model_request_failed_error", f"could not reach the model endpoint: {exc}") from exc
+        return [model.id for model in page.data]
+
     async def turn(
         self,
         *,

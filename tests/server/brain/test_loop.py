@@ -263,3 +263,47 @@ async def test_a_tool_that_crashes_gives_the_model_an_error_result_not_a_dead_se
         assert outcome["stop_reason"]["type"] == "end_turn"
         assert "failed unexpectedly" in outcome["reply"]
         assert "boom" not in outcome["reply"]
+
+
+async def test_a_refused_answer_idles_the_session_with_stop_reason_refusal(
+    loop_config: ServerConfig, model: ModelServer, sandboxes: FakeSandboxes
+) -> None:
+    """A classifier or content filter stopped the answer: what came is kept, and the session says why it stopped."""
+    model.enqueue(reply("I can't help with", stop_reason="refusal"), reply("Here is a poem."))
+    async with connected(loop_config, sandboxes=sandboxes) as client:
+        session = await call_ok(client, "create_session", {})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "do it"})
+        assert outcome["stop_reason"]["type"] == "refusal"
+        [idle] = [e for e in outcome["events"] if e["type"] == "session.status_idle"]
+        assert idle["stop_details"]["type"] == "refusal"
+        assert "content filter" in idle["stop_details"]["explanation"]
+        assert outcome["reply"] == "I can't help with"
+        again = await call_ok(client, "send_message", {"session_id": session["id"], "text": "a poem then"})
+        assert again["stop_reason"]["type"] == "end_turn"
+        assert again["reply"] == "Here is a poem."
+    assert [m["role"] for m in model.requests[-1].messages] == ["user", "assistant", "user"]
+
+
+async def test_a_models_declared_window_sets_its_answer_length_and_trimming_budget(
+    loop_config: ServerConfig, model: ModelServer, sandboxes: FakeSandboxes
+) -> None:
+    from server.core.models import parse_providers
+
+    windows = {"models": {"anthropic/claude-small": {"context_tokens": 4_000}}}
+    config = dataclasses.replace(loop_config, providers=parse_providers(windows, {}))
+    big = "head -c 2000 /dev/zero | tr '\\0' x"
+    sandboxes.outputs[big] = "x" * 2000
+    model.enqueue(*[reply(tool_use("bash", {"command": big})) for _ in range(6)], reply("Done."), reply("Hi."))
+    async with connected(config, sandboxes=sandboxes) as client:
+        small = await call_ok(client, "create_session", {"model": "anthropic/claude-small"})
+        outcome = await call_ok(client, "send_message", {"session_id": small["id"], "text": "print a lot"})
+        assert outcome["reply"] == "Done."
+        page = await call_ok(
+            client, "get_events", {"session_id": small["id"], "types": ["agent.thread_context_compacted"]}
+        )
+        assert page["events"]  # 3,000 tokens of budget: the 12,000 characters of results did not fit
+        other = await call_ok(client, "create_session", {})
+        assert (await call_ok(client, "send_message", {"session_id": other["id"], "text": "hi"}))["reply"] == "Hi."
+    assert {r.model for r in model.requests[:-1]} == {"claude-small"}  # the provider's own name for it
+    assert {r.max_tokens for r in model.requests[:-1]} == {1_000}  # a quarter of its window
+    assert model.requests[-1].max_tokens == 16_000  # a model with no declared window: as before
