@@ -9,17 +9,15 @@ from the cache. SDK errors are translated here, once, into `ModelError`.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 from pydantic import JsonValue
 
 from server.brain.model import ModelError, ModelTurn, TokenUsage, TurnPreview
+from server.brain.providers.http_errors import retry_after_s
 
 if TYPE_CHECKING:
     import anthropic
@@ -184,7 +182,7 @@ def _status_error(exc: anthropic.APIStatusError, model: str) -> ModelError:
     if status == 200:  # an `error` event inside a stream: its type says what it was
         status = _STATUS_OF_ERROR_TYPE.get(str(getattr(exc, "type", "")), 500)
     detail = _message(exc)
-    wait = _retry_after_s(exc.response.headers.get("retry-after"))
+    wait = retry_after_s(exc.response.headers.get("retry-after"))
     if status == 529:
         return ModelError("model_overloaded_error", f"the model is overloaded: {detail}", retry_after_s=wait)
     if status == 429:
@@ -205,23 +203,6 @@ def _status_error(exc: anthropic.APIStatusError, model: str) -> ModelError:
             "use a model the endpoint serves (set it on the agent or MANAGED_SESSIONS_MODEL)",
         )
     return ModelError("invalid_request_error", f"the model endpoint rejected the request ({status}): {detail}")
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """`retry-after` as seconds: a number, or an HTTP date (RFC 9110); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _message(exc: anthropic.APIStatusError) -> str:
