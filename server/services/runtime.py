@@ -85,10 +85,10 @@ async def open_runtime(
     """The composition root: opens the store (running migrations), wires the services to their adapters, resumes
     the sessions that were running and reaps stray sandboxes.
 
-    Each keyword replaces one production adapter, so tests pass fakes instead of patching: `model` (default: the
-    provider each model id names: Anthropic, or an OpenAI-compatible endpoint), `sandboxes` (a factory given the runtime's task group; default: Docker),
-    `store` (default: SQLite in the data dir; one passed in is not closed here), `secrets` (default: the OS
-    keyring)."""
+    Each keyword replaces one production adapter, so tests pass fakes instead of patching: `model` (default:
+    the provider each model id names: Anthropic, or an OpenAI-compatible endpoint), `sandboxes` (a factory
+    given the runtime's task group; default: Docker), `store` (default: SQLite in the data dir; one passed in
+    is not closed here), `secrets` (default: the OS keyring)."""
     opened = store is None
     store = store if store is not None else await in_thread(SqliteStore.open, config.database_path)
     vaults = Vaults(

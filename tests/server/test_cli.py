@@ -68,12 +68,14 @@ def test_doctor_checks_each_provider_and_says_what_to_fix(
     result = run(["doctor"], env)
     lines = result.stdout.splitlines()
     by_name = {
-        name: next((line for line in lines if name in line), "") for name in ("credentials", "openai", "gone", "keyed")
+        name: next((line for line in lines if line.startswith("[") and name in line), "")
+        for name in ("model credentials", "openai", "gone", "keyed")
     }
-    assert by_name["credentials"].startswith("[ok  ]")
+    assert by_name["model credentials"].startswith("[ok  ]")
     assert by_name["openai"].startswith("[warn] model provider openai")  # not the default model's provider
     assert by_name["gone"].startswith("[warn] model provider gone")
-    assert "could not reach" in by_name["gone"]
+    assert "failed: Connection error" in by_name["gone"]
+    assert "check that it is running" in by_name["gone"]
     assert by_name["keyed"].startswith("[FAIL] model provider keyed")  # the default model's: required
     assert "no KEYED_API_KEY" in by_name["keyed"]
     assert any("fix: export KEYED_API_KEY" in line for line in lines)
