@@ -138,7 +138,7 @@ def _message_problems(i: int, message: Any, assistant_keys: frozenset[str]) -> l
 def _content_problems(path: str, role: str, message: JsonObject) -> list[Problem]:
     content = message.get("content")
     if content is None:
-        if role == "assistant" and (message.get("tool_calls") or message.get("refusal")):
+        if role == "assistant" and any(message.get(k) for k in ("tool_calls", "function_call", "refusal")):
             return []
         return [Problem(f"Missing required parameter: '{path}.content'.", f"{path}.content")]
     if role == "tool" and not content:
