@@ -11,6 +11,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+from chat_model_server import ChatModelServer
 from mcp import Client
 from model_server import ModelServer
 from serving import connected
@@ -45,7 +46,7 @@ def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
 
 
 @pytest.fixture
@@ -56,6 +57,17 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
     with ModelServer() as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        yield server
+        assert server.violations == []
+
+
+@pytest.fixture
+def chat_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChatModelServer]:
+    """The scripted Chat Completions API, reached by the real `openai` client through OPENAI_BASE_URL, as `model`
+    is for Anthropic's. Every request it saw must have been one the real API accepts."""
+    with ChatModelServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
         yield server
         assert server.violations == []
 
