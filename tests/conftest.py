@@ -151,6 +151,9 @@ def subprocess_env(data_dir: Path) -> dict[str, str]:
         "HOME": os.environ.get("HOME", "/tmp"),
         "MANAGED_SESSIONS_DATA_DIR": str(data_dir),
         "MANAGED_SESSIONS_MODEL": "claude-test-model",
+        # No child reaches a real model endpoint (doctor asks each for its models) unless its test says where.
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
     }
 
 

@@ -114,3 +114,14 @@ def test_serve_refuses_an_unusable_configuration_with_the_variable_named(subproc
     assert result.returncode == 1
     assert "MANAGED_SESSIONS_IMAGE='Not An Image' is not valid" in result.stderr
     assert result.stdout == ""
+
+
+def test_serve_refuses_a_broken_providers_file_and_says_what_to_fix(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[endpoints.local]\nbase_url = "localhost:11434"\n')
+    result = run(["serve"], {**subprocess_env, "MANAGED_SESSIONS_PROVIDERS": str(providers)})
+    assert result.returncode == 1
+    assert f"{providers}: [endpoints.local]: base_url must be an http(s) URL" in result.stderr
+    assert result.stdout == ""
