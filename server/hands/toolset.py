@@ -18,6 +18,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from server.core.tools import ToolResult
+from server.core.validation import problem_lines
 from server.egress.web_fetch import FetchPolicy, WebFetchError, web_fetch
 from server.hands.helper.channel import HelperError
 from server.hands.sandbox import SandboxLostError
@@ -125,7 +126,7 @@ class SandboxTools:
         try:
             parsed = model.model_validate(tool_input)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(problem_lines(exc, root="input"))
             return ToolResult.text(f"{tool_name}: invalid input: {problems}", is_error=True)
         if isinstance(parsed, WebFetchInput):
             return await self._web_fetch(parsed)

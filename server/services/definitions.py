@@ -30,6 +30,7 @@ from server.core.errors import ConflictError, InvalidRequestError
 from server.core.ids import new_id
 from server.core.models import Providers
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
+from server.core.validation import problem_lines
 from server.store.ports import DefinitionStore
 
 __all__ = ["AgentChanges", "AgentList", "Definitions", "EnvironmentChanges", "EnvironmentList"]
@@ -259,5 +260,5 @@ def _validated_environment(fields: dict[str, object]) -> Environment:
 def _plain(exc: Exception) -> str:
     """A validation error as one line per problem, without pydantic's URLs."""
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        return "; ".join(problem_lines(exc, root="value"))
     return str(exc)
