@@ -166,7 +166,7 @@ class SandboxPool:
             entries += self._package_hosts or ()
         if networking.allow_mcp_servers:
             entries += mcp_hosts
-        return list(dict.fromkeys(_valid_entries(entries)))
+        return list(_normalised(tuple(entries)))
 
     @staticmethod
     def _policy(entries: list[str]) -> EgressPolicy:
@@ -368,10 +368,14 @@ class SandboxPool:
             raise SandboxUnavailableError(f"the sandbox of {session_id!r} did not answer; try again") from exc
 
 
-def _valid_entries(entries: Sequence[str]) -> Iterator[str]:
-    """Entries in `allowed_hosts` form; one read from this machine's configuration that is not is skipped."""
+@functools.lru_cache(maxsize=256)
+def _normalised(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """Entries in `allowed_hosts` form, each once; one read from this machine's configuration that is not is
+    skipped (and logged once). Cached: `get_session` shows them, and they change only with the environment."""
+    kept: dict[str, None] = {}
     for entry in entries:
         try:
-            yield check_host_entry(entry)
+            kept[check_host_entry(entry)] = None
         except ValueError as exc:
             logger.warning("egress: skipping host entry %r: %s", entry, exc)
+    return tuple(kept)
