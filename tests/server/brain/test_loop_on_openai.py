@@ -4,6 +4,7 @@ in `tests/e2e/test_openai_over_stdio.py`."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -70,3 +71,28 @@ async def test_an_authentication_failure_is_not_retried_and_says_what_to_set(
     assert failure["type"] == "authentication_error"
     assert "OPENAI_API_KEY" in failure["message"]
     assert len(chat_model.requests) == 1
+
+
+async def test_a_conversation_past_the_models_window_is_trimmed_on_this_provider_too(
+    openai_config: ServerConfig, chat_model: ChatModelServer
+) -> None:
+    windows = {"models": {"openai/gpt-small": {"context_tokens": 4_000}}}
+    config = dataclasses.replace(openai_config, providers=parse_providers(windows, os.environ))
+    sandboxes = FakeSandboxes()
+    big = "head -c 2000 /dev/zero | tr '\\0' x"
+    sandboxes.outputs[big] = "x" * 2000
+    chat_model.enqueue(*[reply(tool_call("bash", {"command": big})) for _ in range(6)], reply("Done."))
+    async with connected(config, sandboxes=sandboxes) as client:
+        session = await call_ok(client, "create_session", {"model": "openai/gpt-small"})
+        outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "print a lot"})
+        assert outcome["reply"] == "Done."
+        page = await call_ok(
+            client, "get_events", {"session_id": session["id"], "types": ["agent.thread_context_compacted"]}
+        )
+        assert page["events"]
+    last = chat_model.requests[-1]
+    results = [m["content"] for m in last.messages if m["role"] == "tool"]
+    assert len(results) == 6
+    assert "trimmed" in results[0]
+    assert results[-1] == "x" * 2000  # the newest result is whole
+    assert {r.max_tokens for r in chat_model.requests} == {1_000}  # a quarter of the declared window
