@@ -72,3 +72,13 @@ def test_refusals_name_the_entry_the_problem_and_the_forms_expected(entry: str, 
     assert f"allowed_hosts entry {entry!r}" in message, reason  # `reason`: what is wrong, for the reader
     assert "'*.example.com'" in message
     assert "':port'" in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["user@example.com", "*.com", "example.com:+80", "127.1", "1.2.3.4.5", "x" * 250 + ".com", "fe80::1%eth0"],
+)
+def test_other_malformed_entries_are_refused_naming_the_entry(entry: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        check_host_entry(entry)
+    assert f"allowed_hosts entry {entry!r}" in str(refused.value)
