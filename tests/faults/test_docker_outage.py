@@ -62,9 +62,12 @@ def results(events: list[dict[str, Any]]) -> list[tuple[bool, str]]:
     return [(e["is_error"], e["content"][0]["text"]) for e in events if e["type"] == "agent.tool_result"]
 
 
+@pytest.mark.parametrize("networking", ["none", "limited"])
 async def test_an_engine_that_goes_away_between_tool_calls_is_waited_for_and_the_loop_goes_on(
-    engine: DockerProxy, data_dir: Path, model: ModelServer
+    engine: DockerProxy, data_dir: Path, model: ModelServer, networking: str, docker_client: docker.DockerClient
 ) -> None:
+    """A `limited` sandbox too: its network, proxy admission and policy survive the outage."""
+
     def cut_then_read(request: RecordedRequest) -> Reply:
         engine.cut()  # the first call's exec stream goes with it
         return reply(tool_use("bash", {"command": "cat /workspace/note"}))
@@ -76,7 +79,9 @@ async def test_an_engine_that_goes_away_between_tool_calls_is_waited_for_and_the
     )
     with anyio.fail_after(HANG_GUARD_S):
         async with connected(config_for(data_dir, engine_wait_s=120)) as client:
-            sid = (await call_ok(client, "create_session", {}))["id"]
+            env = {"name": "outage", "networking": {"type": networking}}
+            environment_id = (await call_ok(client, "create_environment", env))["id"]
+            sid = (await call_ok(client, "create_session", {"environment_id": environment_id}))["id"]
             await call_ok(client, "send_message", {"session_id": sid, "text": "go", "wait_seconds": 0})
             waiting = await wait_for(client, sid, "session.error")
             assert waiting["error"]["retry_status"] == {"type": "retrying"}
@@ -91,6 +96,12 @@ async def test_an_engine_that_goes_away_between_tool_calls_is_waited_for_and_the
             idle = await wait_for(client, sid, "session.status_idle", after=waiting["id"])
             assert idle["stop_reason"]["type"] == "end_turn"
             events = await all_events(client, sid)
+            sandbox = (await call_ok(client, "get_session", {"session_id": sid}))["sandbox"]
+            assert sandbox["egress"]["mode"] == networking
+            [container] = containers_of(docker_client, sid)
+            container.reload()
+            joined = set(container.attrs["NetworkSettings"]["Networks"])
+            assert joined == ({"none"} if networking == "none" else {sandbox["network"]})
 
     assert [e["error"]["retry_status"]["type"] for e in events if e["type"] == "session.error"] == ["retrying"]
     assert results(events) == [(False, ""), (False, "kept")]  # the second call ran once the engine was back
