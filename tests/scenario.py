@@ -39,6 +39,38 @@ async def wait_for_idle(client: Client, session_id: str, after: str) -> dict[str
     raise AssertionError("the session never went idle")
 
 
+async def wait_requires_action(client: Client, session_id: str, exclude: str) -> str:
+    """Polls until the session idles on `requires_action` for a tool use other than `exclude`; returns its id."""
+    for _ in range(60):
+        state = await call_ok(client, "get_session", {"session_id": session_id})
+        reason = state.get("stop_reason") or {}
+        if state["status"] == "idle" and reason.get("type") == "requires_action" and exclude not in reason["event_ids"]:
+            return str(reason["event_ids"][0])
+        await call_ok(
+            client,
+            "get_events",
+            {"session_id": session_id, "wait_seconds": 0.5, "after": None, "types": ["user.interrupt"]},
+        )
+    raise AssertionError("no new requires_action")
+
+
+async def wait_end_turn(client: Client, session_id: str) -> str:
+    """Polls until the session idles with `end_turn`; returns its last agent message's text."""
+    for _ in range(60):
+        state = await call_ok(client, "get_session", {"session_id": session_id})
+        if state["status"] == "idle" and (state.get("stop_reason") or {}).get("type") == "end_turn":
+            page = await call_ok(
+                client, "get_events", {"session_id": session_id, "limit": 200, "types": ["agent.message"]}
+            )
+            return str(page["events"][-1]["content"][0]["text"])
+        await call_ok(
+            client,
+            "get_events",
+            {"session_id": session_id, "wait_seconds": 0.5, "after": None, "types": ["user.interrupt"]},
+        )
+    raise AssertionError("the session never finished its turn")
+
+
 async def run_scenario(client: Client) -> None:
     tools = {tool.name for tool in (await client.list_tools()).tools}
     assert {

@@ -16,7 +16,7 @@ from mcp import Client, StdioServerParameters, stdio_client
 from model_server import ModelServer, error, reply, tool_use
 from processes import python_path_env
 from sandbox_probes import LONG_COMMAND, wait_for_running_command
-from scenario import call_ok
+from scenario import call_ok, wait_end_turn, wait_requires_action
 
 from server.core.config import DEFAULT_IMAGE
 from server.hands.docker.sandbox import LABEL_SESSION
@@ -145,33 +145,3 @@ async def test_interrupt_during_a_long_command(
         assert result["is_error"] is True
         assert "interrupted" in result["content"][0]["text"]
         assert "user.interrupt" in [e["type"] for e in page["events"]]
-
-
-async def wait_requires_action(client: Client, session_id: str, exclude: str) -> str:
-    for _ in range(60):
-        state = await call_ok(client, "get_session", {"session_id": session_id})
-        reason = state.get("stop_reason") or {}
-        if state["status"] == "idle" and reason.get("type") == "requires_action" and exclude not in reason["event_ids"]:
-            return str(reason["event_ids"][0])
-        await call_ok(
-            client,
-            "get_events",
-            {"session_id": session_id, "wait_seconds": 0.5, "after": None, "types": ["user.interrupt"]},
-        )
-    raise AssertionError("no new requires_action")
-
-
-async def wait_end_turn(client: Client, session_id: str) -> str:
-    for _ in range(60):
-        state = await call_ok(client, "get_session", {"session_id": session_id})
-        if state["status"] == "idle" and (state.get("stop_reason") or {}).get("type") == "end_turn":
-            page = await call_ok(
-                client, "get_events", {"session_id": session_id, "limit": 200, "types": ["agent.message"]}
-            )
-            return str(page["events"][-1]["content"][0]["text"])
-        await call_ok(
-            client,
-            "get_events",
-            {"session_id": session_id, "wait_seconds": 0.5, "after": None, "types": ["user.interrupt"]},
-        )
-    raise AssertionError("the session never finished its turn")

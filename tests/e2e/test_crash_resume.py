@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,59 +11,13 @@ import docker
 import docker.errors
 import pytest
 from model_server import ModelServer, hang, reply, tool_use
-from processes import INITIALIZE, LineChild, python_path_env
+from processes import python_path_env
+from stdio_child import StdioServer
 
 from server.core.config import DEFAULT_IMAGE
 from server.store.sqlite.store import Store
 
 pytestmark = pytest.mark.docker
-
-
-class Server(LineChild):
-    """`python -m server serve` spoken to in raw JSON-RPC lines, so the test can kill -9 it at will."""
-
-    def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
-        super().__init__([sys.executable, "-m", "server", "serve"], stderr_path, env=env, deadline_s=60)
-        self._ids = iter(range(2, 10_000))
-        self.say(json.dumps(INITIALIZE))
-        assert json.loads(self.next_line())["id"] == 1
-        self.say(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-
-    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        request_id = next(self._ids)
-        self.say(
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": request_id,
-                    "method": "tools/call",
-                    "params": {"name": tool, "arguments": arguments},
-                }
-            )
-        )
-        while True:
-            message = json.loads(self.next_line())
-            if message.get("id") == request_id:
-                result: dict[str, Any] = message["result"]
-                assert not result.get("isError"), result
-                return dict(result["structuredContent"])
-
-    def follow(self, session_id: str, until: Callable[[dict[str, Any]], object]) -> None:
-        """Long-polls the session's log until `until(page)` holds (bounded)."""
-        cursor = None
-        for _ in range(200):
-            page = self.call("get_events", {"session_id": session_id, "after": cursor, "limit": 200, "wait_seconds": 2})
-            cursor = page["next_cursor"] or cursor
-            if until(page):
-                return
-        raise AssertionError("the session's log never got there")
-
-    def wait_for(self, session_id: str, event_type: str) -> dict[str, Any]:
-        for _ in range(30):
-            page = self.call("get_events", {"session_id": session_id, "types": [event_type], "wait_seconds": 5})
-            if page["events"]:
-                return dict(page["events"][-1])
-        raise AssertionError(f"no {event_type}")
 
 
 @pytest.fixture
@@ -95,13 +47,13 @@ def test_a_tool_running_at_a_kill_is_answered_as_interrupted_and_the_session_goe
             lambda request: reply(f"recovered: {request.tool_results()}"),
         )
         env = {**env, "ANTHROPIC_BASE_URL": model.base_url}
-        first = Server(env, tmp_path / "first.log")
+        first = StdioServer(env, tmp_path / "first.log")
         session = first.call("create_session", {})
         first.call("send_message", {"session_id": session["id"], "text": "work", "wait_seconds": 0})
         first.wait_for(session["id"], "agent.tool_use")
         first.kill_9()
 
-        second = Server(env, tmp_path / "second.log")
+        second = StdioServer(env, tmp_path / "second.log")
         idle = second.wait_for(session["id"], "session.status_idle")
         assert idle["stop_reason"]["type"] == "end_turn"
         events = assert_log_is_valid(data_dir, session["id"])
@@ -121,14 +73,14 @@ def test_a_model_request_in_flight_at_a_kill_is_asked_again(
     with ModelServer() as model:
         model.enqueue(hang("thinking...", release=release), reply("answered after the restart"))
         env = {**env, "ANTHROPIC_BASE_URL": model.base_url}
-        first = Server(env, tmp_path / "first.log")
+        first = StdioServer(env, tmp_path / "first.log")
         session = first.call("create_session", {})
         first.call("send_message", {"session_id": session["id"], "text": "question", "wait_seconds": 0})
         model.wait_for_requests(1, timeout_s=30)
         first.kill_9()
         release.set()
 
-        second = Server(env, tmp_path / "second.log")
+        second = StdioServer(env, tmp_path / "second.log")
         idle = second.wait_for(session["id"], "session.status_idle")
         assert idle["stop_reason"]["type"] == "end_turn"
         events = assert_log_is_valid(data_dir, session["id"])
@@ -153,7 +105,7 @@ def test_killed_again_and_again_a_multi_step_session_still_finishes_with_a_valid
     with ModelServer() as model:
         model.enqueue(*[decide] * 60)
         env = {**env, "ANTHROPIC_BASE_URL": model.base_url}
-        server = Server(env, tmp_path / "run-0.log")
+        server = StdioServer(env, tmp_path / "run-0.log")
         session = server.call("create_session", {})
         server.call("send_message", {"session_id": session["id"], "text": "do four steps", "wait_seconds": 0})
         for round_index, kill_at in enumerate((4, 9, 14, 19, 24), start=1):  # model calls, tool runs, writes
@@ -161,7 +113,7 @@ def test_killed_again_and_again_a_multi_step_session_still_finishes_with_a_valid
                 session["id"], until=lambda page, n=kill_at: page["events"] and page["events"][-1]["seq"] >= n
             )
             server.kill_9()
-            server = Server(env, tmp_path / f"run-{round_index}.log")
+            server = StdioServer(env, tmp_path / f"run-{round_index}.log")
         server.follow(session["id"], until=lambda page: page["status"] == "idle" and not page["has_more"])
         events = assert_log_is_valid(data_dir, session["id"])
         assert [e["type"] for e in events].count("user.message") == 1
