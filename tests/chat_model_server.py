@@ -25,30 +25,28 @@ path and a hang that hit its cap, so `assert server.violations == []` catches th
 to refuse (a wrong key, an unknown model, tools on a model without them) is answered as the provider would and
 is not a violation: a test provokes it on purpose.
 
+The HTTP plumbing (server thread, connections, hand-written responses, hangs, recorded requests) lives in
+`scripted_http.py`, shared with `model_server.py`: this module keeps its API's wire format, script and checks.
+
 Trust: it binds 127.0.0.1 only, and records credential headers as present, never their values.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import itertools
 import json
-import logging
 import secrets
-import select
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from chat_request_checks import Problem, chat_request_problems
+from scripted_http import HANG_CAP_S, Exchange, Handler, JsonObject, ScriptedHang, ScriptedServer
+from scripted_http import POLL_S as POLL_S  # still importable from here, as before the plumbing moved
+from scripted_http import HangOutcome as HangOutcome
 from typing_extensions import override
 
 __all__ = [
@@ -71,10 +69,6 @@ __all__ = [
     "tool_call",
 ]
 
-logger = logging.getLogger(__name__)
-
-HANG_CAP_S = 60.0  # a forgotten release fails the test within a minute instead of stalling the whole run
-POLL_S = 0.02  # how often a hang looks at its release event, the client's socket and shutdown
 SECRET_HEADERS = frozenset({"authorization", "api-key"})  # the SDK's Bearer header; Azure-style endpoints' key
 DEFAULT_REASONING_FIELD = "reasoning_content"
 DEFAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {  # status -> type, code, message, as the API words them
@@ -88,8 +82,6 @@ DEFAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {  # status -> type, co
 }
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
-HangOutcome = Literal["released", "disconnected", "capped", "shutdown"]
-JsonObject = dict[str, Any]  # JSON as it enters from the wire
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,7 @@ class ErrorReply:
     partial_text: str | None = None
 
 
-class Hang:
+class Hang(ScriptedHang):
     """A turn that stalls mid-answer until `release()`, the client hangs up, or `cap_s` passes.
 
     A stream first sends the role chunk and, with `partial_text`, that text's chunks; the rest of the reply
@@ -145,39 +137,15 @@ class Hang:
     """
 
     def __init__(self, partial_text: str | None, then: Reply, *, cap_s: float, released: threading.Event) -> None:
+        super().__init__(cap_s=cap_s, released=released)
         self.partial_text = partial_text
         self.then = then
-        self.cap_s = cap_s
-        self.released = released
-        self.started = threading.Event()
-        self.outcome: HangOutcome | None = None
-        self._ended = threading.Event()
 
     @property
     def reply(self) -> Reply:
         """The whole answer a released hang gives: the partial text, then `then`."""
         head = self.partial_text or ""
         return Reply(head + self.then.text, self.then.tool_calls, self.then.finish_reason, usage=self.then.usage)
-
-    def release(self) -> None:
-        self.released.set()
-
-    def wait_started(self, timeout_s: float = 5.0) -> None:
-        """Blocks until the server is holding the answer back (its partial stream has been sent)."""
-        if not self.started.wait(timeout_s):
-            raise TimeoutError(f"the hang did not start within {timeout_s} s; did a request reach it?")
-
-    def wait_ended(self, timeout_s: float = 5.0) -> HangOutcome:
-        """Blocks until the hang is over; returns why it ended."""
-        if not self._ended.wait(timeout_s):
-            raise TimeoutError(f"the hang did not end within {timeout_s} s")
-        assert self.outcome is not None
-        return self.outcome
-
-    def _end(self, outcome: HangOutcome) -> HangOutcome:
-        self.outcome = outcome
-        self._ended.set()
-        return outcome
 
 
 @dataclass(frozen=True)
@@ -461,160 +429,26 @@ def _problems_json(problems: list[Problem]) -> JsonObject:
 # --- HTTP ------------------------------------------------------------------------------------------------------
 
 
-class _Exchange:
-    """One HTTP request and its response, written by hand so a stream can stop, pause and notice a hang-up."""
-
-    def __init__(self, handler: _Handler) -> None:
-        self.handler = handler
-        self.gone = False
-
-    def send_json(self, status: int, body: JsonObject, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self._head(status, {"content-type": "application/json", "content-length": str(len(data)), **(headers or {})})
-        self._write(data)
-
-    def send_error(self, answer: ErrorReply) -> None:
-        headers: dict[str, str] = {}
-        if answer.retry_after is not None:
-            headers["retry-after"] = f"{answer.retry_after:g}"
-        if answer.should_retry is not None:
-            headers["x-should-retry"] = str(answer.should_retry).lower()
-        self.send_json(answer.status, _error_reply_json(answer), headers)
-
-    def start_stream(self) -> None:
-        self._head(200, {"content-type": "text/event-stream; charset=utf-8", "transfer-encoding": "chunked"})
+class _Exchange(Exchange):
+    request_id_header = "x-request-id"
 
     def send_chunks(self, chunks: list[JsonObject]) -> None:
         for chunk in chunks:
-            self._send_frame(json.dumps(chunk))
+            self.send_frame(json.dumps(chunk))
 
+    @override
     def end_stream(self, *, done: bool = True) -> None:
         """Ends the body; `done` first sends `data: [DONE]`, which a failed stream does not get."""
         if done:
-            self._send_frame("[DONE]")
-        self._write(b"0\r\n\r\n")
-
-    def wait(self, job: Hang, closing: threading.Event) -> HangOutcome:
-        """Holds the answer back until released, hung up on, capped or shut down; polls at `POLL_S`."""
-        job.started.set()
-        deadline = time.monotonic() + job.cap_s
-        sock = self.handler.connection
-        while not job.released.is_set():
-            if closing.is_set():
-                return job._end("shutdown")
-            if time.monotonic() >= deadline:
-                return job._end("capped")
-            state = _socket_state(sock)
-            if state == "closed":
-                self.gone = True
-                return job._end("shutdown" if closing.is_set() else "disconnected")  # close() drops sockets too
-            if state == "data":  # the client sent bytes mid-response; wait on the release, not a spinning select
-                job.released.wait(POLL_S)
-        return job._end("released")
-
-    def drop(self) -> None:
-        """Closes the connection now, whatever was or was not sent: the client sees it end mid-response."""
-        self._lost()
-        with contextlib.suppress(OSError):
-            self.handler.connection.shutdown(socket.SHUT_RDWR)
-
-    def _send_frame(self, data: str) -> None:
-        frame = f"data: {data}\n\n".encode()
-        self._write(b"%x\r\n%s\r\n" % (len(frame), frame))
-
-    def _head(self, status: int, headers: dict[str, str]) -> None:
-        if self.gone:
-            return
-        try:
-            self.handler.send_response(status)
-            for name, value in {"x-request-id": f"req_{secrets.token_hex(12)}", **headers}.items():
-                self.handler.send_header(name, value)
-            self.handler.end_headers()
-        except OSError:
-            self._lost()
-
-    def _write(self, data: bytes) -> None:
-        if self.gone:
-            return
-        try:
-            self.handler.wfile.write(data)
-            self.handler.wfile.flush()
-        except OSError:
-            self._lost()
-
-    def _lost(self) -> None:
-        self.gone = True
-        self.handler.close_connection = True
+            self.send_frame("[DONE]")
+        super().end_stream()
 
 
 def _error_reply_json(answer: ErrorReply) -> JsonObject:
     return error_json(answer.message, answer.type, answer.param, answer.code)
 
 
-def _socket_state(sock: socket.socket) -> Literal["idle", "closed", "data"]:
-    """Waits up to `POLL_S` for the client's socket: a readable socket with nothing to read was closed."""
-    try:
-        readable, _, _ = select.select([sock], [], [], POLL_S)
-        if not readable:
-            return "idle"
-        return "closed" if sock.recv(1, socket.MSG_PEEK) == b"" else "data"
-    except (OSError, ValueError):
-        return "closed"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, and chunked streams, as the real API
-    disable_nagle_algorithm = True  # small separate writes would otherwise wait on the client's delayed ACK
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self.server.owner._serve(self)
-
-    def do_POST(self) -> None:
-        self.server.owner._serve(self)
-
-    @override
-    def log_message(self, format: str, *args: Any) -> None:
-        line = format % args
-        logger.debug("chat model server: %s", line)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: ChatModelServer) -> None:
-        self.owner = owner
-        self.connections: set[socket.socket] = set()
-        self.connections_changed = threading.Condition()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @override
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.connections_changed:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    @override
-    def shutdown_request(self, request: Any) -> None:
-        """Runs last on a connection's handler thread; once every one has run, no handler is left."""
-        try:
-            super().shutdown_request(request)
-        finally:
-            with self.connections_changed:
-                self.connections.discard(request)
-                self.connections_changed.notify_all()
-
-    def drop_connections(self, timeout_s: float) -> None:
-        """Ends every connection, idle keep-alive ones included, and waits for their handler threads to finish."""
-        with self.connections_changed:
-            for connection in self.connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-            if not self.connections_changed.wait_for(lambda: not self.connections, timeout_s):
-                logger.warning("chat model server: %d connection(s) still open after close", len(self.connections))
-
-
-class ChatModelServer:
+class ChatModelServer(ScriptedServer[RecordedRequest, Answer]):
     """The scripted Chat Completions API, serving on 127.0.0.1 in a background thread while the context is open.
 
     Args:
@@ -640,6 +474,11 @@ class ChatModelServer:
             assert server.violations == []
     """
 
+    _name = "chat model server"
+    _secret_headers = SECRET_HEADERS
+    _not_json = "We could not parse the JSON body of your request"
+    _not_an_object = "the request body must be a JSON object"
+
     def __init__(
         self,
         *turns: Turn,
@@ -649,77 +488,23 @@ class ChatModelServer:
         reasoning_field: str = DEFAULT_REASONING_FIELD,
         interleave_tool_calls: bool = True,
     ) -> None:
-        self._turns: deque[Turn] = deque(turns)
+        super().__init__(turns, RecordedRequest)
         self._interleave_tool_calls = interleave_tool_calls
         self._api_key = api_key
         self._models = tuple(models) if models is not None else None
         self._tools_supported = tools_supported
         self._reasoning_field = reasoning_field
-        self._requests: list[RecordedRequest] = []
-        self._violations: list[str] = []
-        self._changed = threading.Condition()
-        self._closing = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> ChatModelServer:
-        self._httpd = _HTTPServer(self)
-        serve = functools.partial(self._httpd.serve_forever, poll_interval=POLL_S)  # the default 0.5 s slows close()
-        self._thread = threading.Thread(target=serve, name="chat-model-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stops serving and waits for the handlers: a hang in progress ends with outcome `shutdown`."""
-        self._closing.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.drop_connections(timeout_s=5)
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     @property
+    @override
     def base_url(self) -> str:
         """The API root the `openai` SDK takes as `base_url` (or `OPENAI_BASE_URL`): it ends in `/v1`."""
-        assert self._httpd is not None, "enter the ChatModelServer context first"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def enqueue(self, *turns: Turn) -> None:
-        with self._changed:
-            self._turns.extend(turns)
-
-    @property
-    def remaining(self) -> int:
-        """Scripted turns not yet used."""
-        with self._changed:
-            return len(self._turns)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._changed:
-            return list(self._requests)
-
-    @property
-    def violations(self) -> list[str]:
-        with self._changed:
-            return list(self._violations)
-
-    def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[RecordedRequest]:
-        """Blocks until at least `count` requests have arrived; returns them all."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self._requests) >= count, timeout_s):
-                seen = [f"{r.method} {r.path}" for r in self._requests]
-                raise TimeoutError(f"{len(seen)} of {count} requests arrived within {timeout_s} s: {seen}")
-            return list(self._requests)
+        return f"{super().base_url}/v1"
 
     # --- serving, on the handler threads ---
 
-    def _serve(self, handler: _Handler) -> None:
+    @override
+    def _serve(self, handler: Handler) -> None:
         exchange = _Exchange(handler)
         authorized = self._authorized(handler.headers.get("authorization"))
         request, problem = self._record(handler)
@@ -743,29 +528,6 @@ class ChatModelServer:
             return True
         expected = f"Bearer {self._api_key}".encode()
         return authorization is not None and secrets.compare_digest(authorization.encode(), expected)
-
-    def _record(self, handler: _Handler) -> tuple[RecordedRequest, str | None]:
-        url = urlsplit(handler.path)
-        headers = {k.lower(): ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in handler.headers.items()}
-        raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
-        body: Any = {}
-        problem = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                problem = f"We could not parse the JSON body of your request: {exc}"
-        if not isinstance(body, dict):
-            body, problem = {}, "the request body must be a JSON object"
-        with self._changed:
-            request = RecordedRequest(len(self._requests), handler.command, url.path, url.query, headers, body)
-            self._requests.append(request)
-            self._changed.notify_all()
-        return request, problem
-
-    def _violate(self, request: RecordedRequest, message: str) -> None:
-        with self._changed:
-            self._violations.append(f"request #{request.index} ({request.method} {request.path}): {message}")
 
     def _answer_models(self, request: RecordedRequest, exchange: _Exchange) -> None:
         def info(model_id: str) -> JsonObject:
@@ -799,21 +561,9 @@ class ChatModelServer:
         else:
             self._send_answer(request, self._next_answer(request), exchange)
 
-    def _next_answer(self, request: RecordedRequest) -> Answer:
-        with self._changed:
-            turn = self._turns.popleft() if self._turns else None
-        if turn is None:
-            message = "the model script ran out: no turn was enqueued for this request; enqueue more turns"
-            self._violate(request, message)
-            return ErrorReply(500, "server_error", message, should_retry=False)
-        if not callable(turn):
-            return turn
-        try:
-            return turn(request)
-        except Exception as exc:  # noqa: BLE001 - the test's own callback failed: answer loudly, keep serving
-            message = f"the scripted turn callable raised {exc!r}"
-            self._violate(request, message)
-            return ErrorReply(500, "server_error", message, should_retry=False)
+    @override
+    def _server_error(self, message: str) -> ErrorReply:
+        return ErrorReply(500, "server_error", message, should_retry=False)
 
     def _send_answer(self, request: RecordedRequest, answer: Answer, exchange: _Exchange) -> None:
         if isinstance(answer, ErrorReply):
@@ -843,7 +593,7 @@ class ChatModelServer:
 
     def _send_error(self, request: RecordedRequest, answer: ErrorReply, exchange: _Exchange) -> None:
         if not (answer.in_stream and request.stream):
-            exchange.send_error(answer)
+            exchange.send_error(answer, _error_reply_json(answer))
             return
         exchange.start_stream()
         exchange.send_chunks([*_opening_chunks(self._frame(request), answer.partial_text), _error_reply_json(answer)])
@@ -863,12 +613,12 @@ class ChatModelServer:
         outcome = exchange.wait(job, self._closing)
         if outcome == "capped":
             self._violate(request, f"a hang reached its {job.cap_s} s cap without a release or a client hang-up")
-            capped = ErrorReply(500, "server_error", "the scripted hang reached its cap", should_retry=False)
+            capped = self._server_error("the scripted hang reached its cap")
             if request.stream:
                 exchange.send_chunks([_error_reply_json(capped)])
                 exchange.end_stream(done=False)
             else:
-                exchange.send_error(capped)
+                exchange.send_error(capped, _error_reply_json(capped))
         elif outcome == "released" and request.stream:
             exchange.send_chunks(_closing_chunks(frame, job.then, self._reasoning_field))
             exchange.end_stream()

@@ -21,27 +21,24 @@ a violation is answered 400 `invalid_request_error` and recorded in `ModelServer
 exhausted script, an unknown path and a hang that hit its cap, so `assert server.violations == []` catches them all.
 One rule is stricter than the API: it merges consecutive same-role messages, this server rejects them.
 
+The HTTP plumbing (server thread, connections, hand-written responses, hangs, recorded requests) lives in
+`scripted_http.py`, shared with `chat_model_server.py`: this module keeps its API's wire format, script and checks.
+
 Trust: it binds 127.0.0.1 only, and records credential headers as present, never their values.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import logging
 import secrets
-import select
-import socket
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
+from scripted_http import HANG_CAP_S, Exchange, Handler, JsonObject, ScriptedHang, ScriptedServer
+from scripted_http import POLL_S as POLL_S  # still importable from here, as before the plumbing moved
+from scripted_http import HangOutcome as HangOutcome
 from typing_extensions import override
 
 __all__ = [
@@ -69,10 +66,6 @@ __all__ = [
     "tool_use",
 ]
 
-logger = logging.getLogger(__name__)
-
-HANG_CAP_S = 60.0  # a forgotten release fails the test within a minute instead of stalling the whole run
-POLL_S = 0.02  # how often a hang looks at its release event, the client's socket and shutdown
 SECRET_HEADERS = frozenset({"x-api-key", "authorization"})
 DEFAULT_ERROR_MESSAGES = {
     "invalid_request_error": "Invalid request",
@@ -87,8 +80,6 @@ DEFAULT_ERROR_MESSAGES = {
 StopReason = Literal[
     "end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal", "model_context_window_exceeded"
 ]
-HangOutcome = Literal["released", "disconnected", "capped", "shutdown"]
-JsonObject = dict[str, Any]  # JSON as it enters from the wire
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,7 @@ class ErrorReply:
     in_stream: bool = False
 
 
-class Hang:
+class Hang(ScriptedHang):
     """A turn that stalls mid-answer until `release()`, the client hangs up, or `cap_s` passes.
 
     A stream first sends `message_start`, a ping and, with `partial_text`, a text block's deltas; the rest of
@@ -151,33 +142,9 @@ class Hang:
     """
 
     def __init__(self, reply: Reply, *, partial: bool, cap_s: float, released: threading.Event) -> None:
+        super().__init__(cap_s=cap_s, released=released)
         self.reply = reply
         self.partial = partial
-        self.cap_s = cap_s
-        self.released = released
-        self.started = threading.Event()
-        self.outcome: HangOutcome | None = None
-        self._ended = threading.Event()
-
-    def release(self) -> None:
-        self.released.set()
-
-    def wait_started(self, timeout_s: float = 5.0) -> None:
-        """Blocks until the server is holding the answer back (its partial stream has been sent)."""
-        if not self.started.wait(timeout_s):
-            raise TimeoutError(f"the hang did not start within {timeout_s} s; did a request reach it?")
-
-    def wait_ended(self, timeout_s: float = 5.0) -> HangOutcome:
-        """Blocks until the hang is over; returns why it ended."""
-        if not self._ended.wait(timeout_s):
-            raise TimeoutError(f"the hang did not end within {timeout_s} s")
-        assert self.outcome is not None
-        return self.outcome
-
-    def _end(self, outcome: HangOutcome) -> HangOutcome:
-        self.outcome = outcome
-        self._ended.set()
-        return outcome
 
 
 @dataclass(frozen=True)
@@ -527,152 +494,16 @@ def _pause_index(events: list[JsonObject], partial: bool) -> int:
 # --- HTTP ------------------------------------------------------------------------------------------------------
 
 
-class _Exchange:
-    """One HTTP request and its response, written by hand so a stream can stop, pause and notice a hang-up."""
-
-    def __init__(self, handler: _Handler) -> None:
-        self.handler = handler
-        self.gone = False
-
-    def send_json(self, status: int, body: JsonObject, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self._head(status, {"content-type": "application/json", "content-length": str(len(data)), **(headers or {})})
-        self._write(data)
-
-    def send_error(self, answer: ErrorReply) -> None:
-        headers: dict[str, str] = {}
-        if answer.retry_after is not None:
-            headers["retry-after"] = f"{answer.retry_after:g}"
-        if answer.should_retry is not None:
-            headers["x-should-retry"] = str(answer.should_retry).lower()
-        self.send_json(answer.status, error_json(answer.type, answer.message), headers)
-
-    def start_stream(self) -> None:
-        self._head(200, {"content-type": "text/event-stream; charset=utf-8", "transfer-encoding": "chunked"})
+class _Exchange(Exchange):
+    request_id_header = "request-id"
 
     def send_events(self, events: list[JsonObject]) -> None:
+        """Each event as its own frame, named by its `type`."""
         for event in events:
-            frame = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-            self._write(b"%x\r\n%s\r\n" % (len(frame), frame))
-
-    def end_stream(self) -> None:
-        self._write(b"0\r\n\r\n")
-
-    def wait(self, job: Hang, closing: threading.Event) -> HangOutcome:
-        """Holds the answer back until released, hung up on, capped or shut down; polls at `POLL_S`."""
-        job.started.set()
-        deadline = time.monotonic() + job.cap_s
-        sock = self.handler.connection
-        while not job.released.is_set():
-            if closing.is_set():
-                return job._end("shutdown")
-            if time.monotonic() >= deadline:
-                return job._end("capped")
-            state = _socket_state(sock)
-            if state == "closed":
-                self.gone = True
-                return job._end("shutdown" if closing.is_set() else "disconnected")  # close() drops sockets too
-            if state == "data":  # the client sent bytes mid-response; wait on the release, not a spinning select
-                job.released.wait(POLL_S)
-        return job._end("released")
-
-    def drop(self) -> None:
-        """Closes the connection now, whatever was or was not sent: the client sees it end mid-response."""
-        self._lost()
-        with contextlib.suppress(OSError):
-            self.handler.connection.shutdown(socket.SHUT_RDWR)
-
-    def _head(self, status: int, headers: dict[str, str]) -> None:
-        if self.gone:
-            return
-        try:
-            self.handler.send_response(status)
-            for name, value in {"request-id": f"req_{secrets.token_hex(12)}", **headers}.items():
-                self.handler.send_header(name, value)
-            self.handler.end_headers()
-        except OSError:
-            self._lost()
-
-    def _write(self, data: bytes) -> None:
-        if self.gone:
-            return
-        try:
-            self.handler.wfile.write(data)
-            self.handler.wfile.flush()
-        except OSError:
-            self._lost()
-
-    def _lost(self) -> None:
-        self.gone = True
-        self.handler.close_connection = True
+            self.send_frame(json.dumps(event), event=event["type"])
 
 
-def _socket_state(sock: socket.socket) -> Literal["idle", "closed", "data"]:
-    """Waits up to `POLL_S` for the client's socket: a readable socket with nothing to read was closed."""
-    try:
-        readable, _, _ = select.select([sock], [], [], POLL_S)
-        if not readable:
-            return "idle"
-        return "closed" if sock.recv(1, socket.MSG_PEEK) == b"" else "data"
-    except (OSError, ValueError):
-        return "closed"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, and chunked streams, as the real API
-    # Headers and body go out as separate small writes: with Nagle on, the client's delayed ACK adds ~40 ms
-    # to every answer, which would swamp what the benchmarks measure.
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self.server.owner._serve(self)
-
-    def do_POST(self) -> None:
-        self.server.owner._serve(self)
-
-    @override
-    def log_message(self, format: str, *args: Any) -> None:
-        line = format % args
-        logger.debug("model server: %s", line)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: ModelServer) -> None:
-        self.owner = owner
-        self.connections: set[socket.socket] = set()
-        self.connections_changed = threading.Condition()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @override
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.connections_changed:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    @override
-    def shutdown_request(self, request: Any) -> None:
-        """Runs last on a connection's handler thread; once every one has run, no handler is left."""
-        try:
-            super().shutdown_request(request)
-        finally:
-            with self.connections_changed:
-                self.connections.discard(request)
-                self.connections_changed.notify_all()
-
-    def drop_connections(self, timeout_s: float) -> None:
-        """Ends every connection, idle keep-alive ones included, and waits for their handler threads to finish."""
-        with self.connections_changed:
-            for connection in self.connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-            if not self.connections_changed.wait_for(lambda: not self.connections, timeout_s):
-                logger.warning("model server: %d connection(s) still open after close", len(self.connections))
-
-
-class ModelServer:
+class ModelServer(ScriptedServer[RecordedRequest, Answer]):
     """The scripted Messages API, serving on 127.0.0.1 in a background thread while the context is open.
 
     Example:
@@ -685,72 +516,18 @@ class ModelServer:
             assert server.violations == []
     """
 
+    _name = "model server"
+    _secret_headers = SECRET_HEADERS
+    _not_json = "request body is not valid JSON"
+    _not_an_object = "request body must be a JSON object"
+
     def __init__(self, *turns: Turn) -> None:
-        self._turns: deque[Turn] = deque(turns)
-        self._requests: list[RecordedRequest] = []
-        self._violations: list[str] = []
-        self._changed = threading.Condition()
-        self._closing = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> ModelServer:
-        self._httpd = _HTTPServer(self)
-        serve = functools.partial(self._httpd.serve_forever, poll_interval=POLL_S)  # the default 0.5 s slows close()
-        self._thread = threading.Thread(target=serve, name="model-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stops serving and waits for the handlers: a hang in progress ends with outcome `shutdown`."""
-        self._closing.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.drop_connections(timeout_s=5)
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None, "enter the ModelServer context first"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def enqueue(self, *turns: Turn) -> None:
-        with self._changed:
-            self._turns.extend(turns)
-
-    @property
-    def remaining(self) -> int:
-        """Scripted turns not yet used."""
-        with self._changed:
-            return len(self._turns)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._changed:
-            return list(self._requests)
-
-    @property
-    def violations(self) -> list[str]:
-        with self._changed:
-            return list(self._violations)
-
-    def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[RecordedRequest]:
-        """Blocks until at least `count` requests have arrived; returns them all."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self._requests) >= count, timeout_s):
-                seen = [f"{r.method} {r.path}" for r in self._requests]
-                raise TimeoutError(f"{len(seen)} of {count} requests arrived within {timeout_s} s: {seen}")
-            return list(self._requests)
+        super().__init__(turns, RecordedRequest)
 
     # --- serving, on the handler threads ---
 
-    def _serve(self, handler: _Handler) -> None:
+    @override
+    def _serve(self, handler: Handler) -> None:
         exchange = _Exchange(handler)
         request, problem = self._record(handler)
         if problem is not None:
@@ -772,29 +549,6 @@ class ModelServer:
             message = f"{request.method} {request.path} is not served by the scripted model"
             self._violate(request, message)
             exchange.send_json(404, error_json("not_found_error", message))
-
-    def _record(self, handler: _Handler) -> tuple[RecordedRequest, str | None]:
-        url = urlsplit(handler.path)
-        headers = {k.lower(): ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in handler.headers.items()}
-        raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
-        body: Any = {}
-        problem = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                problem = f"request body is not valid JSON: {exc}"
-        if not isinstance(body, dict):
-            body, problem = {}, "request body must be a JSON object"
-        with self._changed:
-            request = RecordedRequest(len(self._requests), handler.command, url.path, url.query, headers, body)
-            self._requests.append(request)
-            self._changed.notify_all()
-        return request, problem
-
-    def _violate(self, request: RecordedRequest, message: str) -> None:
-        with self._changed:
-            self._violations.append(f"request #{request.index} ({request.method} {request.path}): {message}")
 
     def _answer_count_tokens(self, request: RecordedRequest, exchange: _Exchange) -> None:
         problems = conversation_problems(request.body, needs_max_tokens=False)
@@ -823,21 +577,9 @@ class ModelServer:
                 return
             self._send_reply(request, answer, exchange)
 
-    def _next_answer(self, request: RecordedRequest) -> Answer:
-        with self._changed:
-            turn = self._turns.popleft() if self._turns else None
-        if turn is None:
-            message = "the model script ran out: no turn was enqueued for this request; enqueue more turns"
-            self._violate(request, message)
-            return ErrorReply(500, "api_error", message, should_retry=False)
-        if not callable(turn):
-            return turn
-        try:
-            return turn(request)
-        except Exception as exc:  # noqa: BLE001 - the test's own callback failed: answer loudly, keep serving
-            message = f"the scripted turn callable raised {exc!r}"
-            self._violate(request, message)
-            return ErrorReply(500, "api_error", message, should_retry=False)
+    @override
+    def _server_error(self, message: str) -> ErrorReply:
+        return ErrorReply(500, "api_error", message, should_retry=False)
 
     def _send_reply(self, request: RecordedRequest, answer: Reply, exchange: _Exchange) -> None:
         message_id = f"msg_{secrets.token_hex(12)}"
@@ -850,7 +592,7 @@ class ModelServer:
 
     def _send_error(self, request: RecordedRequest, answer: ErrorReply, exchange: _Exchange) -> None:
         if not (answer.in_stream and request.stream):
-            exchange.send_error(answer)
+            exchange.send_error(answer, error_json(answer.type, answer.message))
             return
         events = stream_events(reply(), model=str(request.model), message_id=f"msg_{secrets.token_hex(12)}")
         exchange.start_stream()
@@ -875,12 +617,12 @@ class ModelServer:
         outcome = exchange.wait(job, self._closing)
         if outcome == "capped":
             self._violate(request, f"a hang reached its {job.cap_s} s cap without a release or a client hang-up")
-            capped = ErrorReply(500, "api_error", "the scripted hang reached its cap", should_retry=False)
+            capped = self._server_error("the scripted hang reached its cap")
             if request.stream:
                 exchange.send_events([error_json(capped.type, capped.message)])
                 exchange.end_stream()
             else:
-                exchange.send_error(capped)
+                exchange.send_error(capped, error_json(capped.type, capped.message))
         elif outcome == "released" and request.stream:
             exchange.send_events(events[pause:])
             exchange.end_stream()

@@ -308,12 +308,10 @@ def test_a_delayed_reply_can_outlast_the_client_timeout(model_server: ModelServe
 
 
 def test_an_unknown_path_is_not_found_and_recorded(model_server: ModelServer, sdk: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.NotFoundError):
-        sdk.models.list()
+    with pytest.raises(anthropic.NotFoundError):  # `GET /v1/models` is served now: `doctor` asks it
+        sdk.beta.files.list()
 
-    assert model_server.violations == [
-        "request #0 (GET /v1/models): GET /v1/models is not served by the scripted model"
-    ]
+    assert model_server.violations == ["request #0 (GET /v1/files): GET /v1/files is not served by the scripted model"]
 
 
 # --- drops -----------------------------------------------------------------------------------------------------
