@@ -153,6 +153,12 @@ def _error(exc: Exception, target: RequestTarget) -> ModelError:
     import openai
 
     endpoint, model = target.endpoint, target.model
+    if isinstance(exc, openai.APIError) and _QUOTA in (exc.code, exc.type):
+        return ModelError(
+            "billing_error",
+            f"the account behind endpoint {endpoint.name!r} is out of quota: {_detail(exc)}; check its plan and "
+            "billing details, then send the message again",
+        )
     if isinstance(exc, openai.APIStatusError):
         wait = retry_after_s(exc.response.headers.get("retry-after"))
         return _status_error(exc.status_code, _detail(exc), endpoint, model, retry_after=wait)
@@ -166,6 +172,9 @@ def _error(exc: Exception, target: RequestTarget) -> ModelError:
         return _status_error(_status_of(exc.code, exc.type), _detail(exc), endpoint, model)
     return ModelError("model_request_failed_error", f"the model's answer could not be read: {exc}")
 
+
+_QUOTA = "insufficient_quota"
+"""OpenAI's code (and type) for an account out of credit: sent with a 429, yet waiting does not help."""
 
 _STATUS_OF_ERROR_TYPE = {
     "invalid_request_error": 400,

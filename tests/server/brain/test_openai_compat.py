@@ -107,6 +107,21 @@ def test_a_rate_limit_is_retried_after_what_it_asks() -> None:
     assert "slow down" in str(error)
 
 
+def test_an_account_out_of_quota_is_a_billing_error_not_retried_though_it_comes_as_a_429() -> None:
+    body = {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota"}}
+    for exc in (
+        status(openai.RateLimitError, 429, body | {"error": body["error"] | {"code": "insufficient_quota"}}),
+        status(openai.RateLimitError, 429, body, {"retry-after": "3"}),
+        in_stream({"message": "You exceeded your current quota.", "code": "insufficient_quota"}),
+    ):
+        error = translate(exc)
+        assert (error.kind, error.retryable, error.retry_after_s) == ("billing_error", False, None)
+        assert "out of quota" in str(error)
+        assert "billing" in str(error)
+        assert "'router'" in str(error)
+        assert "You exceeded your current quota." in str(error)
+
+
 @pytest.mark.parametrize("code", [500, 502, 503])
 def test_a_server_error_is_retried(code: int) -> None:
     error = translate(status(openai.InternalServerError, code, message("boom")))
