@@ -17,12 +17,14 @@ and one tool, the events iterated) to its own scripted server, answered with the
 overhead is the marginal cost of a tool turn, (T_K - T_1) / (K - 1), per round, minus the fake tool's median
 time, as in `bench_agent_loop.py` (a). Sessions are renewed every few rounds (history stays short). The bare
 calls are the baseline: what the SDK and its scripted server cost alone, so the harness's share can be read off.
+The same marginal in this process's CPU time (`cpu_per_turn`) leaves out the scripted servers' own speed.
 
 Target (the issue): the OpenAI-compatible provider's median overhead per turn within 10% of the Anthropic
 provider's (0.9 <= openai / anthropic <= 1.1). `--profile N` instead runs N turns of each provider under
 cProfile and prints where the time goes to stderr. It found the `openai` SDK's `chat.completions.create` walking
 the whole request against its types on every turn (about 0.25 ms a message; 5x the Anthropic provider's
-overhead at this script's sizes), so the provider posts the body as built (`openai_compat._post_stream`).
+overhead at this script's sizes) and building each streamed chunk field by field in Python, so the provider
+posts the body as built and reads the chunks with pydantic's validator (`openai_compat._post_stream`, `_chunk`).
 
     .venv/bin/python benchmarks/bench_providers.py [--rounds 60] [--chain 6] [--profile 300]
 """
@@ -39,6 +41,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
@@ -184,16 +187,18 @@ async def new_session(runtime: Runtime, provider: str, chain: int) -> str:
     return session.id
 
 
-async def send(runtime: Runtime, session_id: str, text: str, turns: int) -> float:
+async def send(runtime: Runtime, session_id: str, text: str, turns: int) -> tuple[float, float]:
+    """One message to its end: wall seconds, and this process's CPU seconds (every thread; the model servers
+    are other processes, so their share is left out)."""
     before = runtime.store.last_seq(session_id)
-    start = now()
+    start, cpu = now(), time.process_time()
     outcome = await runtime.inbox.send_message(session_id, text, 55.0, None)
-    elapsed = now() - start
+    elapsed, cpu = now() - start, time.process_time() - cpu
     new_events = runtime.store.read_events(session_id, before, 1_000_000)
     results = sum(1 for e in new_events if e.type == "agent.tool_result")
     if results != turns or outcome.status != "idle":
         raise RuntimeError(f"session {session_id}: {results} tool results (wanted {turns}), status {outcome.status}")
-    return elapsed
+    return elapsed, cpu
 
 
 class Pair:
@@ -214,7 +219,7 @@ class Pair:
         await send(self.runtime, self.ids[0], "warm up", 1)  # not timed: first requests, connections
         await send(self.runtime, self.ids[1], "warm up", self.chain)
 
-    async def round(self, label: str) -> tuple[float, float]:
+    async def round(self, label: str) -> tuple[tuple[float, float], tuple[float, float]]:
         assert self.ids is not None
         return await send(self.runtime, self.ids[0], label, 1), await send(self.runtime, self.ids[1], label, self.chain)
 
@@ -232,7 +237,7 @@ async def fake_tool_times(runtime: Runtime, session_id: str) -> list[float]:
 
 async def measure(runtime: Runtime, args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {
-        p: {"chain_1": [], "chain_k": [], "overhead": [], "bare_sdk": []} for p in PROVIDERS
+        p: {"chain_1": [], "chain_k": [], "overhead": [], "cpu": [], "bare_sdk": []} for p in PROVIDERS
     }
     tool_times: list[float] = []
     pairs = {p: Pair(runtime, p, args.chain) for p in PROVIDERS}
@@ -246,13 +251,14 @@ async def measure(runtime: Runtime, args: argparse.Namespace, urls: dict[str, st
                 for provider in order:
                     await pairs[provider].renew()
             for provider in order:
-                t1, tk = await pairs[provider].round(f"round {r}")
+                (t1, cpu1), (tk, cpuk) = await pairs[provider].round(f"round {r}")
                 start = now()
                 await bare[provider]()
                 samples[provider]["bare_sdk"].append(now() - start)
                 samples[provider]["chain_1"].append(t1)
                 samples[provider]["chain_k"].append(tk)
                 samples[provider]["overhead"].append((tk - t1) / (args.chain - 1))
+                samples[provider]["cpu"].append((cpuk - cpu1) / (args.chain - 1))
             ids = pairs["anthropic"].ids
             assert ids is not None
             tool_times.extend(await fake_tool_times(runtime, ids[1]))
@@ -322,6 +328,7 @@ def report(args: argparse.Namespace, measured: dict[str, Any], servers: dict[str
     overhead = {p: round(statistics.median(samples[p]["overhead"]) * 1e3, 3) for p in PROVIDERS}
     bare = {p: round(statistics.median(samples[p]["bare_sdk"]) * 1e3, 3) for p in PROVIDERS}
     beyond = {p: round(overhead[p] - bare[p], 3) for p in PROVIDERS}
+    cpu = {p: round(statistics.median(samples[p]["cpu"]) * 1e3, 3) for p in PROVIDERS}
     turn_ratio = ratio(overhead["openai"], overhead["anthropic"])
     low, high = RATIO_RANGE
     targets = [
@@ -334,9 +341,11 @@ def report(args: argparse.Namespace, measured: dict[str, Any], servers: dict[str
         "meets_target": all(t["meets"] for t in targets),
         "overhead_per_turn_median_ms": overhead,
         "overhead_beyond_bare_sdk_call_median_ms": beyond,
+        "cpu_per_turn_median_ms": cpu,
         "per_provider": {
             p: {
                 "overhead_per_turn": latency_ms(samples[p]["overhead"]),
+                "cpu_per_turn": latency_ms(samples[p]["cpu"]),
                 "message_chain_1": latency_ms(samples[p]["chain_1"]),
                 "message_chain_k": latency_ms(samples[p]["chain_k"]),
             }
@@ -350,6 +359,7 @@ def report(args: argparse.Namespace, measured: dict[str, Any], servers: dict[str
             "openai_over_anthropic_overhead_per_turn": turn_ratio,
             "openai_over_anthropic_bare_sdk_call": ratio(bare["openai"], bare["anthropic"]),
             "openai_over_anthropic_beyond_bare_sdk_call": ratio(beyond["openai"], beyond["anthropic"]),
+            "openai_over_anthropic_cpu_per_turn": ratio(cpu["openai"], cpu["anthropic"]),
             **{f"{p}_overhead_over_bare_sdk_call": ratio(overhead[p], bare[p]) for p in PROVIDERS},
         },
         "model_servers": servers,
