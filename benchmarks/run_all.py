@@ -22,6 +22,7 @@ QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not compa
     "startup": ["--runs", "3"],
     "store": ["--events", "20000", "--reads", "100", "--appends", "1000"],
     "agent_loop": ["--rounds", "6", "--chain", "3", "--sessions", "5", "--turns", "10", "--resume-sessions", "5"],
+    "providers": ["--rounds", "10", "--chain", "4"],
     "sandbox": ["--calls", "200", "--baseline-calls", "40", "--file-calls", "60", "--cold", "3", "--sessions", "5"],
     "repositories": ["--files", "200", "--runs", "2"],
     "vault": ["--samples", "30", "--messages", "2"],

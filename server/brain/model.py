@@ -2,8 +2,8 @@
 
 `ModelError` sorts failures the way the loop must treat them: `retryable`
 ones (overloaded, rate limited, a dropped connection, a 5xx) are retried with
-backoff; the rest (a bad key, an unknown model, a refused request) end the
-turn with a `session.error` that says what to fix.
+backoff; the rest (a bad key, an account out of credit, an unknown model, a
+refused request) end the turn with a `session.error` that says what to fix.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ModelErrorKind = Literal[
     "model_rate_limited_error",
     "model_request_failed_error",
     "authentication_error",
+    "billing_error",
     "model_not_found_error",
     "invalid_request_error",
     "configuration_error",

@@ -113,6 +113,7 @@ def _probe(
     fix = {
         "authentication_error": "check the key: the endpoint refused it",
         "configuration_error": "set what the message names",
+        "billing_error": "check the account's plan and billing details",
     }.get(answer.kind, "check the base URL and that the endpoint is running")
     return ModelCheck(name, "FAIL" if required else "warn", f"{said}; {answer}", fix)
 

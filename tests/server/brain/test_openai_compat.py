@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from server.brain.model import ModelError
-from server.brain.providers.openai_compat import NO_KEY, OpenAICompatModel, RequestTarget, translate_error
+from server.brain.providers.chat_completions import TurnFold
+from server.brain.providers.openai_compat import NO_KEY, OpenAICompatModel, RequestTarget, _chunk, translate_error
 from server.core.models import Endpoint
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +106,21 @@ def test_a_rate_limit_is_retried_after_what_it_asks() -> None:
     error = translate(status(openai.RateLimitError, 429, message("slow down"), {"retry-after": "3"}))
     assert (error.kind, error.retryable, error.retry_after_s) == ("model_rate_limited_error", True, 3)
     assert "slow down" in str(error)
+
+
+def test_an_account_out_of_quota_is_a_billing_error_not_retried_though_it_comes_as_a_429() -> None:
+    body = {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota"}}
+    for exc in (
+        status(openai.RateLimitError, 429, body | {"error": body["error"] | {"code": "insufficient_quota"}}),
+        status(openai.RateLimitError, 429, body, {"retry-after": "3"}),
+        in_stream({"message": "You exceeded your current quota.", "code": "insufficient_quota"}),
+    ):
+        error = translate(exc)
+        assert (error.kind, error.retryable, error.retry_after_s) == ("billing_error", False, None)
+        assert "out of quota" in str(error)
+        assert "billing" in str(error)
+        assert "'router'" in str(error)
+        assert "You exceeded your current quota." in str(error)
 
 
 @pytest.mark.parametrize("code", [500, 502, 503])
@@ -218,3 +234,28 @@ def test_an_error_inside_the_stream_is_sorted_by_its_code_or_type(error: dict[st
     translated = translate(in_stream(error))
     assert translated.kind == kind
     assert str(error["message"]) in str(translated)
+
+
+# --- chunks ---
+
+
+def test_chunks_a_compatible_server_cuts_short_are_still_read_as_the_sdk_reads_them() -> None:
+    """No id, model, created, object, choice index or tool call index: validation refuses them, the SDK's way
+    of building them does not."""
+    fold = TurnFold()
+    call = {"id": "call_1", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}
+    fold.add(_chunk({"choices": [{"delta": {"content": "Hi", "tool_calls": [call]}}]}))
+    fold.add(_chunk({"choices": [{"delta": {}, "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 3}}))
+    turn = fold.turn()
+    assert turn.content == [
+        {"type": "text", "text": "Hi"},
+        {"type": "tool_use", "id": "call_1", "name": "bash", "input": {"command": "ls"}},
+    ]
+    assert (turn.stop_reason, turn.usage.input_tokens) == ("tool_use", 3)
+
+
+def test_a_chunk_that_is_not_an_object_is_an_unreadable_answer_retried() -> None:
+    with pytest.raises(ValueError, match="not a JSON object") as raised:
+        _chunk(["not", "a", "chunk"])
+    error = translate(raised.value)
+    assert (error.kind, error.retryable) == ("model_request_failed_error", True)
