@@ -48,8 +48,10 @@ Connect = Callable[..., Any]
 
 
 def openai_env(subprocess_env: dict[str, str], base_url: str, **extra_env: str) -> dict[str, str]:
-    """The server child's environment: the OpenAI endpoint is the scripted server; Anthropic has no key."""
-    assert not any(name.startswith("ANTHROPIC_") for name in subprocess_env)
+    """The server child's environment: the OpenAI endpoint is the scripted server; Anthropic has no key (and a
+    base URL where nothing listens)."""
+    assert not {"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"} & set(subprocess_env)
+    assert subprocess_env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
     env = python_path_env(
         {
             **subprocess_env,
