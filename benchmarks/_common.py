@@ -14,6 +14,7 @@ import platform
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -126,3 +127,23 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class ModelChild:
+    """A scripted model server in a child process (a benchmark script run with `args`), so its own speed
+    stays out of this process's figures: it prints its base URL on start, and on stdin's close a JSON line
+    of the protocol violations it saw."""
+
+    def __init__(self, script: str, *args: str) -> None:
+        self.proc = subprocess.Popen([PYTHON, script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.base_url = self.proc.stdout.readline().strip()
+        assert self.base_url.startswith("http://"), self.base_url
+
+    def close(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.close()
+        line = self.proc.stdout.readline()
+        self.proc.wait(timeout=30)
+        return json.loads(line) if line else {"violation_count": -1}

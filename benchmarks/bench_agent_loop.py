@@ -34,7 +34,6 @@ import resource
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -47,6 +46,7 @@ import docker
 from _common import (
     PYTHON,
     REPO_ROOT,
+    ModelChild,
     check,
     child_env,
     emit,
@@ -113,24 +113,6 @@ def serve_model() -> None:
         violations = server.violations
         server._requests.clear()
     print(json.dumps({"violations": violations[:5], "violation_count": len(violations)}), flush=True)
-
-
-class ModelChild:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [PYTHON, __file__, "--serve-model"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        self.base_url = self.proc.stdout.readline().strip()
-        assert self.base_url.startswith("http://"), self.base_url
-
-    def close(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.close()
-        line = self.proc.stdout.readline()
-        self.proc.wait(timeout=30)
-        return json.loads(line) if line else {"violation_count": -1}
 
 
 # Shared ---------------------------------------------------------------------------------------------
@@ -576,7 +558,7 @@ def main() -> None:
     assert args.chain >= 2, "--chain must be at least 2"
     configure_logging("WARNING")
     docker.from_env().images.get(args.image)  # fails early if the image is missing
-    model = ModelChild()
+    model = ModelChild(__file__, "--serve-model")
     os.environ["ANTHROPIC_BASE_URL"] = model.base_url
     os.environ["ANTHROPIC_API_KEY"] = "test-key"
     try:

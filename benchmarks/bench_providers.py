@@ -39,7 +39,6 @@ import os
 import pstats
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -50,7 +49,7 @@ from typing import Any
 import anthropic
 import anyio
 import openai
-from _common import PYTHON, REPO_ROOT, check, emit, environment, latency_ms, log, now, ratio, temp_dir
+from _common import REPO_ROOT, ModelChild, check, emit, environment, latency_ms, log, now, ratio, temp_dir
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
@@ -120,23 +119,6 @@ def serve(kind: str) -> None:
         sys.stdin.read()
         violations = server.violations
     print(json.dumps({"violations": violations[:5], "violation_count": len(violations)}), flush=True)
-
-
-class ModelChild:
-    def __init__(self, kind: str) -> None:
-        command = [PYTHON, __file__, "--serve", kind]
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.base_url = self.proc.stdout.readline().strip()
-        assert self.base_url.startswith("http://"), self.base_url
-
-    def close(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.close()
-        line = self.proc.stdout.readline()
-        self.proc.wait(timeout=30)
-        return json.loads(line) if line else {"violation_count": -1}
 
 
 # Bare SDK calls (the baseline) ------------------------------------------------------------------------------
@@ -389,7 +371,10 @@ def main() -> None:
         return
     assert args.chain >= 2, "--chain must be at least 2"
     configure_logging("WARNING")
-    children = {"anthropic": ModelChild("anthropic"), "openai": ModelChild("chat")}
+    children = {
+        "anthropic": ModelChild(__file__, "--serve", "anthropic"),
+        "openai": ModelChild(__file__, "--serve", "chat"),
+    }
     urls = {p: child.base_url for p, child in children.items()}
     os.environ.update(
         ANTHROPIC_BASE_URL=urls["anthropic"],
