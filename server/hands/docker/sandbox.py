@@ -3,7 +3,9 @@
 Lifecycle:
 
 - Nothing is created with the session. The first tool call prepares the
-  environment's image (cached per definition, see `images.py`), creates two
+  environment's image (cached per definition, see `images.py`; a missing
+  default image raises `ImageMissingError`, and the agent loop has it built
+  through `default_image.py` before it tries again), creates two
   named volumes (`/workspace`, `/mnt/session/outputs`), starts the container and
   opens the helper channel. Later calls reuse the channel.
 - Containers and volumes carry labels with the store's id and the session's id,
