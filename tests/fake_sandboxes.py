@@ -54,6 +54,7 @@ class FakeSandboxes:
     calls: list[ToolCall] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     destroyed: list[str] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     """Output files by session id, then path under /mnt/session/outputs/."""
     put: list[tuple[str, str]] = field(default_factory=list)
@@ -71,6 +72,9 @@ class FakeSandboxes:
 
     async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
         self.destroyed.append(session_id)
+
+    async def build_image(self, image: str) -> None:
+        self.built.append(image)
 
     async def reap(self, sessions: Mapping[str, bool]) -> Leftovers:
         return Leftovers()

@@ -118,7 +118,7 @@ def test_building_on_a_local_base_makes_a_working_image_and_prints_nothing_on_st
     if not local_bases:
         missing_part("docker", f"neither {REGISTRY_BASE!r} nor {DEBOOTSTRAP_BASE!r} is on the engine")
 
-    build_default_image(ServerConfig(data_dir=tmp_path), tag=scratch_tag, source="auto")
+    build_default_image(scratch_tag, "auto")
 
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -129,4 +129,4 @@ def test_building_on_a_local_base_makes_a_working_image_and_prints_nothing_on_st
 def test_without_an_engine_the_build_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     with pytest.raises(ImageBuildError, match="start Docker"):
-        build_default_image(ServerConfig(data_dir=tmp_path), source="auto")
+        build_default_image(ServerConfig(data_dir=tmp_path).image, "auto")

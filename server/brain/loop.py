@@ -34,14 +34,18 @@ again: requests are rebuilt from the log, so nothing is duplicated.
 
 Infrastructure failures are not the model's business. A Docker engine that does
 not answer is waited for, with backoff, for up to `engine_wait_s` (one
-`session.error` with `retry_status: retrying` when the wait starts); a sandbox
-that cannot start at all (the wait ran out, the image is missing, its build
-failed) ends the run with one `session.error` (`exhausted`) and an idle
-`retries_exhausted`, and the tool use stays unanswered: it never ran, so the
-session's next message runs it. Anything else that breaks a run (the store
-refusing writes, a bug) ends that run alone, with a `session.error` when one
-can be recorded and a log line when not; the log keeps saying `running`, so the
-next message or the next server start picks the session up where it stopped.
+`session.error` with `retry_status: retrying` when the wait starts). The
+server's default image, when missing, is built for the session (one
+`session.error` with `retry_status: retrying` says so; sessions that need it
+meanwhile wait for the same build), then the step runs. A sandbox that cannot
+start at all (the wait ran out, that build failed, an environment's image is
+missing or its packages failed) ends the run with one `session.error`
+(`exhausted`) and an idle `retries_exhausted`, and the tool use stays
+unanswered: it never ran, so the session's next message runs it. Anything else
+that breaks a run (the store refusing writes, a bug) ends that run alone, with a
+`session.error` when one can be recorded and a log line when not; the log keeps
+saying `running`, so the next message or the next server start picks the
+session up where it stopped.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from server.brain.ports import FileContents, Previews, RemoteMcp, ResourceDelive
 from server.brain.tools import OfferedTool, offered_tools
 from server.core.errors import (
     EngineUnreachableError,
+    ImageMissingError,
     InvalidRequestError,
     SandboxUnavailableError,
     ServerError,
@@ -321,9 +326,11 @@ class SessionRunner:
     async def _in_sandbox(self, session_id: str, action: Callable[[], Awaitable[T]]) -> T:
         """Runs a step that needs the sandbox, waiting out a Docker engine that does not answer.
 
-        `EngineUnreachableError` is only raised before anything reached the sandbox, so trying again runs
-        nothing twice. Raises `_SandboxDown` when the wait runs out or the sandbox cannot start at all."""
+        `EngineUnreachableError` and `ImageMissingError` are only raised before anything reached the sandbox, so
+        trying again runs nothing twice. Raises `_SandboxDown` when the wait runs out or the sandbox cannot start
+        at all (its image could not be built, say)."""
         delays: Iterator[float] | None = None
+        built = False
         while True:
             try:
                 return await action()
@@ -340,8 +347,32 @@ class SessionRunner:
                     ) from exc
                 logger.info("session %s: the Docker engine does not answer; trying again in %.1f s", session_id, delay)
                 await anyio.sleep(delay)
+            except ImageMissingError as exc:
+                if built:
+                    raise _SandboxDown(f"{exc}. It was built, yet it is still missing; nothing ran") from exc
+                await self._build_image(session_id, exc.image)
+                built = True
             except SandboxUnavailableError as exc:
                 raise _SandboxDown(f"{exc}. Nothing ran; send a message to go on once this is fixed") from exc
+
+    async def _build_image(self, session_id: str, image: str) -> None:
+        """Has the missing default image built, or waits for the build another session started; the session's
+        log says so once, with a `retrying` error (the contract's event for "the server is on it; wait")."""
+        notice = (
+            f"the sandbox image {image!r} is not on the Docker engine, so the server is building it, as "
+            "'managed-sessions image build' does; this takes a few minutes (the server log shows its progress), "
+            "and this turn goes on once it is ready"
+        )
+        await self._append(session_id, [SessionError.of("unknown_error", notice, "retrying")])
+        logger.info("session %s: waiting for the sandbox image %s to be built", session_id, image)
+        try:
+            await self._sandboxes.build_image(image)
+        except SandboxUnavailableError as exc:
+            raise _SandboxDown(
+                f"{exc}. Nothing ran. 'managed-sessions image build' builds it with its whole output on the "
+                "terminal; send a message to try again once the cause is fixed"
+            ) from exc
+        logger.info("session %s: the sandbox image %s is ready", session_id, image)
 
     async def _deliver_resources(self, session: Session) -> bool:
         """Clones the session's repositories into its sandbox before the first turn; False if one failed.

@@ -69,6 +69,11 @@ class SessionSandboxes(Protocol):
         """Stops what runs in the session's sandbox; its files stay."""
         ...
 
+    async def build_image(self, image: str) -> None:
+        """Builds the server's default image `image` (what `ImageMissingError` names): one build per image at a
+        time, which every caller waits for. Raises `SandboxUnavailableError` when it fails."""
+        ...
+
 
 class ResourceDelivery(Protocol):
     """Puts a session's resources (repositories) into its sandbox before its first turn."""

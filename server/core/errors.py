@@ -7,7 +7,8 @@
     ├── ConflictError            the object is in the wrong state for this call (invalid_request_error, 409)
     │   └── SessionBusyError     the session is running
     ├── SandboxUnavailableError  the sandbox cannot be started or reached (api_error, 500)
-    │   └── EngineUnreachableError  the Docker engine does not answer; it may come back
+    │   ├── EngineUnreachableError  the Docker engine does not answer; it may come back
+    │   └── ImageMissingError       the server's default image is not on the engine; building it fixes that
     ├── DataDirInUseError        another server owns the data dir (start-up only)
     ├── DataDirUnwritableError   the store cannot write: its disk is full, read-only or failing
     ├── UnexpectedError          anything else a tool raised (the top-level guard's message)
@@ -34,6 +35,7 @@ __all__ = [
     "DataDirUnwritableError",
     "EngineUnreachableError",
     "ErrorType",
+    "ImageMissingError",
     "InvalidRequestError",
     "NotFoundError",
     "SandboxUnavailableError",
@@ -102,6 +104,15 @@ class SandboxUnavailableError(ServerError):
 
 class EngineUnreachableError(SandboxUnavailableError):
     """The Docker engine does not answer (stopped, restarting, its socket gone): it may well come back."""
+
+
+class ImageMissingError(SandboxUnavailableError):
+    """The server's default sandbox image (`image`) is not on the engine: the agent loop has it built, once for
+    every session that waits for it, and tries again. Raised before anything reached a sandbox."""
+
+    def __init__(self, message: str, image: str) -> None:
+        super().__init__(message)
+        self.image = image
 
 
 class DataDirInUseError(ServerError):

@@ -140,6 +140,11 @@ class SandboxBackend(Protocol):
         """Removes the session's sandbox and its files; never raises, like `stop`."""
         ...
 
+    async def build_image(self, image: str) -> None:
+        """Builds the server's default image `image` when a sandbox found it missing (`ImageMissingError`): one
+        build per image at a time, which every caller waits for. Raises `SandboxUnavailableError`."""
+        ...
+
     async def reap(self, sessions: Mapping[str, bool]) -> Leftovers:
         """Removes what no session needs (`sessions`: every session id -> archived); returns what went."""
         ...

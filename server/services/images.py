@@ -9,5 +9,8 @@ __all__ = ["build_base_image"]
 
 
 def build_base_image(config: ServerConfig, tag: str | None, source: ImageSource) -> None:
-    """Builds the default sandbox image (Docker is today's only backend; another would build its own here)."""
-    build_default_image(config, tag=tag, source=source)
+    """Builds the default sandbox image (Docker is today's only backend; another would build its own here).
+
+    A server whose image is missing builds it the same way, for its first session (`hands/docker/default_image.py`).
+    """
+    build_default_image(tag or config.image, source)

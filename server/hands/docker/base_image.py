@@ -11,8 +11,10 @@ labels), built `FROM` whichever base this machine can get:
   machines and CI runners without registry access have.
 
 `auto` prefers what is already on the engine (the slim image, then a matching
-debootstrap base), then a pull, then debootstrap. Progress lines go to stderr;
-stdout stays empty.
+debootstrap base), then a pull, then debootstrap. Phases are logged at INFO; the
+tools' own output lines go to `output` (the command: stderr; the server, which
+builds a missing default image for its first session: its DEBUG log). Stdout
+stays empty.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -35,8 +37,7 @@ from typing import Any, Literal
 import docker
 import docker.errors
 
-from server.core.config import ServerConfig
-from server.core.errors import ServerError
+from server.core.errors import SandboxUnavailableError
 from server.core.version import __version__
 
 __all__ = [
@@ -45,12 +46,15 @@ __all__ = [
     "SANDBOX_PACKAGES",
     "ImageBuildError",
     "ImageSource",
+    "Output",
     "build_default_image",
 ]
 
 logger = logging.getLogger(__name__)
 
 ImageSource = Literal["auto", "registry", "debootstrap"]
+Output = Callable[[str], None]
+"""Receives the build tools' output, one line at a time, without its line break."""
 
 SANDBOX_PACKAGES = (
     "bash", "coreutils", "procps", "ca-certificates", "passwd", "git", "ripgrep", "curl",
@@ -73,22 +77,28 @@ ROOTFS_PARENT = Path("/var/tmp")  # noqa: S108 - only the parent of a private mk
 """On disk, never a tmpfs: the rootfs is ~400 MB and needs working device nodes."""
 
 
-class ImageBuildError(ServerError):
+class ImageBuildError(SandboxUnavailableError):
     """The sandbox image could not be built; the message says which step failed and what to do."""
 
 
-def build_default_image(config: ServerConfig, tag: str | None = None, source: ImageSource = "auto") -> None:
-    """Builds the sandbox image as `tag` (default: the configured image).
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(f"{line}\n")
+
+
+def build_default_image(
+    tag: str, source: ImageSource = "auto", *, base: str | None = None, output: Output = _to_stderr
+) -> None:
+    """Builds the sandbox image as `tag`, on `base` when given (its `FROM` pulls it if it is missing), else on
+    the base `source` picks.
 
     Raises:
         ImageBuildError: no engine, no usable base, or a failed build step.
     """
-    tag = tag or config.image
     started = time.monotonic()
     client = _connect(BUILD_TIMEOUT_S)
     try:
-        base = _base_image(client, source)
-        _build_top(client, base, tag)
+        base = base or _base_image(client, source, output)
+        _build_top(client, base, tag, output)
     except (docker.errors.DockerException, OSError) as exc:  # the steps translate the failures they expect
         raise ImageBuildError(f"building {tag!r} failed: {exc}; check the engine with 'docker info'") from exc
     logger.info("built %s from %s in %.0f s", tag, base, time.monotonic() - started)
@@ -106,27 +116,27 @@ def _connect(timeout_s: int) -> docker.DockerClient:
     return client
 
 
-def _base_image(client: docker.DockerClient, source: ImageSource) -> str:
+def _base_image(client: docker.DockerClient, source: ImageSource, output: Output) -> str:
     if source == "registry":
         return REGISTRY_BASE
     if source == "debootstrap":
-        return _debootstrap_base(client)
-    return _auto_base(client)
+        return _debootstrap_base(client, output)
+    return _auto_base(client, output)
 
 
-def _auto_base(client: docker.DockerClient) -> str:
+def _auto_base(client: docker.DockerClient, output: Output) -> str:
     if _has_image(client, REGISTRY_BASE):
         return REGISTRY_BASE
     if _has_matching_base(client):
-        return _debootstrap_base(client)
-    pull_failure = _try_pull(REGISTRY_BASE)
+        return _debootstrap_base(client, output)
+    pull_failure = _try_pull(REGISTRY_BASE, output)
     if pull_failure is None:
         return REGISTRY_BASE
     problem = _debootstrap_problem()
     if problem is not None:
         raise ImageBuildError(f"cannot pull {REGISTRY_BASE!r} ({pull_failure}), and {problem}")
     logger.info("cannot pull %s (%s); making the base offline with debootstrap", REGISTRY_BASE, pull_failure)
-    return _debootstrap_base(client)
+    return _debootstrap_base(client, output)
 
 
 def _has_image(client: docker.DockerClient, name: str) -> bool:
@@ -146,7 +156,7 @@ def _has_matching_base(client: docker.DockerClient) -> bool:
     return labels.get(PACKAGES_LABEL) == " ".join(SANDBOX_PACKAGES)
 
 
-def _try_pull(name: str) -> str | None:
+def _try_pull(name: str, output: Output) -> str | None:
     """Pulls `name`; returns None on success, else why it failed."""
     repository, _, pull_tag = name.partition(":")
     logger.info("pulling %s", name)
@@ -155,7 +165,7 @@ def _try_pull(name: str) -> str | None:
             if "error" in event:
                 return str(event["error"])
             if "status" in event and "progressDetail" not in event:
-                sys.stderr.write(f"{event.get('id', name)}: {event['status']}\n")
+                output(f"{event.get('id', name)}: {event['status']}")
     except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
         return str(exc)
     return None
@@ -175,7 +185,7 @@ def _debootstrap_problem() -> str | None:
     return None
 
 
-def _debootstrap_base(client: docker.DockerClient) -> str:
+def _debootstrap_base(client: docker.DockerClient, output: Output) -> str:
     if _has_matching_base(client):
         logger.info("reusing the base image %s", DEBOOTSTRAP_BASE)
         return DEBOOTSTRAP_BASE
@@ -184,14 +194,14 @@ def _debootstrap_base(client: docker.DockerClient) -> str:
         raise ImageBuildError(f"cannot make the base image offline: {problem}")
     with _scratch_dir() as rootfs:
         started = time.monotonic()
-        _run_debootstrap(rootfs)
+        _run_debootstrap(rootfs, output)
         logger.info("debootstrap finished in %.0f s", time.monotonic() - started)
         _trim_rootfs(rootfs)
         _import_rootfs(client, rootfs)
     return DEBOOTSTRAP_BASE
 
 
-def _run_debootstrap(rootfs: Path) -> None:
+def _run_debootstrap(rootfs: Path, output: Output) -> None:
     """Runs debootstrap against its default mirror, the one apt on this machine is set up to reach."""
     debootstrap = shutil.which("debootstrap") or "debootstrap"
     command = [debootstrap, "--variant=minbase", f"--include={','.join(SANDBOX_PACKAGES)}", "bookworm", str(rootfs)]
@@ -202,7 +212,7 @@ def _run_debootstrap(rootfs: Path) -> None:
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
-            sys.stderr.write(line)
+            output(line.rstrip("\n"))
             tail.append(line.rstrip())
     if process.returncode != 0:
         last_lines = "\n".join(tail)
@@ -245,7 +255,7 @@ def _import_rootfs(client: docker.DockerClient, rootfs: Path) -> None:
         raise ImageBuildError(f"tar of the rootfs failed (exit {process.returncode}); see the message above")
 
 
-def _build_top(client: docker.DockerClient, base: str, tag: str) -> None:
+def _build_top(client: docker.DockerClient, base: str, tag: str, output: Output) -> None:
     dockerfile = resources.files("server.hands.docker").joinpath("sandbox_image", "Dockerfile").read_bytes()
     buildargs = {"BASE": base, "PACKAGES": " ".join(SANDBOX_PACKAGES), "VERSION": __version__}
     logger.info("building %s from %s", tag, base)
@@ -254,22 +264,24 @@ def _build_top(client: docker.DockerClient, base: str, tag: str) -> None:
             fileobj=io.BytesIO(dockerfile), tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True
         )
         for chunk in stream:
-            _show_build_chunk(chunk, base, tag)
+            _show_build_chunk(chunk, base, tag, output)
     except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
         raise ImageBuildError(f"building {tag!r} from {base!r} failed: {exc}{_build_hint(base)}") from exc
 
 
-def _show_build_chunk(chunk: dict[str, Any], base: str, tag: str) -> None:
+def _show_build_chunk(chunk: dict[str, Any], base: str, tag: str, output: Output) -> None:
     if "error" in chunk:
         raise ImageBuildError(f"building {tag!r} from {base!r} failed: {chunk['error'].strip()}{_build_hint(base)}")
-    text = chunk.get("stream") or (f"{chunk['status']}\n" if "status" in chunk else "")
-    sys.stderr.write(text)
+    text = str(chunk.get("stream") or chunk.get("status") or "")
+    for line in text.splitlines():
+        if line.strip():
+            output(line)
 
 
 def _build_hint(base: str) -> str:
     if base == REGISTRY_BASE:
         return "; if this machine cannot reach Docker Hub, use --source debootstrap"
-    return "; the build output above shows the failing step"
+    return "; the build's output shows the failing step"
 
 
 @contextmanager

@@ -18,8 +18,10 @@ base gives a new image), the package lists, the helper's bytes, the CA bundle's 
 Concurrent `prepare` calls for one key in this process build once (a lock per key); two processes
 may both build, and the same content ends under the same tag.
 
-A base image missing from the engine is pulled once; the built-in default is never pulled (it is
-made locally by `managed-sessions image build`, which its error message names). Builds use the
+A base image missing from the engine is pulled once. Images of the `managed-sessions-sandbox`
+repository are never pulled (`managed-sessions image build` makes them locally, they are not
+published); the server's default image, when missing (and not pulled), raises `ImageMissingError`,
+for the agent loop to have it built and try again. Builds use the
 engine's classic builder over the default bridge network (package registries must be reachable
 from there), or, for a `limited` environment, over its network and egress proxy (`BuildNetwork`), so
 the package steps reach only what the environment allows. Builds end within `BUILD_TIMEOUT_S` +
@@ -53,7 +55,7 @@ from docker.models.images import Image
 
 from server.core.config import DEFAULT_IMAGE
 from server.core.environments import EnvironmentSpec, Packages
-from server.core.errors import SandboxUnavailableError
+from server.core.errors import ImageMissingError, SandboxUnavailableError
 from server.hands.docker.engine import is_unreachable
 
 __all__ = ["HELPER_PATH", "SANDBOX_UID", "BuildNetwork", "ImagePreparer", "Progress", "SandboxImageError"]
@@ -216,16 +218,23 @@ class ImagePreparer:
             ) from exc
 
     def _pull(self, ref: str, progress: Progress | None) -> None:
-        build_it = "run 'managed-sessions image build' to make it (or 'docker load -i FILE' a saved copy)"
-        if ref == DEFAULT_IMAGE:  # made locally by `managed-sessions image build`, never published
-            raise SandboxImageError(f"image {ref!r} is not on the Docker engine; {build_it}")
-        why = _try_pull(self._client, ref, progress)
+        local = _made_locally(ref)
+        why = "it is made locally, never published" if local else _try_pull(self._client, ref, progress)
         if why is None:
             return
+        if ref == self._default_image:
+            raise ImageMissingError(
+                f"the sandbox image {ref!r} is not on the Docker engine ({why}); a session's next turn builds it, "
+                "or run 'managed-sessions image build'",
+                image=ref,
+            )
+        if local:
+            raise SandboxImageError(
+                f"image {ref!r} is not on the Docker engine; run 'managed-sessions image build --tag {ref}' to make "
+                f"it, or leave the environment's image unset to use the default {self._default_image!r}"
+            )
         fix = (
-            build_it
-            if ref == self._default_image
-            else f"run 'docker pull {ref}' where a registry is reachable, or 'docker load -i FILE' a saved copy, "
+            f"run 'docker pull {ref}' where a registry is reachable, or 'docker load -i FILE' a saved copy, "
             f"or leave the environment's image unset to use the default {self._default_image!r}"
         )
         raise SandboxImageError(f"image {ref!r} is not on the Docker engine and pulling it failed ({why}); {fix}")
@@ -247,6 +256,14 @@ class ImagePreparer:
         image = self._image(tag)
         # A tag holding another key (a 64-bit prefix collision) is rebuilt rather than run.
         return image is not None and (image.labels or {}).get(KEY_LABEL) == key
+
+
+def _made_locally(ref: str) -> bool:
+    """Whether `ref` names an image of the repository `managed-sessions image build` makes (never published)."""
+    repository = ref.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:  # a tag, not a registry's port
+        repository = repository.rsplit(":", 1)[0]
+    return repository == DEFAULT_IMAGE.rsplit(":", 1)[0]
 
 
 def _packaged_helper() -> bytes:

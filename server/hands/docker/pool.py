@@ -33,6 +33,7 @@ from server.core.sessions import EgressPosture, EgressRefusal
 from server.egress.host_rules import HostRules
 from server.egress.proxy import EgressPolicy, EgressProxy
 from server.egress.web_fetch import FetchPolicy
+from server.hands.docker.default_image import DefaultImageBuilds
 from server.hands.docker.engine import in_engine, is_unreachable, unreachable_error
 from server.hands.docker.images import BuildNetwork, ImagePreparer
 from server.hands.docker.networks import SandboxNetworks
@@ -92,6 +93,7 @@ class SandboxPool:
         self._package_hosts_lock = threading.Lock()
         self._networks = SandboxNetworks(settings.store_id, self._proxy, allow_private=settings.egress_allow_private)
         self._settling = False
+        self._image_builds = DefaultImageBuilds(default_image, task_group, settings.default_image_base)
         self.reaped = anyio.Event()
         """Set once the first reap has finished (or found Docker unreachable)."""
 
@@ -194,6 +196,10 @@ class SandboxPool:
                 self._proxy.drop_policy(principal)
 
         return open_build
+
+    async def build_image(self, image: str) -> None:
+        """Builds the missing default image, or waits for its build already going (see `default_image.py`)."""
+        await self._image_builds.build(image)
 
     async def stop(self, session_id: str, environment: EnvironmentSpec) -> None:
         """Removes the session's container (archive, interrupt): its files stay in its volumes.

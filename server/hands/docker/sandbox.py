@@ -3,7 +3,9 @@
 Lifecycle:
 
 - Nothing is created with the session. The first tool call prepares the
-  environment's image (cached per definition, see `images.py`), creates two
+  environment's image (cached per definition, see `images.py`; a missing
+  default image raises `ImageMissingError`, and the agent loop has it built
+  through `default_image.py` before it tries again), creates two
   named volumes (`/workspace`, `/mnt/session/outputs`), starts the container and
   opens the helper channel. Later calls reuse the channel.
 - Containers and volumes carry labels with the store's id and the session's id,
@@ -85,6 +87,9 @@ class SandboxSettings:
     the first sandbox that needs them starts)."""
     egress_allow_private: bool = False
     """Whether sandboxes may reach loopback, private and link-local addresses (..._EGRESS_ALLOW_PRIVATE=1)."""
+    default_image_base: str | None = None
+    """The base the default image is built on when it is missing (`default_image.py`); None: the one
+    `managed-sessions image build` picks by itself."""
 
 
 def posture_of(environment: EnvironmentSpec, settings_ca: bool, network: str = "none") -> Confinement:
@@ -185,7 +190,7 @@ class DockerSandbox:
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
-            container_id = await in_engine(self._running_container)
+            container_id = await self._container()
             try:
                 stream = await open_exec(
                     self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
@@ -203,6 +208,15 @@ class DockerSandbox:
                 ) from exc
             self._channel, self.container_id = channel, container_id
             return channel
+
+    async def _container(self) -> str:
+        """The id of this session's running container, made if need be. Every way that fails is a
+        `SandboxUnavailableError` (`EngineUnreachableError` when the engine does not answer), never a tool's
+        failure: nothing ran, so the agent loop ends the turn instead of asking the model again."""
+        try:
+            return await in_engine(self._running_container)
+        except docker.errors.DockerException as exc:  # the engine answered, and refused
+            raise SandboxUnavailableError(f"could not start the sandbox of {self.session_id!r}: {exc}") from exc
 
     def _running_container(self) -> str:
         """The id of this session's running container, creating one if none runs (blocking)."""
@@ -314,7 +328,7 @@ class DockerSandbox:
         if not target.startswith(WORKSPACE + "/") or posixpath.normpath(target) != target:
             raise ValueError(f"target {target!r} must be a normalized absolute path under {WORKSPACE}/")
         async with self._lock:
-            container_id = await in_engine(self._running_container)
+            container_id = await self._container()
             try:
                 placed = await in_engine(self._put_tree, container_id, source, target)
             except docker.errors.DockerException as exc:
@@ -349,7 +363,7 @@ class DockerSandbox:
             self._files = dict(files)
             if not gone and not changed and self._files_in is not None:
                 return
-            container_id = await in_engine(self._running_container)
+            container_id = await self._container()
             if self._files_in != container_id:
                 await in_engine(self._place_all, container_id)
             else:

@@ -17,6 +17,7 @@ from scenario import call_error, call_ok, wait_for_idle
 from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.errors import ImageMissingError
 from server.core.events import EVENT_TYPES
 
 pytestmark = pytest.mark.anyio
@@ -263,6 +264,24 @@ async def test_a_tool_that_crashes_gives_the_model_an_error_result_not_a_dead_se
         assert outcome["stop_reason"]["type"] == "end_turn"
         assert "failed unexpectedly" in outcome["reply"]
         assert "boom" not in outcome["reply"]
+
+
+async def test_an_image_still_missing_after_its_build_ends_the_turn_instead_of_building_again(
+    loop_config: ServerConfig, model: ModelServer, sandboxes: FakeSandboxes
+) -> None:
+    """A backend whose build "succeeds" without making the image: one build, then one error, no loop."""
+    sandboxes.outputs["true"] = ImageMissingError(f"the sandbox image {DEFAULT_IMAGE!r} is gone", image=DEFAULT_IMAGE)
+    model.enqueue(reply(tool_use("bash", {"command": "true"})))
+    async with connected(loop_config, sandboxes=sandboxes) as client:
+        session = await call_ok(client, "create_session", {})
+        with anyio.fail_after(HANG_GUARD_S):
+            outcome = await call_ok(client, "send_message", {"session_id": session["id"], "text": "go"})
+    assert outcome["stop_reason"]["type"] == "retries_exhausted"
+    errors = [e["error"] for e in outcome["events"] if e["type"] == "session.error"]
+    assert [e["retry_status"]["type"] for e in errors] == ["retrying", "exhausted"]
+    assert "yet it is still missing" in errors[1]["message"]
+    assert sandboxes.built == [DEFAULT_IMAGE]
+    assert len(model.requests) == 1
 
 
 async def test_a_refused_answer_idles_the_session_with_stop_reason_refusal(

@@ -21,6 +21,7 @@ import pytest
 
 from server.core.config import DEFAULT_IMAGE
 from server.core.environments import EnvironmentSpec
+from server.core.errors import ImageMissingError
 from server.hands.docker.images import BASE_LABEL, HELPER_PATH, SANDBOX_UID, ImagePreparer, SandboxImageError
 
 pytestmark = pytest.mark.docker
@@ -201,13 +202,27 @@ def test_an_image_neither_present_nor_pullable_fails_at_the_pull_with_how_to_get
     assert "docker load" in message
 
 
-def test_a_missing_default_image_points_at_the_image_build_command(
+def test_a_missing_default_image_is_named_for_the_agent_loop_to_build_and_points_at_the_build_command(
     docker_client: docker.DockerClient, helper: bytes
 ) -> None:
     preparer = ImagePreparer(docker_client, MISSING_IMAGE, None, helper_source=helper)
 
-    with pytest.raises(SandboxImageError, match="managed-sessions image build"):
+    with pytest.raises(ImageMissingError, match="managed-sessions image build") as caught:
         preparer.prepare(EnvironmentSpec())
+    assert caught.value.image == MISSING_IMAGE
+
+
+def test_a_missing_sandbox_tag_that_is_not_the_default_is_never_pulled_and_names_the_build_command(
+    docker_client: docker.DockerClient, preparer: ImagePreparer
+) -> None:
+    other_tag = f"managed-sessions-sandbox:test-missing-{uuid.uuid4().hex[:8]}"
+
+    with pytest.raises(SandboxImageError) as caught:
+        preparer.prepare(EnvironmentSpec(image=other_tag))
+
+    assert not isinstance(caught.value, ImageMissingError)  # only the server's default image is built for a session
+    assert f"run 'managed-sessions image build --tag {other_tag}'" in str(caught.value)
+    assert "pulling it failed" not in str(caught.value)  # that repository is made locally, never published
 
 
 def test_an_unreadable_ca_bundle_names_the_setting_to_fix(
