@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from server.core.config import ServerConfig
 from server.core.errors import SandboxUnavailableError, ServerError
+from server.hands.docker.images import made_locally
 from server.hands.docker.packet_filter import PacketFilter
 from server.hands.sandbox import Leftovers
 from server.services.model_checks import check_models
@@ -67,15 +68,22 @@ def check_docker(config: ServerConfig) -> list[Check]:
     try:
         image = client.images.get(config.image)
     except docker.errors.ImageNotFound:
-        return [
-            engine,
-            Check(
+        if made_locally(config.image):  # the first session that needs it builds it
+            missing = Check(
+                "sandbox image",
+                "warn",
+                f"{config.image!r} is not built yet: the first session that needs a sandbox builds it (a few minutes)",
+                "run 'managed-sessions image build' to build it now, with its output on the terminal",
+            )
+        else:
+            missing = Check(
                 "sandbox image",
                 "FAIL",
                 f"{config.image!r} is not on this engine",
-                "run 'managed-sessions image build' (or set MANAGED_SESSIONS_IMAGE to an image you have)",
-            ),
-        ]
+                f"run 'docker pull {config.image}', or 'managed-sessions image build' to make it under that name "
+                "(or set MANAGED_SESSIONS_IMAGE to an image you have)",
+            )
+        return [engine, missing, check_leftovers(config)]
     except docker.errors.APIError as exc:
         return [engine, Check("sandbox image", "FAIL", f"cannot inspect {config.image!r}: {exc}", "check the engine")]
     size_mb = int(image.attrs.get("Size", 0)) // 1_000_000

@@ -106,7 +106,27 @@ def test_doctor_reports_the_engine_version_when_docker_answers(subprocess_env: d
     assert "[ok  ] docker engine" in result.stdout
     assert "API 1." in result.stdout
     assert "[FAIL] sandbox image" in result.stdout
-    assert "managed-sessions image build" in result.stdout
+    assert "docker pull missing-img:0" in result.stdout
+
+
+@pytest.mark.docker
+def test_doctor_warns_that_a_missing_sandbox_image_is_built_by_the_first_session(
+    subprocess_env: dict[str, str],
+) -> None:
+    import docker
+    import docker.errors
+    from conftest import missing_part
+
+    try:
+        docker.from_env().ping()
+    except docker.errors.DockerException as exc:
+        missing_part("docker", str(exc))
+    env = {**subprocess_env, "ANTHROPIC_API_KEY": "k", "MANAGED_SESSIONS_IMAGE": "managed-sessions-sandbox:never-built"}
+    result = run(["doctor"], env)
+    assert "[warn] sandbox image" in result.stdout
+    assert "the first session that needs a sandbox builds it" in result.stdout
+    not_ready = [line for line in result.stdout.splitlines() if line.startswith("not ready:")]
+    assert all("sandbox image" not in line for line in not_ready)  # a warning, not a reason to stop
 
 
 def test_serve_refuses_an_unusable_configuration_with_the_variable_named(subprocess_env: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ may both build, and the same content ends under the same tag.
 
 A base image missing from the engine is pulled once. Images of the `managed-sessions-sandbox`
 repository are never pulled (`managed-sessions image build` makes them locally, they are not
-published); the server's default image, when missing (and not pulled), raises `ImageMissingError`,
+published); the server's default image, when it is one of them and missing, raises `ImageMissingError`,
 for the agent loop to have it built and try again. Builds use the
 engine's classic builder over the default bridge network (package registries must be reachable
 from there), or, for a `limited` environment, over its network and egress proxy (`BuildNetwork`), so
@@ -58,7 +58,15 @@ from server.core.environments import EnvironmentSpec, Packages
 from server.core.errors import ImageMissingError, SandboxUnavailableError
 from server.hands.docker.engine import is_unreachable
 
-__all__ = ["HELPER_PATH", "SANDBOX_UID", "BuildNetwork", "ImagePreparer", "Progress", "SandboxImageError"]
+__all__ = [
+    "HELPER_PATH",
+    "SANDBOX_UID",
+    "BuildNetwork",
+    "ImagePreparer",
+    "Progress",
+    "SandboxImageError",
+    "made_locally",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -218,11 +226,11 @@ class ImagePreparer:
             ) from exc
 
     def _pull(self, ref: str, progress: Progress | None) -> None:
-        local = _made_locally(ref)
+        local = made_locally(ref)
         why = "it is made locally, never published" if local else _try_pull(self._client, ref, progress)
         if why is None:
             return
-        if ref == self._default_image:
+        if ref == self._default_image and local:  # another default (a published image) is not ours to make
             raise ImageMissingError(
                 f"the sandbox image {ref!r} is not on the Docker engine ({why}); a session's next turn builds it, "
                 "or run 'managed-sessions image build'",
@@ -258,7 +266,7 @@ class ImagePreparer:
         return image is not None and (image.labels or {}).get(KEY_LABEL) == key
 
 
-def _made_locally(ref: str) -> bool:
+def made_locally(ref: str) -> bool:
     """Whether `ref` names an image of the repository `managed-sessions image build` makes (never published)."""
     repository = ref.split("@", 1)[0]
     if ":" in repository.rsplit("/", 1)[-1]:  # a tag, not a registry's port

@@ -205,11 +205,24 @@ def test_an_image_neither_present_nor_pullable_fails_at_the_pull_with_how_to_get
 def test_a_missing_default_image_is_named_for_the_agent_loop_to_build_and_points_at_the_build_command(
     docker_client: docker.DockerClient, helper: bytes
 ) -> None:
-    preparer = ImagePreparer(docker_client, MISSING_IMAGE, None, helper_source=helper)
+    default = f"managed-sessions-sandbox:test-missing-{uuid.uuid4().hex[:8]}"
+    preparer = ImagePreparer(docker_client, default, None, helper_source=helper)
 
     with pytest.raises(ImageMissingError, match="managed-sessions image build") as caught:
         preparer.prepare(EnvironmentSpec())
-    assert caught.value.image == MISSING_IMAGE
+    assert caught.value.image == default
+
+
+def test_a_missing_default_image_from_elsewhere_is_explained_not_built(
+    docker_client: docker.DockerClient, helper: bytes
+) -> None:
+    preparer = ImagePreparer(docker_client, MISSING_IMAGE, None, helper_source=helper)
+
+    with pytest.raises(SandboxImageError) as caught:
+        preparer.prepare(EnvironmentSpec())
+
+    assert not isinstance(caught.value, ImageMissingError)  # our image is never built under someone else's name
+    assert "pulling it failed" in str(caught.value)
 
 
 def test_a_missing_sandbox_tag_that_is_not_the_default_is_never_pulled_and_names_the_build_command(
