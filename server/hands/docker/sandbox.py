@@ -14,6 +14,12 @@ Lifecycle:
   when the container died is not re-run: it reports the loss.
 - `stop` (archive) removes the container and keeps the volumes; `destroy`
   (delete) removes both.
+- Idling: `stop_if_idle` stops (not removes) a container that has had no call
+  for a while. Its files stay in the volumes, and the stopped container still
+  serves output reads through the engine's archive API (`output_source`), so
+  reading outputs never starts one. The next call makes a new container; as the
+  shell's state (cwd, variables) is gone, the first tool result after it says so
+  once (`take_notice`).
 - A Docker engine that does not answer raises `EngineUnreachableError`, and
   only where the call never reached the helper (opening the channel), so a
   caller that waits for the engine and tries again never runs a tool twice.
@@ -34,10 +40,11 @@ import logging
 import posixpath
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -72,6 +79,14 @@ OUTPUTS = "/mnt/session/outputs"
 CA_BUNDLE_IN_CONTAINER = "/etc/ssl/certs/ca-certificates.crt"
 CHANNEL_OPEN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+RESTART_NOTICE = (
+    "[the sandbox was stopped while idle and started again for this call: files in /workspace and "
+    "/mnt/session/outputs are kept; the shell was restarted, so its cwd and variables were reset]"
+)
+
+OutputSource = Literal["running", "none"] | str
+"""Where a session's outputs can be read: 'running' (its helper), 'none' (it has no outputs yet), or the id of a
+container that is not running (the engine's archive of it)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,10 @@ class DockerSandbox:
         self.container_id: str | None = None
         self._files: dict[str, Path] = {}  # the read-only files: target -> host file
         self._files_in: str | None = None  # the container that has exactly them
+        self._calls = 0  # in flight; a sandbox with one is never idle
+        self.last_used = time.monotonic()
+        """When the last call ended (`time.monotonic()`): what idling is measured from."""
+        self._notice: str | None = None  # for the model, once: why the shell's state is gone
 
     @property
     def _labels(self) -> dict[str, str]:
@@ -144,13 +163,30 @@ class DockerSandbox:
     def _volume_name(self, kind: str) -> str:
         return f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}-{kind}"
 
-    async def call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
+    async def call(
+        self, op: str, args: Mapping[str, JsonValue], timeout_s: float, *, keep_alive: bool = True
+    ) -> dict[str, Any]:
         """One helper request, on a container made or found as needed.
 
-        Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the container died
-        during the call), `TimeoutError` (no answer in time; the container is killed so nothing keeps
-        running), or `SandboxUnavailableError`.
+        `keep_alive=False` (output reads) does not count as use: a client polling outputs must not keep an idle
+        container running. Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the
+        container died during the call), `TimeoutError` (no answer in time; the container is killed so nothing
+        keeps running), or `SandboxUnavailableError`.
         """
+        self._calls += 1
+        try:
+            return await self._call(op, args, timeout_s)
+        finally:
+            self._calls -= 1
+            if keep_alive:
+                self.last_used = time.monotonic()
+
+    def take_notice(self) -> str | None:
+        """What the model must hear once about the sandbox (it was restarted after idling), if anything."""
+        notice, self._notice = self._notice, None
+        return notice
+
+    async def _call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
         channel = await self._open_channel()
         try:
             return await channel.request(op, args, timeout_s)
@@ -225,6 +261,8 @@ class DockerSandbox:
                     self.session_id,
                     container.short_id,
                 )
+            elif container.status == "exited":  # stopped while idle (or by a clean shutdown): its shell is gone
+                self._notice = RESTART_NOTICE
             container.remove(force=True)  # its files are in the volumes
         return self._create_container()
 
@@ -418,6 +456,69 @@ class DockerSandbox:
             pass
         except docker.errors.APIError as exc:
             raise SandboxUnavailableError(f"the Docker engine refused to remove the container: {exc}") from exc
+
+    async def stop_if_idle(self, idle_s: float) -> bool:
+        """Stops the container (kept for output reads) if no call is in flight and none ended in the last
+        `idle_s` seconds; whether it stopped one. Raises `SandboxUnavailableError`."""
+        async with self._lock:
+            if self._calls or time.monotonic() - self.last_used < idle_s:
+                return False
+            await self._drop_channel()
+            return await in_engine(self._stop_containers)
+
+    def _stop_containers(self) -> bool:
+        if self._address is not None:
+            self._networks.proxy.forget(self._address, self.session_id)
+            self._address = None
+        stopped = False
+        try:
+            for container in self._client.containers.list(filters={"label": self._label_filter, "status": "running"}):
+                container.stop(timeout=STOP_TIMEOUT_S)
+                stopped = True
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailableError(f"the Docker engine refused to stop the container: {exc}") from exc
+        if stopped:
+            logger.info("session %s: stopped its idle container (files kept)", self.session_id)
+        return stopped
+
+    @property
+    def _label_filter(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self._labels.items()]
+
+    async def output_source(self) -> OutputSource:
+        """Where the outputs can be read without starting a container (see `OutputSource`). A session whose
+        container was removed (archived) but whose volumes stay gets a container that is created, never started,
+        to read them through. Raises `SandboxUnavailableError`."""
+        async with self._lock:
+            if self._channel is not None and not self._channel.closed.is_set():
+                return "running"
+            try:
+                return await in_engine(self._find_output_source)
+            except docker.errors.APIError as exc:
+                raise SandboxUnavailableError(f"the Docker engine could not show the outputs: {exc}") from exc
+
+    def _find_output_source(self) -> OutputSource:
+        found = self._client.containers.list(all=True, filters={"label": self._label_filter})
+        if any(c.status == "running" for c in found):
+            return "running"
+        if found:
+            return str(found[0].id)
+        try:
+            self._client.volumes.get(self._volume_name("outputs"))
+        except docker.errors.NotFound:
+            return "none"
+        image = self._preparer.prepare(self._environment, build_network=self._build_network)
+        reader = self._client.containers.create(
+            image,
+            ["true"],
+            labels=self._labels,
+            network_mode="none",
+            volumes={self._volume_name("outputs"): {"bind": OUTPUTS, "mode": "ro"}},
+            log_config=LogConfig(type=LogConfig.types.NONE),
+        )
+        return str(reader.id)
 
     async def stop(self) -> None:
         """Removes the container; the volumes (and so the files) stay. Raises `SandboxUnavailableError`."""
