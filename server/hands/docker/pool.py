@@ -47,7 +47,7 @@ from server.hands.docker.output_archive import OUTPUTS_PATH, Chunks, list_archiv
 from server.hands.docker.sandbox import (
     LABEL_SESSION,
     LABEL_STORE,
-    STOP_TIMEOUT_S,
+    STOP_GRACE_S,
     DockerSandbox,
     SandboxSettings,
     posture_of,
@@ -117,6 +117,7 @@ class SandboxPool:
         self._started = time.monotonic()
         self.idle_swept = anyio.Event()
         """Set when an idle sweep ends (then replaced by a fresh one), so a test can wait for the next sweep."""
+        self._idle_warned = False
         self.idle_stopped: dict[str, int] = {}
         """Session id -> how many times its container was stopped while idle."""
 
@@ -433,9 +434,13 @@ class SandboxPool:
                     stopped.append(session_id)
                     self.idle_stopped[session_id] = self.idle_stopped.get(session_id, 0) + 1
         except SandboxUnavailableError as exc:
-            logger.warning("idle sandboxes stay up for now: %s", exc)
+            if not self._idle_warned:  # once per outage, not every sweep
+                logger.warning("idle sandboxes stay up for now: %s", exc)
+            self._idle_warned = True
         except Exception:  # a background task: a bug here must not take the server's task group down
             logger.exception("stopping idle sandboxes failed")
+        else:
+            self._idle_warned = False
         finally:
             swept.set()
         return stopped
@@ -466,7 +471,7 @@ class SandboxPool:
         def stop_all() -> bool:
             found = client.containers.list(filters={"label": labels, "status": "running"})
             for container in found:
-                container.stop(timeout=STOP_TIMEOUT_S)
+                container.stop(timeout=STOP_GRACE_S)
             return bool(found)
 
         try:

@@ -79,6 +79,8 @@ OUTPUTS = "/mnt/session/outputs"
 CA_BUNDLE_IN_CONTAINER = "/etc/ssl/certs/ca-certificates.crt"
 CHANNEL_OPEN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+STOP_GRACE_S = 10
+"""Seconds a stopped container's processes get after SIGTERM before SIGKILL (whole seconds: the engine's API)."""
 RESTART_NOTICE = (
     "[the sandbox was stopped while idle and started again for this call: files in /workspace and "
     "/mnt/session/outputs are kept; the shell was restarted, so its cwd and variables were reset]"
@@ -473,7 +475,7 @@ class DockerSandbox:
         stopped = False
         try:
             for container in self._client.containers.list(filters={"label": self._label_filter, "status": "running"}):
-                container.stop(timeout=STOP_TIMEOUT_S)
+                container.stop(timeout=STOP_GRACE_S)
                 stopped = True
         except docker.errors.NotFound:
             pass
