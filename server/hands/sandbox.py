@@ -185,5 +185,5 @@ class SandboxBackend(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Ends what the backend runs beside the sandboxes (the egress proxy); sandboxes keep running."""
+        """Ends what the backend runs beside the sandboxes (the egress proxy); sandboxes are left as they are."""
         ...

@@ -345,7 +345,8 @@ class SandboxPool:
         )
 
     async def aclose(self) -> None:
-        """Stops the egress proxy (its thread, listeners and relays); sandboxes keep running."""
+        """Stops the egress proxy (its thread, listeners and relays); sandboxes are left as they are (the runtime
+        has stopped those no running session needs)."""
         await anyio.to_thread.run_sync(self._proxy.close)
 
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:

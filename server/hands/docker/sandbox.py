@@ -82,9 +82,11 @@ STOP_TIMEOUT_S = 10.0
 STOP_GRACE_S = 10
 """Seconds a stopped container's processes get after SIGTERM before SIGKILL (whole seconds: the engine's API)."""
 RESTART_NOTICE = (
-    "[the sandbox was stopped while idle and started again for this call: files in /workspace and "
-    "/mnt/session/outputs are kept; the shell was restarted, so its cwd and variables were reset]"
+    "[the sandbox's container had stopped (idle for a while, or the server restarted), so a new one was started "
+    "for this call: files in /workspace and /mnt/session/outputs are kept; the shell was restarted, so its cwd "
+    "and variables were reset]"
 )
+"""Told the model once, with the first tool result from a container made where a stopped one was."""
 
 OutputSource = Literal["running", "none"] | str
 """Where a session's outputs can be read: 'running' (its helper), 'none' (it has no outputs yet), or the id of a
@@ -263,7 +265,7 @@ class DockerSandbox:
                     self.session_id,
                     container.short_id,
                 )
-            elif container.status == "exited":  # stopped while idle (or by a clean shutdown): its shell is gone
+            elif container.status == "exited":  # stopped while idle, at a clean shutdown or killed: its shell is gone
                 self._notice = RESTART_NOTICE
             container.remove(force=True)  # its files are in the volumes
         return self._create_container()

@@ -61,7 +61,9 @@ async def test_an_idle_container_stops_and_the_next_call_finds_its_files_and_hea
     idle_config: ServerConfig, model: ModelServer, docker_client: docker.DockerClient
 ) -> None:
     model.enqueue(
-        reply(tool_use("bash", {"command": "export MARK=set; echo kept > w.txt; echo out > /mnt/session/outputs/o.txt"})),
+        reply(
+            tool_use("bash", {"command": "export MARK=set; echo kept > w.txt; echo out > /mnt/session/outputs/o.txt"})
+        ),
         reply("Saved."),
         reply(tool_use("bash", {"command": 'echo "mark=$MARK"; cat w.txt /mnt/session/outputs/o.txt'})),
         reply(tool_use("bash", {"command": "echo again"})),
