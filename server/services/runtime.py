@@ -54,8 +54,9 @@ __all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_STOP_S = 30.0
-"""How long a clean shutdown waits for the engine to stop the containers no running session needs (each stop is
-bounded by the sandbox's own stop timeout; past this the server exits and the next one's idle sweep finishes)."""
+"""How long a clean shutdown waits for the engine to stop the containers no running session needs; an engine call
+already under way still finishes (a thread cannot be cut short), and each stop allows its container 10 s. What is
+left running is stopped by the next server's idle sweep."""
 
 MAX_IDLE_CHECK_S = 60.0
 """The longest gap between idle sweeps: a container outlives its idle time by at most this (one engine listing per
@@ -223,6 +224,9 @@ async def _stop_idle_sandboxes(store: SessionStore, sandboxes: SandboxBackend, i
     """Stops, every so often, the sandboxes of sessions that are not running and were not used for `idle_s`
     seconds. Lives here, not in the backend, because only the store knows which sessions are running (a run
     waiting on a slow model keeps its shell). Nothing here may end the server's task group."""
+    if not 0 < idle_s < float("inf"):  # `ServerConfig.problems` refuses it at start; a config made in code may not
+        logger.warning("idle sandboxes are never stopped: idle_stop_s=%r is not a positive number", idle_s)
+        return
     period = min(max(idle_s / 2, 0.05), MAX_IDLE_CHECK_S)
     while True:
         await anyio.sleep(period)

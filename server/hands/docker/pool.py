@@ -414,7 +414,7 @@ class SandboxPool:
         """A helper call about output files, its failures as the errors a client is told."""
         sandbox = self.sandbox(session_id, environment)
         try:
-            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S, keep_alive=False)
+            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S, reading=True)
         except HelperError as exc:
             raise InvalidRequestError(str(exc)) from exc
         except (SandboxLostError, TimeoutError) as exc:

@@ -168,21 +168,24 @@ class DockerSandbox:
         return f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}-{kind}"
 
     async def call(
-        self, op: str, args: Mapping[str, JsonValue], timeout_s: float, *, keep_alive: bool = True
+        self, op: str, args: Mapping[str, JsonValue], timeout_s: float, *, reading: bool = False
     ) -> dict[str, Any]:
         """One helper request, on a container made or found as needed.
 
-        `keep_alive=False` (output reads) does not count as use: a client polling outputs must not keep an idle
-        container running. Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the
-        container died during the call), `TimeoutError` (no answer in time; the container is killed so nothing
-        keeps running), or `SandboxUnavailableError`.
+        `reading=True` (output reads) neither counts as use (a client polling outputs must not keep an idle
+        container running) nor starts a container (one that stopped meanwhile: `SandboxUnavailableError`, and
+        the next read goes through the archive).
+
+        Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the container died during the
+        call), `TimeoutError` (no answer in time; the container is killed so nothing keeps running), or
+        `SandboxUnavailableError`.
         """
         self._calls += 1
         try:
-            return await self._call(op, args, timeout_s)
+            return await self._call(op, args, timeout_s, reading)
         finally:
             self._calls -= 1
-            if keep_alive:
+            if not reading:
                 self.last_used = time.monotonic()
 
     def take_notice(self) -> str | None:
@@ -190,8 +193,8 @@ class DockerSandbox:
         notice, self._notice = self._notice, None
         return notice
 
-    async def _call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
-        channel = await self._open_channel()
+    async def _call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float, reading: bool) -> dict[str, Any]:
+        channel = await self._open_channel(reading)
         try:
             return await channel.request(op, args, timeout_s)
         except ChannelClosedError as exc:
@@ -221,11 +224,11 @@ class DockerSandbox:
             "(files in /workspace and /mnt/session/outputs are kept)"
         )
 
-    async def _open_channel(self) -> HelperChannel:
+    async def _open_channel(self, reading: bool = False) -> HelperChannel:
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
-            container_id = await in_engine(self._running_container)
+            container_id = await in_engine(self._running_container, reading)
             try:
                 stream = await open_exec(
                     self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
@@ -244,8 +247,8 @@ class DockerSandbox:
             self._channel, self.container_id = channel, container_id
             return channel
 
-    def _running_container(self) -> str:
-        """The id of this session's running container, creating one if none runs (blocking)."""
+    def _running_container(self, reading: bool = False) -> str:
+        """The id of this session's running container, creating one if none runs unless `reading` (blocking)."""
         try:
             found = self._client.containers.list(
                 all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}
@@ -253,6 +256,8 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
         for container in found:
+            if reading and container.status != "running":
+                continue  # kept for the archive reads
             if container.status == "running":
                 plan = self._plan()
                 if plan is None or plan.proxy_url is None or _proxy_of(container) == plan.proxy_url:
@@ -268,6 +273,8 @@ class DockerSandbox:
             elif container.status == "exited":  # stopped while idle, at a clean shutdown or killed: its shell is gone
                 self._notice = RESTART_NOTICE
             container.remove(force=True)  # its files are in the volumes
+        if reading:
+            raise SandboxUnavailableError(f"the sandbox of {self.session_id!r} stopped meanwhile; try again")
         return self._create_container()
 
     def _create_container(self) -> str:
