@@ -15,6 +15,7 @@ import docker
 import pytest
 from mcp import Client, MCPError
 from model_server import ModelServer, hang, reply, tool_use
+from rest_serving import rest_server
 from scenario import call_error, call_ok
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
@@ -143,6 +144,16 @@ async def test_reading_outputs_never_starts_a_container(
         assert resource.contents[0].text == "out\n"  # type: ignore[union-attr]
         assert states(docker_client, used) == ["exited"]
 
+    def download_over_rest() -> bytes:
+        with rest_server(idle_config) as rest:
+            api = rest.client()
+            [listed] = api.beta.files.list(scope_id=used)
+            return api.beta.files.download(listed.id).read()
+
+    assert await anyio.to_thread.run_sync(download_over_rest) == b"out\n"
+    assert states(docker_client, used) == ["exited"]
+
+    async with serving(idle_config) as (_, client):
         await call_ok(client, "archive_session", {"session_id": used})
         assert states(docker_client, used) == []
         listing = await call_ok(client, "list_output_files", {"session_id": used})
