@@ -15,7 +15,14 @@ from server.brain.ports import SessionSandboxes
 from server.core.environments import EnvironmentSpec
 from server.core.errors import InvalidRequestError
 from server.core.tools import ToolResult
-from server.hands.sandbox import Confinement, Leftovers, OutputChunkData, OutputFileInfo, SandboxBackend
+from server.hands.sandbox import (
+    Confinement,
+    Leftovers,
+    OutputChunkData,
+    OutputFileInfo,
+    RunningSessions,
+    SandboxBackend,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,10 @@ class FakeSandboxes:
 
     async def leftovers(self, sessions: Mapping[str, bool]) -> Leftovers:
         return Leftovers()
+
+    async def stop_idle(self, idle_s: float, running: RunningSessions) -> list[str]:
+        """Nothing runs in memory, so nothing idles."""
+        return []
 
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
         files = self.files.get(session_id, {})

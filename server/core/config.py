@@ -38,6 +38,10 @@ DEFAULT_ENGINE_WAIT_S = 60.0
 DEFAULT_STREAM_PING_S = 15.0
 """Heartbeats on an idle event stream: well inside the idle timeouts of proxies and HTTP clients (30-120 s)."""
 
+DEFAULT_IDLE_STOP_S = 900.0
+"""After this long with no run and no sandbox call, a session's container is stopped (its files stay): long enough
+that a conversation's pauses keep their shell, short enough that forgotten sessions free their memory."""
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -61,6 +65,8 @@ class ServerConfig:
         engine_wait_s: how long a tool call waits for a Docker engine that does not answer.
         stream_ping_s: how often an idle event stream (`/v1/sessions/{id}/events/stream`) sends a heartbeat.
         max_upload_bytes: the largest file `POST /v1/files` takes (`MANAGED_SESSIONS_MAX_UPLOAD_MB`).
+        idle_stop_s: how long a session's container may sit unused before it is stopped
+            (`MANAGED_SESSIONS_IDLE_STOP_S`); NaN when the variable was not a number (`problems` reports it).
         providers: the model providers beside Anthropic (`openai/`, the endpoints the providers file declares).
         providers_problems: what is wrong in the providers file, each with its fix (reported at start).
     """
@@ -81,6 +87,7 @@ class ServerConfig:
     engine_wait_s: float = DEFAULT_ENGINE_WAIT_S
     stream_ping_s: float = DEFAULT_STREAM_PING_S
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    idle_stop_s: float = DEFAULT_IDLE_STOP_S
     providers: Providers = field(default_factory=Providers)
     providers_problems: tuple[str, ...] = ()
 
@@ -112,6 +119,7 @@ class ServerConfig:
             max_upload_bytes=_positive_int(env.get("MANAGED_SESSIONS_MAX_UPLOAD_MB"), DEFAULT_MAX_UPLOAD_MB)
             * 1024
             * 1024,
+            idle_stop_s=_number(env.get("MANAGED_SESSIONS_IDLE_STOP_S"), DEFAULT_IDLE_STOP_S),
             providers=providers,
             providers_problems=tuple(providers_problems),
         )
@@ -132,6 +140,11 @@ class ServerConfig:
                 TypeAdapter(kind).validate_python(value)
             except ValidationError:
                 found.append(f"{variable}={value!r} is not valid; unset it or give a valid value")
+        if not 0 < self.idle_stop_s < float("inf"):  # NaN fails this too
+            found.append(
+                "MANAGED_SESSIONS_IDLE_STOP_S must be a number of seconds greater than 0 "
+                f"(default {DEFAULT_IDLE_STOP_S:.0f}); unset it or give one"
+            )
         try:
             self.providers.check(self.model)
         except ValueError as exc:
@@ -166,6 +179,16 @@ def _seconds(value: str | None, default: float) -> float:
     except ValueError:
         return default
     return number if 0 <= number < float("inf") else default
+
+
+def _number(value: str | None, default: float) -> float:
+    """A number as given, checked by `problems` (NaN when it is not one), so a typo is reported, not ignored."""
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
 
 
 def _positive_int(value: str | None, default: int) -> int:

@@ -5,9 +5,10 @@
 `tool_result` shape (text, image, document). It never sees a container.
 
 `SandboxBackend` is everything the services and the loop ask of sandboxes: a
-session's tools, stopping (files kept) and destroying them, reaping strays,
-output files, copying a checked-out repository in, placing read-only files,
-and the posture shown on a session. Every method takes the session's id and its environment snapshot, so a
+session's tools, stopping (files kept) and destroying them, stopping idle ones,
+reaping strays, output files (read without starting anything), copying a
+checked-out repository in, placing read-only files, and the posture shown on a
+session. Every method takes the session's id and its environment snapshot, so a
 backend may make the sandbox lazily and anew. The Docker backend
 (`hands/docker/pool.py`) satisfies it structurally; a Kubernetes one would sit
 beside it. Failures come already translated: `SandboxUnavailableError` (the
@@ -17,7 +18,7 @@ refused a path), both from `server/core/errors.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,7 @@ __all__ = [
     "Leftovers",
     "OutputChunkData",
     "OutputFileInfo",
+    "RunningSessions",
     "Sandbox",
     "SandboxBackend",
     "SandboxLostError",
@@ -45,6 +47,10 @@ DEFAULT_MEMORY_MB = 2_048
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS_LIMIT = 512
 """Enough for a build with parallel jobs; low enough that a fork bomb stops at the limit, not the host."""
+
+
+RunningSessions = Callable[[], Awaitable[Collection[str]]]
+"""The ids of the sessions with a run in progress, asked from the store (whose sandboxes never idle)."""
 
 
 class SandboxLostError(Exception):
@@ -153,8 +159,14 @@ class SandboxBackend(Protocol):
         """What `reap` would remove, removing nothing."""
         ...
 
+    async def stop_idle(self, idle_s: float, running: RunningSessions) -> list[str]:
+        """Stops the sandboxes of sessions that are not running (as `running` says when asked) and had no call for
+        `idle_s` seconds (0: every one), keeping their files; the next call starts a new one. Returns their
+        session ids; never raises."""
+        ...
+
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
-        """The files under /mnt/session/outputs/ (starting the sandbox if need be)."""
+        """The files under /mnt/session/outputs/; never starts a sandbox (one not running is read as it is)."""
         ...
 
     async def read_output(
@@ -178,5 +190,5 @@ class SandboxBackend(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Ends what the backend runs beside the sandboxes (the egress proxy); sandboxes keep running."""
+        """Ends what the backend runs beside the sandboxes (the egress proxy); sandboxes are left as they are."""
         ...

@@ -111,6 +111,10 @@ class HelperCalls(Protocol):
         """Raises `HelperError` (tell the model), `SandboxLostError`, `TimeoutError` or `SandboxUnavailableError`."""
         ...
 
+    def take_notice(self) -> str | None:
+        """What the model must hear once about the sandbox itself (say, its shell was restarted), if anything."""
+        ...
+
 
 class SandboxTools:
     """The `Sandbox` the agent loop calls: built-in tools for one session."""
@@ -130,7 +134,11 @@ class SandboxTools:
             return ToolResult.text(f"{tool_name}: invalid input: {problems}", is_error=True)
         if isinstance(parsed, WebFetchInput):
             return await self._web_fetch(parsed)
-        return await self._in_sandbox(tool_name, parsed)
+        result = await self._in_sandbox(tool_name, parsed)
+        notice = self._sandbox.take_notice()
+        if notice is not None:  # first, so the model reads the output knowing the shell's state was reset
+            result = ToolResult(content=[{"type": "text", "text": notice}, *result.content], is_error=result.is_error)
+        return result
 
     async def _web_fetch(self, parsed: WebFetchInput) -> ToolResult:
         try:

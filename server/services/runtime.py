@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,15 @@ from vault.vaults import Vaults
 __all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime"]
 
 logger = logging.getLogger(__name__)
+
+SHUTDOWN_STOP_S = 30.0
+"""How long a clean shutdown waits for the engine to stop the containers no running session needs; an engine call
+already under way still finishes (a thread cannot be cut short), and each stop allows its container 10 s. What is
+left running is stopped by the next server's idle sweep."""
+
+MAX_IDLE_CHECK_S = 60.0
+"""The longest gap between idle sweeps: a container outlives its idle time by at most this (one engine listing per
+sweep is cheap)."""
 
 
 @dataclass(frozen=True)
@@ -106,13 +116,16 @@ async def open_runtime(
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
             task_group.start_soon(_reap_at_start, store, runtime.sandboxes)
             task_group.start_soon(_resume_running, store, runtime.runner)
+            task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
             try:
                 yield runtime
             finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_STOP_S):
+                    await _stop_unneeded_sandboxes(store, runtime.sandboxes)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await runtime.remote_mcp.aclose()  # remote MCP sessions are ended politely, when they answer
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await runtime.sandboxes.aclose()  # the egress proxy's thread; sandboxes keep running
+                    await runtime.sandboxes.aclose()  # the egress proxy's thread; running sessions' sandboxes stay
                 task_group.cancel_scope.cancel()  # runs and channel readers end with the server
                 if router is not None:
                     with anyio.CancelScope(shield=True):
@@ -205,6 +218,34 @@ async def _resume_running(store: SessionStore, runner: SessionRunner) -> None:
             await runner.resume(session_id)
         except Exception:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
+
+
+async def _stop_idle_sandboxes(store: SessionStore, sandboxes: SandboxBackend, idle_s: float) -> None:
+    """Stops, every so often, the sandboxes of sessions that are not running and were not used for `idle_s`
+    seconds. Lives here, not in the backend, because only the store knows which sessions are running (a run
+    waiting on a slow model keeps its shell). Nothing here may end the server's task group."""
+    if not 0 < idle_s < float("inf"):  # `ServerConfig.problems` refuses it at start; a config made in code may not
+        logger.warning("idle sandboxes are never stopped: idle_stop_s=%r is not a positive number", idle_s)
+        return
+    period = min(max(idle_s / 2, 0.05), MAX_IDLE_CHECK_S)
+    while True:
+        await anyio.sleep(period)
+        try:
+            await sandboxes.stop_idle(idle_s, functools.partial(in_thread, store.running_session_ids))
+        except Exception:
+            logger.exception("the idle sandbox sweep failed; the next one tries again")
+
+
+async def _stop_unneeded_sandboxes(store: SessionStore, sandboxes: SandboxBackend) -> None:
+    """At a clean shutdown, stops the sandboxes of sessions that are not running (their files stay): nothing keeps
+    running that no session needs. Running sessions' sandboxes go on, so the next server resumes them."""
+    try:
+        stopped = await sandboxes.stop_idle(0, functools.partial(in_thread, store.running_session_ids))
+    except Exception:
+        logger.exception("could not stop the sandboxes of sessions that are not running")
+        return
+    if stopped:
+        logger.info("stopped %d sandbox(es) no running session needs", len(stopped))
 
 
 async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None:

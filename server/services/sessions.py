@@ -377,7 +377,8 @@ class SessionManager:
 
     @asynccontextmanager
     async def _outputs_of(self, session: Session) -> AsyncIterator[SandboxBackend]:
-        """The sandboxes, to read output files; an archived session's sandbox is started for it and removed after."""
+        """The sandboxes, to read output files. Reads never start a sandbox, but an archived session's may be given
+        a container (created, never started) to read its files through; it is removed after."""
         try:
             yield self._sandboxes
         finally:

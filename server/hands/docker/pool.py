@@ -5,6 +5,12 @@ Removing a session's container (archive) or its container and volumes (delete) n
 caller: the store is the truth, so when the engine does not answer the removal is *owed*. Owed
 removals are tried again the next time a sandbox is asked for, and the start-up reaper removes
 anything labelled with this store that no live session needs.
+
+Idling: `stop_idle` stops the running containers of sessions that have had no sandbox call for a while (the
+runtime calls it periodically, and once more at a clean shutdown). It covers containers this process never used
+too (left running by an earlier server), counting their idle time from this pool's start. Output reads never start
+a container: a running one answers through its helper, a stopped one through the engine's archive API
+(`output_archive.py`), and a session with no volumes yet has no outputs.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.abc
@@ -37,21 +44,34 @@ from server.hands.docker.default_image import DefaultImageBuilds
 from server.hands.docker.engine import in_engine, is_unreachable, unreachable_error
 from server.hands.docker.images import BuildNetwork, ImagePreparer
 from server.hands.docker.networks import SandboxNetworks
+from server.hands.docker.output_archive import OUTPUTS_PATH, Chunks, list_archived, read_archived
 from server.hands.docker.sandbox import (
     LABEL_SESSION,
     LABEL_STORE,
+    STOP_GRACE_S,
     DockerSandbox,
     SandboxSettings,
     posture_of,
     remove_volume,
 )
 from server.hands.helper.channel import HelperError
-from server.hands.sandbox import Confinement, Leftovers, OutputChunkData, OutputFileInfo, SandboxLostError
+from server.hands.helper.helper import mime_type
+from server.hands.sandbox import (
+    Confinement,
+    Leftovers,
+    OutputChunkData,
+    OutputFileInfo,
+    RunningSessions,
+    SandboxLostError,
+)
 from server.hands.toolset import SandboxTools
 
 __all__ = ["OUTPUT_CALL_TIMEOUT_S", "SandboxPool", "find_leftovers"]
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 OUTPUT_CALL_TIMEOUT_S = 60.0
 
@@ -96,6 +116,12 @@ class SandboxPool:
         self._image_builds = DefaultImageBuilds(default_image, task_group, settings.default_image_base)
         self.reaped = anyio.Event()
         """Set once the first reap has finished (or found Docker unreachable)."""
+        self._started = time.monotonic()
+        self.idle_swept = anyio.Event()
+        """Set when an idle sweep ends (then replaced by a fresh one), so a test can wait for the next sweep."""
+        self._idle_warned = False
+        self.idle_stopped: dict[str, int] = {}
+        """Session id -> how many times its container was stopped while idle."""
 
     def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
         if self._client is None or self._preparer is None:
@@ -325,7 +351,8 @@ class SandboxPool:
         )
 
     async def aclose(self) -> None:
-        """Stops the egress proxy (its thread, listeners and relays); sandboxes keep running."""
+        """Stops the egress proxy (its thread, listeners and relays); sandboxes are left as they are (the runtime
+        has stopped those no running session needs)."""
         await anyio.to_thread.run_sync(self._proxy.close)
 
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
@@ -337,14 +364,20 @@ class SandboxPool:
         await self.sandbox(session_id, environment).place_files(files)
 
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
+        """The output files, never starting a container (see the module docstring)."""
+        source = await self.sandbox(session_id, environment).output_source()
+        if source == "none":
+            return []
+        if source != "running":
+            return await self._from_archive(session_id, list_archived, self._archive_chunks(source))
         result = await self._output_call(session_id, environment, "list_outputs", {})
         return [
             OutputFileInfo(
                 path=f["path"],
                 size_bytes=f["size_bytes"],
-                mime_type=f["mime_type"],
+                mime_type=mime_type(f["path"]),  # guessed here either way: the image's table may differ
                 sha256=f["sha256"],
-                modified_at=f["modified_at"],
+                modified_at=f["modified_at"][:19] + ".000Z",  # whole seconds, as the archive has them
             )
             for f in result["files"]
         ]
@@ -352,14 +385,34 @@ class SandboxPool:
     async def read_output(
         self, session_id: str, environment: EnvironmentSpec, path: str, offset: int, max_bytes: int
     ) -> OutputChunkData:
+        """Part of an output file, never starting a container; refusals are the helper's either way."""
+        source = await self.sandbox(session_id, environment).output_source()
+        if source == "none":
+            raise InvalidRequestError(f"read_output: {path}: no such file or directory")
+        if source != "running":
+            opener = functools.partial(self._archive_chunks, source)
+            return await self._from_archive(session_id, read_archived, opener, path, offset, max_bytes)
         args: dict[str, JsonValue] = {"path": path, "offset": offset, "max_bytes": max_bytes}
         result = await self._output_call(session_id, environment, "read_output", args)
         return OutputChunkData(
-            mime_type=result["mime_type"],
+            mime_type=mime_type(path),
             size_bytes=result["size_bytes"],
             data=base64.b64decode(result["data"]),
             eof=result["eof"],
         )
+
+    def _archive_chunks(self, container_id: str) -> Chunks:
+        """The outputs folder of a container that is not running, as the engine streams it (blocking)."""
+        client, _ = self._docker()
+        chunks, _ = client.api.get_archive(container_id, OUTPUTS_PATH)
+        return chunks  # type: ignore[no-any-return]
+
+    async def _from_archive(self, session_id: str, read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs an archive read in the engine's threads, its engine failures as the errors a client is told."""
+        try:
+            return await in_engine(read, *args, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(f"the outputs of {session_id!r} could not be read; try again: {exc}") from exc
 
     async def _output_call(
         self, session_id: str, environment: EnvironmentSpec, op: str, args: dict[str, JsonValue]
@@ -367,11 +420,74 @@ class SandboxPool:
         """A helper call about output files, its failures as the errors a client is told."""
         sandbox = self.sandbox(session_id, environment)
         try:
-            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S)
+            return await sandbox.call(op, args, OUTPUT_CALL_TIMEOUT_S, reading=True)
         except HelperError as exc:
             raise InvalidRequestError(str(exc)) from exc
         except (SandboxLostError, TimeoutError) as exc:
             raise SandboxUnavailableError(f"the sandbox of {session_id!r} did not answer; try again") from exc
+
+    async def stop_idle(self, idle_s: float, running: RunningSessions) -> list[str]:
+        """Stops the running containers of this store's sessions that are not running (`running` is asked once
+        the candidates are known, so a run that started since is seen) and had no sandbox call for `idle_s`
+        seconds (0: all of them, as a clean shutdown does); returns their session ids. Never raises: an engine
+        away or refusing is logged, and the next sweep tries again."""
+        swept, self.idle_swept = self.idle_swept, anyio.Event()
+        stopped: list[str] = []
+        try:
+            candidates = await self._running_sessions()
+            keep = await running() if candidates else frozenset[str]()
+            for session_id in candidates:
+                if session_id not in keep and await self._stop_if_idle(session_id, idle_s):
+                    stopped.append(session_id)
+                    self.idle_stopped[session_id] = self.idle_stopped.get(session_id, 0) + 1
+        except SandboxUnavailableError as exc:
+            if not self._idle_warned:  # once per outage, not every sweep
+                logger.warning("idle sandboxes stay up for now: %s", exc)
+            self._idle_warned = True
+        except Exception:  # a background task: a bug here must not take the server's task group down
+            logger.exception("stopping idle sandboxes failed")
+        else:
+            self._idle_warned = False
+        finally:
+            swept.set()
+        return stopped
+
+    async def _running_sessions(self) -> list[str]:
+        """The session ids of this store's running containers."""
+        client, _ = self._docker()
+        label = f"{LABEL_STORE}={self._settings.store_id}"
+        try:
+            running = await in_engine(client.containers.list, filters={"label": label, "status": "running"})
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(f"the Docker engine could not list containers: {exc}") from exc
+        return [str(c.labels.get(LABEL_SESSION, "")) for c in running if c.labels.get(LABEL_SESSION)]
+
+    async def _stop_if_idle(self, session_id: str, idle_s: float) -> bool:
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is not None:
+            return await sandbox.stop_if_idle(idle_s)
+        if time.monotonic() - self._started < idle_s:
+            return False  # left by an earlier server: idle since this one started, at least
+        return await self._stop_unowned(session_id)
+
+    async def _stop_unowned(self, session_id: str) -> bool:
+        """Stops a container no sandbox of this process has used (it is found again if asked for)."""
+        client, _ = self._docker()
+        labels = [f"{LABEL_STORE}={self._settings.store_id}", f"{LABEL_SESSION}={session_id}"]
+
+        def stop_all() -> bool:
+            found = client.containers.list(filters={"label": labels, "status": "running"})
+            for container in found:
+                container.stop(timeout=STOP_GRACE_S)
+            return bool(found)
+
+        try:
+            stopped = await in_engine(stop_all)
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(f"the Docker engine refused to stop a container: {exc}") from exc
+        if stopped:
+            logger.info("session %s: stopped its idle container (files kept)", session_id)
+        return stopped
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,6 +16,12 @@ Lifecycle:
   when the container died is not re-run: it reports the loss.
 - `stop` (archive) removes the container and keeps the volumes; `destroy`
   (delete) removes both.
+- Idling: `stop_if_idle` stops (not removes) a container that has had no call
+  for a while. Its files stay in the volumes, and the stopped container still
+  serves output reads through the engine's archive API (`output_source`), so
+  reading outputs never starts one. The next call makes a new container; as the
+  shell's state (cwd, variables) is gone, the first tool result after it says so
+  once (`take_notice`).
 - A Docker engine that does not answer raises `EngineUnreachableError`, and
   only where the call never reached the helper (opening the channel), so a
   caller that waits for the engine and tries again never runs a tool twice.
@@ -36,10 +42,11 @@ import logging
 import posixpath
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -74,6 +81,18 @@ OUTPUTS = "/mnt/session/outputs"
 CA_BUNDLE_IN_CONTAINER = "/etc/ssl/certs/ca-certificates.crt"
 CHANNEL_OPEN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+STOP_GRACE_S = 10
+"""Seconds a stopped container's processes get after SIGTERM before SIGKILL (whole seconds: the engine's API)."""
+RESTART_NOTICE = (
+    "[the sandbox's container had stopped (idle for a while, or the server restarted), so a new one was started "
+    "for this call: files in /workspace and /mnt/session/outputs are kept; the shell was restarted, so its cwd "
+    "and variables were reset]"
+)
+"""Told the model once, with the first tool result from a container made where a stopped one was."""
+
+OutputSource = Literal["running", "none"] | str
+"""Where a session's outputs can be read: 'running' (its helper), 'none' (it has no outputs yet), or the id of a
+container that is not running (the engine's archive of it)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,10 @@ class DockerSandbox:
         self.container_id: str | None = None
         self._files: dict[str, Path] = {}  # the read-only files: target -> host file
         self._files_in: str | None = None  # the container that has exactly them
+        self._calls = 0  # in flight; a sandbox with one is never idle
+        self.last_used = time.monotonic()
+        """When the last call ended (`time.monotonic()`): what idling is measured from."""
+        self._notice: str | None = None  # for the model, once: why the shell's state is gone
 
     @property
     def _labels(self) -> dict[str, str]:
@@ -149,14 +172,34 @@ class DockerSandbox:
     def _volume_name(self, kind: str) -> str:
         return f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}-{kind}"
 
-    async def call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float) -> dict[str, Any]:
+    async def call(
+        self, op: str, args: Mapping[str, JsonValue], timeout_s: float, *, reading: bool = False
+    ) -> dict[str, Any]:
         """One helper request, on a container made or found as needed.
 
-        Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the container died
-        during the call), `TimeoutError` (no answer in time; the container is killed so nothing keeps
-        running), or `SandboxUnavailableError`.
+        `reading=True` (output reads) neither counts as use (a client polling outputs must not keep an idle
+        container running) nor starts a container (one that stopped meanwhile: `SandboxUnavailableError`, and
+        the next read goes through the archive).
+
+        Raises `HelperError` (the tool failed; tell the model), `SandboxLostError` (the container died during the
+        call), `TimeoutError` (no answer in time; the container is killed so nothing keeps running), or
+        `SandboxUnavailableError`.
         """
-        channel = await self._open_channel()
+        self._calls += 1
+        try:
+            return await self._call(op, args, timeout_s, reading)
+        finally:
+            self._calls -= 1
+            if not reading:
+                self.last_used = time.monotonic()
+
+    def take_notice(self) -> str | None:
+        """What the model must hear once about the sandbox (it was restarted after idling), if anything."""
+        notice, self._notice = self._notice, None
+        return notice
+
+    async def _call(self, op: str, args: Mapping[str, JsonValue], timeout_s: float, reading: bool) -> dict[str, Any]:
+        channel = await self._open_channel(reading)
         try:
             return await channel.request(op, args, timeout_s)
         except ChannelClosedError as exc:
@@ -186,11 +229,11 @@ class DockerSandbox:
             "(files in /workspace and /mnt/session/outputs are kept)"
         )
 
-    async def _open_channel(self) -> HelperChannel:
+    async def _open_channel(self, reading: bool = False) -> HelperChannel:
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
-            container_id = await self._container()
+            container_id = await self._container(reading)
             try:
                 stream = await open_exec(
                     self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
@@ -209,17 +252,17 @@ class DockerSandbox:
             self._channel, self.container_id = channel, container_id
             return channel
 
-    async def _container(self) -> str:
-        """The id of this session's running container, made if need be. Every way that fails is a
-        `SandboxUnavailableError` (`EngineUnreachableError` when the engine does not answer), never a tool's
+    async def _container(self, reading: bool = False) -> str:
+        """The id of this session's running container, made if need be (unless `reading`). Every way that fails is
+        a `SandboxUnavailableError` (`EngineUnreachableError` when the engine does not answer), never a tool's
         failure: nothing ran, so the agent loop ends the turn instead of asking the model again."""
         try:
-            return await in_engine(self._running_container)
+            return await in_engine(self._running_container, reading)
         except docker.errors.DockerException as exc:  # the engine answered, and refused
             raise SandboxUnavailableError(f"could not start the sandbox of {self.session_id!r}: {exc}") from exc
 
-    def _running_container(self) -> str:
-        """The id of this session's running container, creating one if none runs (blocking)."""
+    def _running_container(self, reading: bool = False) -> str:
+        """The id of this session's running container, creating one if none runs unless `reading` (blocking)."""
         try:
             found = self._client.containers.list(
                 all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}
@@ -227,6 +270,8 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
         for container in found:
+            if reading and container.status != "running":
+                continue  # kept for the archive reads
             if container.status == "running":
                 plan = self._plan()
                 if plan is None or plan.proxy_url is None or _proxy_of(container) == plan.proxy_url:
@@ -239,7 +284,11 @@ class DockerSandbox:
                     self.session_id,
                     container.short_id,
                 )
+            elif container.status == "exited":  # stopped while idle, at a clean shutdown or killed: its shell is gone
+                self._notice = RESTART_NOTICE
             container.remove(force=True)  # its files are in the volumes
+        if reading:
+            raise SandboxUnavailableError(f"the sandbox of {self.session_id!r} stopped meanwhile; try again")
         return self._create_container()
 
     def _create_container(self) -> str:
@@ -432,6 +481,69 @@ class DockerSandbox:
             pass
         except docker.errors.APIError as exc:
             raise SandboxUnavailableError(f"the Docker engine refused to remove the container: {exc}") from exc
+
+    async def stop_if_idle(self, idle_s: float) -> bool:
+        """Stops the container (kept for output reads) if no call is in flight and none ended in the last
+        `idle_s` seconds; whether it stopped one. Raises `SandboxUnavailableError`."""
+        async with self._lock:
+            if self._calls or time.monotonic() - self.last_used < idle_s:
+                return False
+            await self._drop_channel()
+            return await in_engine(self._stop_containers)
+
+    def _stop_containers(self) -> bool:
+        if self._address is not None:
+            self._networks.proxy.forget(self._address, self.session_id)
+            self._address = None
+        stopped = False
+        try:
+            for container in self._client.containers.list(filters={"label": self._label_filter, "status": "running"}):
+                container.stop(timeout=STOP_GRACE_S)
+                stopped = True
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailableError(f"the Docker engine refused to stop the container: {exc}") from exc
+        if stopped:
+            logger.info("session %s: stopped its idle container (files kept)", self.session_id)
+        return stopped
+
+    @property
+    def _label_filter(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self._labels.items()]
+
+    async def output_source(self) -> OutputSource:
+        """Where the outputs can be read without starting a container (see `OutputSource`). A session whose
+        container was removed (archived) but whose volumes stay gets a container that is created, never started,
+        to read them through. Raises `SandboxUnavailableError`."""
+        async with self._lock:
+            if self._channel is not None and not self._channel.closed.is_set():
+                return "running"
+            try:
+                return await in_engine(self._find_output_source)
+            except docker.errors.APIError as exc:
+                raise SandboxUnavailableError(f"the Docker engine could not show the outputs: {exc}") from exc
+
+    def _find_output_source(self) -> OutputSource:
+        found = self._client.containers.list(all=True, filters={"label": self._label_filter})
+        if any(c.status == "running" for c in found):
+            return "running"
+        if found:
+            return str(found[0].id)
+        try:
+            self._client.volumes.get(self._volume_name("outputs"))
+        except docker.errors.NotFound:
+            return "none"
+        image = self._preparer.prepare(self._environment, build_network=self._build_network)
+        reader = self._client.containers.create(
+            image,
+            ["true"],
+            labels=self._labels,
+            network_mode="none",
+            volumes={self._volume_name("outputs"): {"bind": OUTPUTS, "mode": "ro"}},
+            log_config=LogConfig(type=LogConfig.types.NONE),
+        )
+        return str(reader.id)
 
     async def stop(self) -> None:
         """Removes the container; the volumes (and so the files) stay. Raises `SandboxUnavailableError`."""

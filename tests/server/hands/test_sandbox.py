@@ -17,16 +17,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from mcp import Client
 from processes import run_command
 from scenario import call_ok
-from serving import connected
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.core.sessions import Session
+from server.fronts.mcp.server import build_server
 from server.hands.docker.images import BASE_LABEL
-from server.hands.docker.sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE
+from server.hands.docker.sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE, RESTART_NOTICE
 from server.hands.toolset import SandboxTools
-from server.services.runtime import Runtime, open_runtime
+from server.services.runtime import Runtime, docker_sandboxes, open_runtime
 from server.services.sessions import NewSession
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
@@ -134,7 +135,7 @@ async def test_a_killed_container_is_replaced_and_the_files_are_still_there(
     await live.run("echo kept > /workspace/a.txt && echo report > /mnt/session/outputs/r.md")
     [first] = containers_of(docker_client, live.session.id)
     docker_client.containers.get(first).kill()
-    assert await live.run("cat /workspace/a.txt /mnt/session/outputs/r.md") == "kept\nreport"
+    assert await live.run("cat /workspace/a.txt /mnt/session/outputs/r.md") == RESTART_NOTICE + "\nkept\nreport"
     [second] = containers_of(docker_client, live.session.id)
     assert second != first
 
@@ -144,9 +145,15 @@ async def test_a_restarted_server_reattaches_to_the_running_container(
 ) -> None:
     async with open_runtime(sandbox_config) as runtime:
         session = await runtime.sessions.create(NewSession())
-        tools = runtime.sandboxes.tools(session.id, session.environment)
+        store_id = runtime.store.store_id
+    # A server that ends without a clean shutdown (a clean one stops the containers of sessions not running).
+    async with anyio.create_task_group() as task_group:
+        ended = docker_sandboxes(sandbox_config, store_id, task_group)
+        tools = ended.tools(session.id, session.environment)
         assert not (await tools.execute("bash", {"command": "echo $$ > /tmp/first-shell"})).is_error
         [container] = containers_of(docker_client, session.id)
+        await ended.aclose()
+        task_group.cancel_scope.cancel()
     async with open_runtime(sandbox_config) as runtime:  # a new server on the same store
         tools = runtime.sandboxes.tools(session.id, session.environment)
         result = await tools.execute("bash", {"command": "cat /tmp/first-shell"})
@@ -255,7 +262,7 @@ async def test_get_session_shows_the_sandbox_posture(
     environment, with_ca = POSTURE_CASES[case]
     extra_ca = self_signed_ca(tmp_path) if with_ca else None
     config = dataclasses.replace(sandbox_config, extra_ca_bundle=extra_ca)
-    async with connected(config) as client:
+    async with open_runtime(config) as runtime, Client(build_server(runtime)) as client:
         arguments: dict[str, Any] = {}
         if environment:
             made = await call_ok(client, "create_environment", {"name": "posture", **environment})
@@ -263,7 +270,8 @@ async def test_get_session_shows_the_sandbox_posture(
         session = await call_ok(client, "create_session", arguments)
         sid = session["id"]
         assert session["sandbox"] is not None
-        await call_ok(client, "list_output_files", {"session_id": sid})  # the first use makes the container
+        made_for = await runtime.sessions.get(sid)  # the first tool call makes the container
+        await runtime.sandboxes.tools(sid, made_for.environment).execute("bash", {"command": "true"})
         shown = (await call_ok(client, "get_session", {"session_id": sid}))["sandbox"]
         [container] = docker_client.containers.list(filters={"label": f"{LABEL_SESSION}={sid}"})
         attrs = docker_client.api.inspect_container(container.id)
