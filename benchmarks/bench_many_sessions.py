@@ -5,7 +5,8 @@ One data dir grows through the sizes (default 50, 500 and 5,000 stored sessions)
 
 - 50 sessions holding a started container (real Docker, default image): made through the server at the
   first size (where they are every stored session) by a message whose scripted answer is one `bash true`;
-  at later sizes the new server re-attaches to them with one more such message each;
+  at later sizes the new server re-attaches to them with one more such message each (the previous size's
+  loopers get new containers: interrupting a running tool removes its container);
 - 10 of them running tool loops for the whole measurement: the scripted model (`tests/model_server.py` in a
   child process, this script with `--serve-model`) answers every turn with `bash sleep 0.2` until it is
   interrupted; each size uses its own 10 sessions, so no loop's history carries over;
@@ -16,8 +17,9 @@ One data dir grows through the sizes (default 50, 500 and 5,000 stored sessions)
 Measured at each size, in interleaved blocks: `list_sessions` (the first page, and one filtered by
 status=running), `get_events` (a page of 50 from a session with a real log) over the stdio connection,
 median and p99; the server's RSS (VmRSS of the child, sampled after each round; VmHWM at the end); the
-containers' total memory (cgroup `memory.usage_in_bytes` of each, and that minus inactive file cache, the
-figure `docker stats` shows).
+containers' total memory (each one's cgroup usage, and that less inactive file cache: the figure `docker
+stats` shows); the server's CPU per loop turn (/proc/<pid>/stat over the measurement). Once the loops are
+interrupted, the first `list_sessions` page and `get_events` again ("quiet"), with the server's CPU per call.
 
 Baseline, same run and interleaved: the SDK's floor (`_trivial_server.py`'s constant tool, same client) and
 its RSS; the same SQL as each read through bare `sqlite3` on the same file.
@@ -76,7 +78,7 @@ MODEL = "claude-test"
 LOOP_CHAIN = 1_000_000  # a loop ends only when interrupted
 PAGE_LIMIT = 50
 TRIVIAL_SERVER = Path(__file__).resolve().parent / "_trivial_server.py"
-CGROUP_MEMORY = Path("/sys/fs/cgroup/memory/docker")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 WARM_UP_AT_ONCE = 10
 WAIT_S = 55.0
 PHASE_TIMEOUT_S = 240
@@ -201,15 +203,27 @@ def container_ids(store_id: str) -> list[str]:
         client.close()
 
 
+def container_memory_bytes(container_id: str) -> tuple[int, int]:
+    """One container's memory from its cgroup: usage, and usage less inactive file cache (v1 or v2 layouts)."""
+    for group, usage_file, inactive_key in (
+        (CGROUP_ROOT / "memory" / "docker" / container_id, "memory.usage_in_bytes", "total_inactive_file"),
+        (CGROUP_ROOT / "system.slice" / f"docker-{container_id}.scope", "memory.current", "inactive_file"),
+        (CGROUP_ROOT / "docker" / container_id, "memory.current", "inactive_file"),
+    ):
+        if (group / usage_file).exists():
+            used = int((group / usage_file).read_text())
+            stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+            return used, max(0, used - int(stat.get(inactive_key, 0)))
+    raise RuntimeError(f"no memory cgroup found for container {container_id}")
+
+
 def containers_memory_mib(ids: list[str]) -> dict[str, float]:
-    """Total memory of the containers from their cgroups (v1): usage, and usage less inactive file cache."""
+    """Total memory of the containers (the working set is what `docker stats` shows)."""
     usage = working = 0
     for container_id in ids:
-        group = CGROUP_MEMORY / container_id
-        used = int((group / "memory.usage_in_bytes").read_text())
-        stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+        used, work = container_memory_bytes(container_id)
         usage += used
-        working += max(0, used - int(stat.get("total_inactive_file", 0)))
+        working += work
     return {"usage_mib": round(usage / 2**20, 1), "working_set_mib": round(working / 2**20, 1)}
 
 
