@@ -34,6 +34,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.core.config import ServerConfig
+from server.core.heap import settle_heap
 from server.fronts.mcp.event_store import MemoryEventStore
 from server.fronts.mcp.server import build_server
 from server.fronts.rest import rest_mount
@@ -182,6 +183,7 @@ def http_app(
                 event_store=MemoryEventStore(),  # a dropped stream resumes with Last-Event-ID
                 retry_interval=MCP_RETRY_MS,
             )
+            settle_heap("start-up")
             async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
                 yield
 

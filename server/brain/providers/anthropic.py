@@ -18,6 +18,7 @@ from pydantic import JsonValue
 
 from server.brain.model import ModelError, ModelTurn, TokenUsage, TurnPreview
 from server.brain.providers.http_errors import retry_after_s
+from server.core.heap import settle_heap
 
 if TYPE_CHECKING:
     import anthropic
@@ -46,6 +47,7 @@ class AnthropicModel:
             import anthropic
 
             self._client = anthropic.AsyncAnthropic(max_retries=0, timeout=REQUEST_TIMEOUT_S)
+            settle_heap("the anthropic SDK's import")  # most of the heap, for good: out of full collections
         return self._client
 
     async def aclose(self) -> None:

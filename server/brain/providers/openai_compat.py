@@ -22,6 +22,7 @@ from pydantic import JsonValue
 from server.brain.model import ModelError, ModelTurn, TurnPreview
 from server.brain.providers.chat_completions import TurnFold, request_messages, request_tools
 from server.brain.providers.http_errors import retry_after_s
+from server.core.heap import settle_heap
 from server.core.models import Endpoint
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class OpenAICompatModel:
             if base_url is not None:  # OpenAI account ids (OPENAI_ORG_ID, OPENAI_PROJECT_ID) are OpenAI's alone
                 client.organization = client.project = None
             self._client = client
+            settle_heap("the openai SDK's import")  # most of the heap, for good: out of full collections
         return self._client
 
     def _settings(self) -> tuple[str | None, str | None]:

@@ -9,6 +9,7 @@ import anyio
 
 from server.core.config import ServerConfig
 from server.core.errors import ConfigError
+from server.core.heap import settle_heap
 from server.core.lock import hold_data_dir
 from server.fronts.mcp.server import build_server
 from server.services.runtime import open_runtime
@@ -35,4 +36,6 @@ def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, 
 
 async def _serve_stdio(config: ServerConfig) -> None:
     async with open_runtime(config) as runtime:
-        await build_server(runtime).run_stdio_async()
+        server = build_server(runtime)
+        settle_heap("start-up")
+        await server.run_stdio_async()
