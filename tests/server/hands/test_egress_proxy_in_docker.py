@@ -188,7 +188,7 @@ for raw in (
 
 @pytest.mark.parametrize("port_taken", [False, True])
 async def test_a_running_container_is_admitted_again_by_the_next_server(data_dir: Path, port_taken: bool) -> None:
-    """The next server listens where the container's proxy variables point; if something else took that port
+    """The next server listens where a running container's proxy variables point; if something else took that port
     meanwhile, the container is remade (its volumes kept) rather than left cut off."""
     with http_server() as (server, port), contextlib.ExitStack() as squatter:
         host = this_host()
@@ -198,6 +198,11 @@ async def test_a_running_container_is_admitted_again_by_the_next_server(data_dir
             await before.ok("echo kept > /tmp/marker; echo kept > /workspace/marker")
             proxy = (await before.egress()).proxy
             assert proxy is not None
+        # A clean shutdown stopped the idle session's container; started again, it is what a server that died
+        # (kill -9) leaves behind: a running container whose proxy variables name the old server's port.
+        client = docker.from_env()
+        for container in containers_of(client, before.session_id):
+            client.containers.get(container.id).start()
         if port_taken:
             gateway, _, proxy_port = proxy.removeprefix("http://").rpartition(":")
             squatter.enter_context(socket.create_server((gateway, int(proxy_port))))
