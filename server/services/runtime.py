@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -101,6 +103,7 @@ async def open_runtime(
     if model is None:
         anthropic = AnthropicModel(api_key_present=config.model_key_present)
         model = router = ModelRouter(config.providers, anthropic, OpenAICompatModel)
+        _warm_in_background(router, config.model)
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
@@ -215,6 +218,22 @@ async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None
         logger.info("skipped reaping sandboxes: Docker is not reachable (%s)", exc)
     except Exception:  # a background task: it must not end the server's task group
         logger.exception("reaping stray sandboxes failed")
+
+
+def _warm_in_background(router: ModelRouter, default_model: str) -> None:
+    """Imports the model SDKs and makes their clients in a daemon thread, so the first turn does not wait a
+    second or more for them, and neither does start-up (nor a server that stops at once: nothing joins it)."""
+
+    def warm() -> None:
+        started = time.perf_counter()
+        try:
+            router.warm(default_model)
+        except Exception:  # only an optimisation: the first turn then makes what it needs itself
+            logger.exception("warming the model clients failed; the first turn makes them")
+            return
+        logger.info("model clients ready (warmed in %.2f s)", time.perf_counter() - started)
+
+    threading.Thread(target=warm, name="model-warm", daemon=True).start()
 
 
 def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:

@@ -10,6 +10,7 @@ from the cache. SDK errors are translated here, once, into `ModelError`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +30,22 @@ REQUEST_TIMEOUT_S = 600.0
 
 
 class AnthropicModel:
-    """Streams turns from the Messages API. The SDK is imported on first use (it takes a second to import)."""
+    """Streams turns from the Messages API. The SDK is imported on first use or by `warm` (it takes a second to
+    import), so commands that never call a model never pay for it."""
 
     def __init__(self, api_key_present: bool) -> None:
         self._api_key_present = api_key_present
         self._client: anthropic.AsyncAnthropic | None = None
+        self._making = threading.Lock()  # `warm` makes the client in a thread while a turn may ask for it
+
+    def warm(self) -> None:
+        """Imports the SDK and makes the client now (blocking: for a background thread), so the first turn
+        costs what later ones do. Without credentials only the import is done; the turn says what to set."""
+        import anthropic  # noqa: F401 - the slow part, done once per process
+
+        if self._api_key_present:
+            self._sdk()
+        _warm_event_type()
 
     def _sdk(self) -> anthropic.AsyncAnthropic:
         if not self._api_key_present:
@@ -42,11 +54,12 @@ class AnthropicModel:
                 "no model credentials: set ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL "
                 "for another Anthropic-compatible endpoint), then send the message again",
             )
-        if self._client is None:
-            import anthropic
+        with self._making:
+            if self._client is None:
+                import anthropic
 
-            self._client = anthropic.AsyncAnthropic(max_retries=0, timeout=REQUEST_TIMEOUT_S)
-        return self._client
+                self._client = anthropic.AsyncAnthropic(max_retries=0, timeout=REQUEST_TIMEOUT_S)
+            return self._client
 
     async def aclose(self) -> None:
         """Closes the HTTP client (its connections belong to the event loop that made them)."""
@@ -106,6 +119,15 @@ class AnthropicModel:
         if turn.stop_reason is None:  # the stream ended cleanly but early
             raise ModelError("model_request_failed_error", "the model's answer ended before it was complete")
         return ModelTurn(content=turn.blocks(), stop_reason=turn.stop_reason, usage=turn.usage())
+
+
+def _warm_event_type() -> None:
+    """Builds the SDK's validator for stream events, which it otherwise builds on the first event it reads
+    (70 ms), through the same cached function the stream goes through."""
+    from anthropic._models import construct_type  # the stream's own path; no public name reaches its cache
+    from anthropic.types import RawMessageStreamEvent
+
+    construct_type(type_=RawMessageStreamEvent, value={"type": "message_stop"})
 
 
 class _Turn:
