@@ -202,12 +202,17 @@ async def _resume_running(store: SessionStore, runner: SessionRunner) -> None:
     except Exception:
         logger.exception("could not list the sessions to resume; they go on with their next message")
         return
-    for session_id in running:
+    resumed: list[str] = []
+    for session_id in running:  # every log first: a run started now would slow the records of the rest
         logger.info("session %s: resuming after a restart", session_id)
         try:
-            await runner.resume(session_id)
+            await runner.resume(session_id, start=False)
         except Exception:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
+        else:
+            resumed.append(session_id)
+    for session_id in resumed:
+        runner.start(session_id)
 
 
 async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None:
