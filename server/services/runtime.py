@@ -54,6 +54,11 @@ __all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open
 
 logger = logging.getLogger(__name__)
 
+MODEL_WARM_DELAY_S = 0.5
+"""How long after start-up the model SDKs begin to warm: importing them holds the interpreter lock for a second
+or more, which would slow the handshake of a client that connects at start (it takes well under this); the
+first message of a person comes later than the warming ends."""
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -103,11 +108,12 @@ async def open_runtime(
     if model is None:
         anthropic = AnthropicModel(api_key_present=config.model_key_present)
         model = router = ModelRouter(config.providers, anthropic, OpenAICompatModel)
-        _warm_in_background(router, config.model)
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
             task_group.start_soon(_reap_at_start, store, runtime.sandboxes)
+            if router is not None:
+                task_group.start_soon(_warm_in_background, router, config.model)
             task_group.start_soon(_resume_running, store, runtime.runner)
             try:
                 yield runtime
@@ -225,9 +231,11 @@ async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None
         logger.exception("reaping stray sandboxes failed")
 
 
-def _warm_in_background(router: ModelRouter, default_model: str) -> None:
-    """Imports the model SDKs and makes their clients in a daemon thread, so the first turn does not wait a
-    second or more for them, and neither does start-up (nor a server that stops at once: nothing joins it)."""
+async def _warm_in_background(router: ModelRouter, default_model: str) -> None:
+    """Imports the model SDKs and makes their clients in a daemon thread, `MODEL_WARM_DELAY_S` after start-up, so
+    the first turn does not wait a second or more for them, and neither does start-up (nor a server that stops
+    at once: nothing joins the thread)."""
+    await anyio.sleep(MODEL_WARM_DELAY_S)
 
     def warm() -> None:
         started = time.perf_counter()
