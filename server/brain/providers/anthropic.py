@@ -18,6 +18,7 @@ import httpx2
 from pydantic import JsonValue
 
 from server.brain.model import ModelError, ModelTurn, TokenUsage, TurnPreview
+from server.brain.providers.dry_run import dry_run_anthropic
 from server.brain.providers.http_errors import retry_after_s
 
 if TYPE_CHECKING:
@@ -39,13 +40,21 @@ class AnthropicModel:
         self._making = threading.Lock()  # `warm` makes the client in a thread while a turn may ask for it
 
     def warm(self) -> None:
-        """Imports the SDK and makes the client now (blocking: for a background thread), so the first turn
-        costs what later ones do. Without credentials only the import is done; the turn says what to set."""
+        """Imports the SDK, makes the client and takes a dry-run turn answered in memory (blocking: for a
+        background thread), so the first turn costs what later ones do. Without credentials no client is made;
+        the turn says what to set."""
         import anthropic  # noqa: F401 - the slow part, done once per process
 
         if self._api_key_present:
             self._sdk()
-        _warm_event_type()
+        dry_run_anthropic()
+
+    @classmethod
+    def with_client(cls, client: anthropic.AsyncAnthropic) -> AnthropicModel:
+        """A model over a client made elsewhere (the dry run's, whose transport answers in memory)."""
+        model = cls(api_key_present=True)
+        model._client = client
+        return model
 
     def _sdk(self) -> anthropic.AsyncAnthropic:
         if not self._api_key_present:
@@ -119,15 +128,6 @@ class AnthropicModel:
         if turn.stop_reason is None:  # the stream ended cleanly but early
             raise ModelError("model_request_failed_error", "the model's answer ended before it was complete")
         return ModelTurn(content=turn.blocks(), stop_reason=turn.stop_reason, usage=turn.usage())
-
-
-def _warm_event_type() -> None:
-    """Builds the SDK's validator for stream events, which it otherwise builds on the first event it reads
-    (70 ms), through the same cached function the stream goes through."""
-    from anthropic._models import construct_type  # the stream's own path; no public name reaches its cache
-    from anthropic.types import RawMessageStreamEvent
-
-    construct_type(type_=RawMessageStreamEvent, value={"type": "message_stop"})
 
 
 class _Turn:

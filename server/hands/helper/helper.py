@@ -1082,7 +1082,8 @@ class Shell:
 
         A group that does not parse must never reach the shell's input: it would swallow the framing and hang
         the shell until the timeout. So the shell is first given it as data, to `eval` as a function definition,
-        which parses the body without running it; only a group that parses is then sent as it is.
+        which parses the body without running it; only a group that parses is then sent as it is. (Text that
+        closes the braces around it twice, `}; }; cmd; { {`, escapes the definition as it escapes the group.)
         """
         until = time.monotonic() + timeout_s
         if parse_first:
