@@ -37,6 +37,15 @@ NO_KEY = "no-key"
 ignores it, and `OPENAI_API_KEY` must not stand in for it."""
 
 
+_DRY_RUN_CHUNK: dict[str, Any] = {
+    "id": "chatcmpl-dry-run",
+    "object": "chat.completion.chunk",
+    "created": 0,
+    "model": "dry-run",
+    "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}],
+}
+
+
 class OpenAICompatModel:
     """Streams turns from one Chat Completions endpoint. The SDK is imported on first use or by `warm` (it is slow
     to import)."""
@@ -53,6 +62,7 @@ class OpenAICompatModel:
 
         with contextlib.suppress(ModelError):
             self._sdk()
+        _chunk(_DRY_RUN_CHUNK)  # pydantic builds the chunk type's validator on first use (a few ms)
 
     def _sdk(self) -> openai.AsyncOpenAI:
         with self._making:
