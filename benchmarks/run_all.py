@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not comparable to full runs
     "stdio_roundtrip": ["--calls", "200"],
     "startup": ["--runs", "3"],
+    "first_turn": ["--runs", "2", "--later", "3"],
     "store": ["--events", "20000", "--reads", "100", "--appends", "1000"],
     "agent_loop": ["--rounds", "6", "--chain", "3", "--sessions", "5", "--turns", "10", "--resume-sessions", "5"],
     "providers": ["--rounds", "10", "--chain", "4"],

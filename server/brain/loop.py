@@ -548,8 +548,11 @@ class SessionRunner:
 
     # After a restart --------------------------------------------------------------------------------------
 
-    async def resume(self, session_id: str) -> None:
-        """Continues a session that was running when the server stopped."""
+    async def resume(self, session_id: str, *, start: bool = True) -> None:
+        """Continues a session that was running when the server stopped: its log is told that the tools in
+        flight were interrupted, then (`start`) its run goes on. With `start=False` the caller starts it later,
+        as the runtime does after recording every session's interruption, so no session's record waits behind
+        the runs of those resumed before it."""
         conversation = await self._conversation(session_id)
         waiting = needs_action(conversation.pending)
         interrupted = ToolResult.text(INTERRUPTED_BY_RESTART, is_error=True)
@@ -559,7 +562,8 @@ class SessionRunner:
             if use.event_id not in waiting and use.confirmation != "deny" and use.evaluated_permission != "deny"
         ]
         await self._append(session_id, [_tool_result_event(use, interrupted) for use in stale])
-        self.start(session_id)
+        if start:
+            self.start(session_id)
 
 
 class _Preview:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -62,6 +64,11 @@ MAX_IDLE_CHECK_S = 60.0
 """The longest gap between idle sweeps: a container outlives its idle time by at most this (one engine listing per
 sweep is cheap)."""
 
+MODEL_WARM_DELAY_S = 0.5
+"""How long after start-up the model SDKs begin to warm: importing them holds the interpreter lock for a second
+or more, which would slow the handshake of a client that connects at start (it takes well under this); the
+first message of a person comes later than the warming ends."""
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -115,6 +122,8 @@ async def open_runtime(
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
             task_group.start_soon(_reap_at_start, store, runtime.sandboxes)
+            if router is not None:
+                task_group.start_soon(_warm_in_background, router, config.model)
             task_group.start_soon(_resume_running, store, runtime.runner)
             task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
             try:
@@ -212,12 +221,17 @@ async def _resume_running(store: SessionStore, runner: SessionRunner) -> None:
     except Exception:
         logger.exception("could not list the sessions to resume; they go on with their next message")
         return
-    for session_id in running:
+    resumed: list[str] = []
+    for session_id in running:  # every log first: a run started now would slow the records of the rest
         logger.info("session %s: resuming after a restart", session_id)
         try:
-            await runner.resume(session_id)
+            await runner.resume(session_id, start=False)
         except Exception:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
+        else:
+            resumed.append(session_id)
+    for session_id in resumed:
+        runner.start(session_id)
 
 
 async def _stop_idle_sandboxes(store: SessionStore, sandboxes: SandboxBackend, idle_s: float) -> None:
@@ -256,6 +270,24 @@ async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None
         logger.info("skipped reaping sandboxes: Docker is not reachable (%s)", exc)
     except Exception:  # a background task: it must not end the server's task group
         logger.exception("reaping stray sandboxes failed")
+
+
+async def _warm_in_background(router: ModelRouter, default_model: str) -> None:
+    """Imports the model SDKs and makes their clients in a daemon thread, `MODEL_WARM_DELAY_S` after start-up, so
+    the first turn does not wait a second or more for them, and neither does start-up (nor a server that stops
+    at once: nothing joins the thread)."""
+    await anyio.sleep(MODEL_WARM_DELAY_S)
+
+    def warm() -> None:
+        started = time.perf_counter()
+        try:
+            router.warm(default_model)
+        except Exception:  # only an optimisation: the first turn then makes what it needs itself
+            logger.exception("warming the model clients failed; the first turn makes them")
+            return
+        logger.info("model clients ready (warmed in %.2f s)", time.perf_counter() - started)
+
+    threading.Thread(target=warm, name="model-warm", daemon=True).start()
 
 
 def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from model_server import ModelServer
+from processes import python_path_env
 from processes import run_command as run
 
 
@@ -145,3 +149,29 @@ def test_serve_refuses_a_broken_providers_file_and_says_what_to_fix(
     assert result.returncode == 1
     assert f"{providers}: [endpoints.local]: base_url must be an http(s) URL" in result.stderr
     assert result.stdout == ""
+
+
+HEAVY_MODULES = ("mcp", "anthropic", "openai", "docker", "uvicorn", "starlette")
+LOADED = """
+import json, sys
+from server.fronts.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["vault", "--help"], ["vault", "list"], ["serve", "--help"]])
+def test_commands_that_serve_nothing_import_neither_mcp_nor_a_model_sdk(
+    subprocess_env: dict[str, str], argv: list[str]
+) -> None:
+    """Help and the vault commands answer at once: the MCP SDK and the model SDKs are the slow imports."""
+    env = python_path_env({**subprocess_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, *argv], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert {"server", "vault"} <= loaded  # the command ran
+    assert loaded.isdisjoint(HEAVY_MODULES), sorted(loaded.intersection(HEAVY_MODULES))

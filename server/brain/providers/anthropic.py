@@ -10,6 +10,7 @@ from the cache. SDK errors are translated here, once, into `ModelError`.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import httpx2
 from pydantic import JsonValue
 
 from server.brain.model import ModelError, ModelTurn, TokenUsage, TurnPreview
+from server.brain.providers.dry_run import dry_run_anthropic
 from server.brain.providers.http_errors import retry_after_s
 from server.core.heap import settle_heap
 
@@ -30,11 +32,30 @@ REQUEST_TIMEOUT_S = 600.0
 
 
 class AnthropicModel:
-    """Streams turns from the Messages API. The SDK is imported on first use (it takes a second to import)."""
+    """Streams turns from the Messages API. The SDK is imported on first use or by `warm` (it takes a second to
+    import), so commands that never call a model never pay for it."""
 
     def __init__(self, api_key_present: bool) -> None:
         self._api_key_present = api_key_present
         self._client: anthropic.AsyncAnthropic | None = None
+        self._making = threading.Lock()  # `warm` makes the client in a thread while a turn may ask for it
+
+    def warm(self) -> None:
+        """Imports the SDK, makes the client and takes a dry-run turn answered in memory (blocking: for a
+        background thread), so the first turn costs what later ones do. Without credentials no client is made;
+        the turn says what to set."""
+        import anthropic  # noqa: F401 - the slow part, done once per process
+
+        if self._api_key_present:
+            self._sdk()
+        dry_run_anthropic()
+
+    @classmethod
+    def with_client(cls, client: anthropic.AsyncAnthropic) -> AnthropicModel:
+        """A model over a client made elsewhere (the dry run's, whose transport answers in memory)."""
+        model = cls(api_key_present=True)
+        model._client = client
+        return model
 
     def _sdk(self) -> anthropic.AsyncAnthropic:
         if not self._api_key_present:
@@ -43,12 +64,13 @@ class AnthropicModel:
                 "no model credentials: set ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL "
                 "for another Anthropic-compatible endpoint), then send the message again",
             )
-        if self._client is None:
-            import anthropic
+        with self._making:
+            if self._client is None:
+                import anthropic
 
-            self._client = anthropic.AsyncAnthropic(max_retries=0, timeout=REQUEST_TIMEOUT_S)
-            settle_heap("the anthropic SDK's import")  # most of the heap, for good: out of full collections
-        return self._client
+                self._client = anthropic.AsyncAnthropic(max_retries=0, timeout=REQUEST_TIMEOUT_S)
+                settle_heap("the anthropic SDK's import")  # most of the heap, for good: out of full collections
+            return self._client
 
     async def aclose(self) -> None:
         """Closes the HTTP client (its connections belong to the event loop that made them)."""

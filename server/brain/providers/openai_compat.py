@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,29 +38,51 @@ NO_KEY = "no-key"
 ignores it, and `OPENAI_API_KEY` must not stand in for it."""
 
 
+_DRY_RUN_CHUNK: dict[str, Any] = {
+    "id": "chatcmpl-dry-run",
+    "object": "chat.completion.chunk",
+    "created": 0,
+    "model": "dry-run",
+    "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}],
+}
+
+
 class OpenAICompatModel:
-    """Streams turns from one Chat Completions endpoint. The SDK is imported on first use (it is slow to import)."""
+    """Streams turns from one Chat Completions endpoint. The SDK is imported on first use or by `warm` (it is slow
+    to import)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
         self._client: openai.AsyncOpenAI | None = None
+        self._making = threading.Lock()  # `warm` makes the client in a thread while a turn may ask for it
+
+    def warm(self) -> None:
+        """Imports the SDK and makes the client now (blocking: for a background thread), so the first turn
+        costs what later ones do. A client that cannot be set up is left to the turn, which says what to fix."""
+        import openai  # noqa: F401 - the slow part, done once per process
+
+        with contextlib.suppress(ModelError):
+            self._sdk()
+        _chunk(_DRY_RUN_CHUNK)  # pydantic builds the chunk type's validator on first use (a few ms)
 
     def _sdk(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            import openai
+        with self._making:
+            if self._client is None:
+                self._client = self._new_client()
+                settle_heap("the openai SDK's import")  # most of the heap, for good: out of full collections
+            return self._client
 
-            base_url, api_key = self._settings()
-            try:
-                client = openai.AsyncOpenAI(
-                    base_url=base_url, api_key=api_key, max_retries=0, timeout=REQUEST_TIMEOUT_S
-                )
-            except openai.OpenAIError as exc:  # e.g. OPENAI_API_KEY unset after all
-                raise ModelError("configuration_error", f"the OpenAI client could not be set up: {exc}") from exc
-            if base_url is not None:  # OpenAI account ids (OPENAI_ORG_ID, OPENAI_PROJECT_ID) are OpenAI's alone
-                client.organization = client.project = None
-            self._client = client
-            settle_heap("the openai SDK's import")  # most of the heap, for good: out of full collections
-        return self._client
+    def _new_client(self) -> openai.AsyncOpenAI:
+        import openai
+
+        base_url, api_key = self._settings()
+        try:
+            client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=REQUEST_TIMEOUT_S)
+        except openai.OpenAIError as exc:  # e.g. OPENAI_API_KEY unset after all
+            raise ModelError("configuration_error", f"the OpenAI client could not be set up: {exc}") from exc
+        if base_url is not None:  # OpenAI account ids (OPENAI_ORG_ID, OPENAI_PROJECT_ID) are OpenAI's alone
+            client.organization = client.project = None
+        return client
 
     def _settings(self) -> tuple[str | None, str | None]:
         """The client's base URL and key (None: the SDK's variables), or `configuration_error` naming what to set."""

@@ -67,6 +67,9 @@ BASH_KILL_GRACE_S = 1.0
 BASH_KILL_POLL_S = 0.05
 """Children can fork while being killed, so the process table is walked again this often during the grace."""
 SYNTAX_CHECK_TIMEOUT_S = 10.0
+SHELL_PARSE_MAX_BYTES = 2048
+"""Commands up to this size are parsed by the persistent shell itself before they run; bash reads a pipe a byte
+at a time (about 2 µs a byte), so larger ones are checked by a separate `bash -n` instead (about 2 ms)."""
 EXIT_GRACE_S = 2.0
 """After EOF: enough for file requests in flight to answer, short enough that a stopping host is not kept."""
 SHELL_EXIT_WAIT_S = 5.0
@@ -1005,6 +1008,8 @@ class _Capture:
     truncated: bool = False
     found: int = -1
     exit_code: int | None = None
+    trailer: list[bytes] = field(default_factory=list)
+    """The sentinel line's words after the marker: the exit code, then what the framing adds."""
     done: bool = False
 
     def feed(self, chunk: bytes) -> None:
@@ -1031,8 +1036,9 @@ class _Capture:
         end = rest.find(b"\n")
         if end >= 0:
             self.done = True
-            with contextlib.suppress(ValueError):
-                self.exit_code = int(rest[:end])
+            self.trailer = bytes(rest[:end]).split()
+            with contextlib.suppress(ValueError, IndexError):
+                self.exit_code = int(self.trailer[0])
 
     def output(self) -> tuple[bytes, bool]:
         out = self.buffer if self.found < 0 else self.buffer[: self.found]
@@ -1071,24 +1077,41 @@ class Shell:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, group: str, timeout_s: float) -> ShellRun:
-        """Runs `group` (a `{ ...; } </dev/null 2>&1`), framed by a printf of a fresh nonce and `$?`.
+    def run(self, group: str, timeout_s: float, parse_first: bool = True) -> ShellRun:
+        """Runs `group` (a `{ ...; } </dev/null 2>&1`), after checking that it parses when `parse_first`.
+
+        A group that does not parse must never reach the shell's input: it would swallow the framing and hang
+        the shell until the timeout. So the shell is first given it as data, to `eval` as a function definition,
+        which parses the body without running it; only a group that parses is then sent as it is. (Text that
+        closes the braces around it twice, `}; }; cmd; { {`, escapes the definition as it escapes the group.)
+        """
+        until = time.monotonic() + timeout_s
+        if parse_first:
+            checked, trailer = self._exchange(lambda head, tail: _parse_script(group, head, tail), until)
+            if checked.outcome != "done":
+                return checked
+            if checked.exit_code != 0:
+                return ShellRun(_complaint(checked.output, trailer), False, 2, "done")
+        run, _ = self._exchange(lambda head, tail: group + _FRAME.format(head=head, tail=tail) + "\n", until)
+        return run
+
+    def _exchange(self, script: Callable[[str, str], str], until: float) -> tuple[ShellRun, list[bytes]]:
+        """Sends `script(head, tail)`, which ends by printing the sentinel, and reads up to it.
 
         The nonce goes to printf in two arguments, so neither the command, nor
         `set -v`/`set -x` echoing the printf line, can print the marker itself.
         """
         head, tail = "__ms_done_", secrets.token_hex(16) + "__"
-        script = group + f"; printf '\\n%s%s%d\\n' '{head}' '{tail}' \"$?\"\n"
         capture = _Capture(("\n" + head + tail).encode(), xtrace=f"{head} {tail}".encode())
-        pending = bytearray(script.encode("utf-8", "replace"))
-        state = self._pump(capture, pending, time.monotonic() + timeout_s)
+        pending = bytearray(script(head, tail).encode("utf-8", "replace"))
+        state = self._pump(capture, pending, until)
         if state == "time":
             state = self._stop_command(capture, pending)
             outcome = "timed_out" if state == "done" else "stuck"
-            return ShellRun(*capture.output(), None, outcome)
+            return ShellRun(*capture.output(), None, outcome), capture.trailer
         if state == "eof":
-            return ShellRun(*capture.output(), self._exit_status(), "exited")
-        return ShellRun(*capture.output(), capture.exit_code, "done")
+            return ShellRun(*capture.output(), self._exit_status(), "exited"), capture.trailer
+        return ShellRun(*capture.output(), capture.exit_code, "done"), capture.trailer
 
     def _pump(self, capture: _Capture, pending: bytearray, until: float) -> str:
         """Writes the script and reads output until the sentinel ("done"), EOF ("eof") or `until` ("time")."""
@@ -1184,13 +1207,49 @@ def _kill_process_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+_FRAME = "; printf '\\n%s%s%d\\n' '{head}' '{tail}' \"$?\""
+_PARSE = (
+    # xtrace off while checking (and the switch itself hidden), restored after; nothing is left defined.
+    "{{ __ms_x=$-; set +x; }} 2>/dev/null; "
+    "if eval {definition} 2>&1; then unset -f __ms_parse; __ms_s=0; else __ms_s=$?; fi; "
+    "printf '\\n%s%s%d %d\\n' '{head}' '{tail}' \"$__ms_s\" \"$LINENO\"; "
+    "__ms_s=$__ms_x; unset __ms_x; case $__ms_s in *x*) unset __ms_s; set -x;; *) unset __ms_s;; esac\n"
+    # An empty line: after `eval` meets an unterminated quote, bash 5.2 misreads a `}` on the next line it reads.
+    "\n"
+)
+_EVAL_LINE = re.compile(rb"^([^:\n]*: )(?:eval: )?line (\d+):", re.MULTILINE)
+_HEREDOC_LINE = re.compile(rb"(here-document at line )(\d+)")
+
+
+def _parse_script(group: str, head: str, tail: str) -> str:
+    """The shell's own syntax check of `group`: defining a function parses its body and runs none of it."""
+    definition = "__ms_parse() {\n" + group + "\n}"
+    quoted = "'" + definition.replace("'", "'\\''") + "'"
+    return _PARSE.format(definition=quoted, head=head, tail=tail)
+
+
+def _complaint(output: bytes, trailer: list[bytes]) -> bytes:
+    """bash's complaint about a group, with its line numbers counted from the group's first line, as `bash -n`
+    would count them (the shell counts every line it was ever sent)."""
+    try:
+        base = int(trailer[1])
+    except (IndexError, ValueError):
+        return output or b"bash: syntax error"
+
+    def line(number: bytes) -> bytes:
+        return b"%d" % max(1, int(number) - base)
+
+    text = _EVAL_LINE.sub(lambda m: m[1] + b"line " + line(m[2]) + b":", output)
+    return _HEREDOC_LINE.sub(lambda m: m[1] + line(m[2]), text).strip() or b"bash: syntax error"
+
+
 def _syntax_error(group: str) -> str | None:
     """bash's complaint if `group` does not parse, else None.
 
-    Checked in a separate `bash -n` first: a command that does not parse (an
-    unclosed quote, a heredoc without its end) would swallow the sentinel line
-    and hang the shell until the timeout, which then resets it. extglob is on
-    because it only widens what parses, and a session may have turned it on.
+    Checked in a separate `bash -n` for a command too large for the shell's own check (`Shell.run`): a command
+    that does not parse (an unclosed quote, a heredoc without its end) would swallow the sentinel line and hang
+    the shell until the timeout, which then resets it. extglob is on because it only widens what parses, and a
+    session may have turned it on.
     """
     argv = ["/bin/bash", "--noprofile", "--norc", "-O", "extglob", "-n"]
     try:
@@ -1288,11 +1347,12 @@ class BashTool:
         if _only_comments(command):
             return _bash_result(notes, 0, restarted=restarted)  # `{ # x\n}` would be a syntax error
         group = "{ " + command + "\n} </dev/null 2>&1"
-        complaint = _syntax_error(group)
+        large = len(group.encode("utf-8", "replace")) > SHELL_PARSE_MAX_BYTES
+        complaint = _syntax_error(group) if large else None
         if complaint is not None:
             return _bash_result([*notes, complaint], 2, restarted=restarted)
         shell = self._shell or self._start()
-        run = shell.run(group, timeout_ms / 1000)
+        run = shell.run(group, timeout_ms / 1000, parse_first=not large)
         return self._report(run, timeout_ms, notes, restarted)
 
     def _report(self, run: ShellRun, timeout_ms: int, notes: list[str], restarted: bool) -> dict[str, Any]:

@@ -298,6 +298,36 @@ def test_a_command_that_does_not_parse_fails_at_once_and_the_shell_lives_on(help
     assert helper.bash("echo $KEPT")["output"] == "1"
 
 
+def test_nothing_of_a_command_that_does_not_parse_runs(helper: HelperClient, sandbox: Sandbox) -> None:
+    result = helper.bash("touch ran\nif true; then\n  echo inside")
+    assert result["exit_code"] == 2
+    assert "syntax error near unexpected token" in result["output"]
+    assert not (sandbox.workdir / "ran").exists()
+
+
+def test_a_syntax_error_names_the_line_of_the_command_it_is_on(helper: HelperClient) -> None:
+    helper.bash("echo one; echo two")  # lines the shell has read before do not count
+    assert helper.bash("echo ok\nfi")["output"] == "/bin/bash: line 2: syntax error near unexpected token `fi'\n" + (
+        "/bin/bash: line 2: `fi'"
+    )
+
+
+def test_a_large_command_that_does_not_parse_is_refused_too(helper: HelperClient) -> None:
+    helper.bash("export KEPT=1")
+    result = helper.bash("echo " + "x" * 5000 + ' "unterminated')
+    assert (result["exit_code"], result["timed_out"], result["restarted"]) == (2, False, False)
+    assert "unexpected EOF" in result["output"]
+    assert helper.bash("echo $KEPT")["output"] == "1"
+
+
+def test_checking_a_command_shows_no_trace_and_leaves_xtrace_as_it_was(helper: HelperClient) -> None:
+    assert helper.bash("set -x; true")["output"] == "+ true"
+    refused = helper.bash('echo "unterminated')
+    assert refused["output"] == "/bin/bash: line 1: unexpected EOF while looking for matching `\"'"
+    assert helper.bash("true")["output"] == "+ true"
+    assert helper.bash("set +x; declare -p __ms_s __ms_x 2>/dev/null; declare -F")["output"] == "+ set +x"
+
+
 def test_the_exit_code_framing_cannot_be_spoofed_or_seen(helper: HelperClient) -> None:
     """The sentinel's nonce is new per call and split in two printf arguments, so neither echo nor xtrace shows it."""
     assert helper.bash("echo __ms_done_0123__0; echo real")["output"] == "__ms_done_0123__0\nreal"

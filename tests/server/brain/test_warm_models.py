@@ -1,0 +1,72 @@
+"""Warming the model clients at start-up: which clients are made ahead, that warming sends nothing, and that the
+clients it made serve the turns afterwards."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from chat_model_server import ChatModelServer
+from model_server import ModelServer, reply
+
+from server.brain.model import ModelError
+from server.brain.providers.anthropic import AnthropicModel
+from server.brain.providers.openai_compat import OpenAICompatModel
+from server.brain.providers.router import ClosableModel, ModelRouter
+from server.core.models import Endpoint, Providers, parse_providers
+
+pytestmark = pytest.mark.anyio
+
+USER = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+LOCAL = {"endpoints": {"local": {"base_url": "http://127.0.0.1:9/v1"}}}
+
+
+class RecordingFactory:
+    """Makes real OpenAI-compatible clients and records which endpoints it made them for."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def __call__(self, endpoint: Endpoint) -> ClosableModel:
+        self.made.append(endpoint.name)
+        return OpenAICompatModel(endpoint)
+
+
+def warmed(providers: Providers, default_model: str) -> list[str]:
+    factory = RecordingFactory()
+    ModelRouter(providers, AnthropicModel(api_key_present=False), factory).warm(default_model)
+    return factory.made
+
+
+def test_only_the_anthropic_client_is_warmed_when_nothing_else_is_configured() -> None:
+    assert warmed(parse_providers({}, {}), "claude-test") == []
+
+
+def test_configured_endpoints_and_the_default_models_endpoint_are_warmed() -> None:
+    assert warmed(parse_providers(LOCAL, {"OPENAI_API_KEY": "k"}), "claude-test") == ["openai", "local"]
+    assert warmed(parse_providers({}, {}), "openai/gpt-test") == ["openai"]  # made though it has no key yet
+    assert warmed(parse_providers({}, {}), "nowhere/model") == []  # no such provider: the turn says so
+
+
+async def test_warming_sends_nothing_and_its_client_serves_the_first_turn(
+    model: ModelServer, chat_model: ChatModelServer
+) -> None:
+    factory = RecordingFactory()
+    router = ModelRouter(parse_providers({}, {"OPENAI_API_KEY": "k"}), AnthropicModel(api_key_present=True), factory)
+    worker = threading.Thread(target=router.warm, args=("claude-test",))
+    worker.start()
+    worker.join()
+    assert model.requests == []
+    assert chat_model.requests == []
+    model.enqueue(reply("warm"))
+    result = await router.turn(model="claude-test", system=None, messages=USER, tools=[], max_tokens=10)
+    await router.aclose()
+    assert result.content == [{"type": "text", "text": "warm"}]
+    assert factory.made == ["openai"]  # made once, by the warming
+
+
+async def test_a_client_that_cannot_be_set_up_is_left_to_the_turn_to_explain() -> None:
+    client = OpenAICompatModel(Endpoint("openai", key_present=False))
+    client.warm()  # does not raise: the turn reports what to set
+    with pytest.raises(ModelError, match="OPENAI_API_KEY"):
+        await client.turn(model="m", system=None, messages=USER, tools=[], max_tokens=10)
