@@ -80,6 +80,9 @@ class FakeSandboxes:
     async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
         self.destroyed.append(session_id)
 
+    async def keep_warm(self) -> None:
+        pass
+
     async def build_image(self, image: str) -> None:
         self.built.append(image)
 

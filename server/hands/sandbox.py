@@ -146,6 +146,11 @@ class SandboxBackend(Protocol):
         """Removes the session's sandbox and its files; never raises, like `stop`."""
         ...
 
+    async def keep_warm(self) -> None:
+        """Starts keeping started sandboxes ready for new sessions (a warm pool), filled in the background; returns
+        at once and never raises (an engine away leaves the pool empty)."""
+        ...
+
     async def build_image(self, image: str) -> None:
         """Builds the server's default image `image` when a sandbox found it missing (`ImageMissingError`): one
         build per image at a time, which every caller waits for. Raises `SandboxUnavailableError`."""

@@ -27,7 +27,7 @@ from server.egress.mcp_sessions import McpBearerLookup, RemoteMcpSessions
 from server.egress.package_indexes import default_registries, package_index_hosts
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
-from server.hands.docker.sandbox import SandboxSettings
+from server.hands.docker.sandbox import SandboxSettings, VolumeRecords
 from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
@@ -114,7 +114,7 @@ async def open_runtime(
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
-            task_group.start_soon(_reap_at_start, store, runtime.sandboxes)
+            task_group.start_soon(_reap_then_keep_warm, store, runtime.sandboxes)
             task_group.start_soon(_resume_running, store, runtime.runner)
             task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
             try:
@@ -145,7 +145,7 @@ def _wire(
 ) -> Runtime:
     """Builds every service on its adapters (the one place that knows which adapter serves which port)."""
     if sandbox_factory is None:
-        sandboxes = docker_sandboxes(config, store.store_id, task_group)
+        sandboxes = docker_sandboxes(config, store.store_id, task_group, records=store)
     else:
         sandboxes = sandbox_factory(task_group)
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
@@ -258,6 +258,16 @@ async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None
         logger.exception("reaping stray sandboxes failed")
 
 
+async def _reap_then_keep_warm(store: SessionStore, sandboxes: SandboxBackend) -> None:
+    """Reaps, then fills the warm pool: after start-up, off the MCP handshake's path; stray pool containers of an
+    earlier server are gone first. Nothing here may end the server's task group or fail start-up."""
+    await _reap_at_start(store, sandboxes)
+    try:
+        await sandboxes.keep_warm()
+    except Exception:
+        logger.exception("the warm pool could not be started; new sessions start their own containers")
+
+
 def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
     """A session's MCP server credential: the first of its vaults with a static_bearer for the URL."""
 
@@ -269,8 +279,11 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
     return bearer_for
 
 
-def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.TaskGroup) -> SandboxBackend:
-    """The production sandbox backend: a Docker container per session, labelled with `store_id`."""
+def docker_sandboxes(
+    config: ServerConfig, store_id: str, task_group: anyio.abc.TaskGroup, *, records: VolumeRecords | None = None
+) -> SandboxBackend:
+    """The production sandbox backend: a Docker container per session, labelled with `store_id`; `records` is the
+    store's record of which pooled volume sets sessions own (see `warm_pool.py`)."""
     settings = SandboxSettings(
         store_id=store_id,
         extra_ca_bundle=config.extra_ca_bundle,
@@ -278,7 +291,7 @@ def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.
         egress_allow_private=config.egress_allow_private,
     )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
-    return SandboxPool(settings, config.image, fetch_policy, task_group)
+    return SandboxPool(settings, config.image, fetch_policy, task_group, records=records, warm_pool=config.warm_pool)
 
 
 def keyring_secrets() -> SecretStore:
