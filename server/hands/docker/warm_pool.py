@@ -11,7 +11,9 @@ its size of containers started, with the helper channel already open. A new sess
   before anything of the session is written there, and re-attach, idle stop, delete and reap go by that record.
   The taken container keeps the pool's labels until it is remade (after idle stop, under the session's labels).
 - A pooled container carries no session's data and no session's labels; it is made by `start_container` like a
-  session's, so its posture is the same. It serves one session at most: `take` removes it from the pool.
+  session's, so its posture is the same. Its helper's shell is started too (it ran `true` in /workspace), which
+  is most of what a first call waits for once the container runs. It serves one session at most: `take` removes
+  it from the pool.
 - Its key is the derived image tag (`images.py`): a container whose image is no longer the definition's current one
   is discarded when taken, with the others of that image, and the session starts its own. A changed definition is
   another pool. Only `none` and `unrestricted` networking are pooled: a `limited` container is admitted to the
@@ -50,10 +52,18 @@ from server.hands.docker.sandbox import (
     start_container,
     volume_name,
 )
+from server.hands.helper.channel import ChannelClosedError, HelperError
 
 __all__ = ["WarmPool", "definition_key"]
 
 logger = logging.getLogger(__name__)
+
+REFILL_DELAY_S = 0.5
+"""How long a refill waits after a container was taken: starting one keeps the engine and a CPU busy for ~0.4 s,
+which the taking session's first calls would otherwise wait behind."""
+
+SHELL_START_TIMEOUT_S = 30.0
+"""As long as the helper gets to start (`CHANNEL_OPEN_TIMEOUT_S`): a loaded machine, not a broken image."""
 
 
 def definition_key(environment: EnvironmentSpec) -> str:
@@ -113,7 +123,7 @@ class WarmPool:
         pooled = waiting.pop(0)
         self.keys.discard(pooled.volumes)  # the session's from now on: the store's record is what keeps it
         self._changed()
-        self._task_group.start_soon(self.fill, key, name="warm pool")
+        self._task_group.start_soon(self._refill_later, key, name="warm pool")
         if pooled.channel.closed.is_set():  # the container died while it waited
             self._task_group.start_soon(self._remove, pooled, name="warm pool")
             return None
@@ -131,6 +141,10 @@ class WarmPool:
             for one in doomed:
                 await self._remove(one)
         self._changed()
+
+    async def _refill_later(self, key: str) -> None:
+        await anyio.sleep(REFILL_DELAY_S)
+        await self.fill(key)
 
     async def fill(self, key: str) -> None:
         """Starts containers until the pool for `key` is full. Never raises: a failure leaves it short, logged."""
@@ -162,9 +176,17 @@ class WarmPool:
         container_id, volumes, image = await in_engine(self._start, environment)
         try:
             channel = await open_helper(client, container_id, self._task_group, f"pooled container {volumes}")
-        except BaseException:
+            try:  # the helper starts its shell on the first bash call: started here, it is off that call's path
+                await channel.request("bash", {"command": "true"}, SHELL_START_TIMEOUT_S)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await channel.aclose()
+                raise
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await in_engine(self._remove_now, container_id, volumes)
+            if isinstance(exc, HelperError | ChannelClosedError | TimeoutError):
+                raise SandboxUnavailableError(f"the shell of a pooled container did not start: {exc!r}") from exc
             raise
         logger.info("warm pool: container %s waits for a session (%s)", container_id[:12], image)
         return Pooled(container_id=container_id, volumes=volumes, image=image, channel=channel)
