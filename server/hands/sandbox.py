@@ -146,9 +146,10 @@ class SandboxBackend(Protocol):
         """Removes the session's sandbox and its files; never raises, like `stop`."""
         ...
 
-    async def keep_warm(self) -> None:
-        """Starts keeping started sandboxes ready for new sessions (a warm pool), filled in the background; returns
-        at once and never raises (an engine away leaves the pool empty)."""
+    def keep_warm(self, owner: str, environment: EnvironmentSpec, size: int) -> None:
+        """Keeps `size` sandboxes started for new sessions of `environment` (a warm pool; 0: none), as `owner` (the
+        default environment, or an environment's id) asks; a definition several owners ask for gets the largest
+        size. Filled in the background: returns at once and never raises (an engine away leaves the pool empty)."""
         ...
 
     async def build_image(self, image: str) -> None:

@@ -20,6 +20,7 @@ from server.brain.providers.openai_compat import OpenAICompatModel
 from server.brain.providers.router import ModelRouter
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.config import ServerConfig
+from server.core.environments import EnvironmentSpec
 from server.core.errors import SandboxUnavailableError
 from server.core.redaction import REDACTOR
 from server.core.sessions import Session
@@ -114,7 +115,7 @@ async def open_runtime(
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
-            task_group.start_soon(_reap_then_keep_warm, store, runtime.sandboxes)
+            task_group.start_soon(_reap_then_keep_warm, store, runtime)
             task_group.start_soon(_resume_running, store, runtime.runner)
             task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
             try:
@@ -179,7 +180,9 @@ def _wire(
         engine_wait_s=config.engine_wait_s,
         previews=previews,
     )
-    definitions = Definitions(store, default_model=config.model, providers=config.providers)
+    definitions = Definitions(
+        store, default_model=config.model, providers=config.providers, warm=sandboxes, default_image=config.image
+    )
     inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
@@ -258,14 +261,21 @@ async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None
         logger.exception("reaping stray sandboxes failed")
 
 
-async def _reap_then_keep_warm(store: SessionStore, sandboxes: SandboxBackend) -> None:
-    """Reaps, then fills the warm pool: after start-up, off the MCP handshake's path; stray pool containers of an
-    earlier server are gone first. Nothing here may end the server's task group or fail start-up."""
-    await _reap_at_start(store, sandboxes)
+DEFAULT_POOL_OWNER = "default"
+"""Who asks for the default environment's warm pool (`MANAGED_SESSIONS_WARM_POOL`); environments ask by their id."""
+
+
+async def _reap_then_keep_warm(store: SessionStore, runtime: Runtime) -> None:
+    """Reaps, then fills the warm pools (the default environment's, and those environments ask for): after
+    start-up, off the MCP handshake's path, once stray pool containers of an earlier server are gone. Nothing here
+    may end the server's task group or fail start-up."""
+    await _reap_at_start(store, runtime.sandboxes)
+    default = EnvironmentSpec(image=runtime.config.image)  # what a session created without an environment gets
     try:
-        await sandboxes.keep_warm()
+        runtime.sandboxes.keep_warm(DEFAULT_POOL_OWNER, default, runtime.config.warm_pool)
+        await runtime.definitions.keep_pools_warm()
     except Exception:
-        logger.exception("the warm pool could not be started; new sessions start their own containers")
+        logger.exception("the warm pools could not be started; new sessions start their own containers")
 
 
 def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
@@ -291,7 +301,7 @@ def docker_sandboxes(
         egress_allow_private=config.egress_allow_private,
     )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
-    return SandboxPool(settings, config.image, fetch_policy, task_group, records=records, warm_pool=config.warm_pool)
+    return SandboxPool(settings, config.image, fetch_policy, task_group, records=records)
 
 
 def keyring_secrets() -> SecretStore:

@@ -129,7 +129,6 @@ class SandboxPool:
         task_group: anyio.abc.TaskGroup,
         *,
         records: VolumeRecords | None = None,
-        warm_pool: int = 0,
     ) -> None:
         self._settings = settings
         self._default_image = default_image
@@ -155,9 +154,8 @@ class SandboxPool:
         self.idle_stopped: dict[str, int] = {}
         """Session id -> how many times its container was stopped while idle."""
         self._records = records if records is not None else MemoryRecords()
-        self._warm_size = warm_pool
         self.warm = WarmPool(self._docker, settings, self._networks, task_group)
-        """The started containers waiting for new sessions (filled by `keep_warm`)."""
+        """The started containers waiting for new sessions (see `keep_warm`)."""
 
     def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
         if self._client is None or self._preparer is None:
@@ -193,7 +191,7 @@ class SandboxPool:
                 self._build_network(session_id, environment),
                 functools.partial(self._grant, session_id, environment),
                 self._records,
-                self.warm if self._warm_size > 0 else None,
+                self.warm,
             )
             self._sandboxes[session_id] = sandbox
         return sandbox
@@ -261,9 +259,9 @@ class SandboxPool:
 
         return open_build
 
-    async def keep_warm(self) -> None:
-        """Starts filling the warm pool of the default environment (`warm_pool` containers; 0: none)."""
-        self.warm.keep(self.default_environment, self._warm_size)
+    def keep_warm(self, owner: str, environment: EnvironmentSpec, size: int) -> None:
+        """Keeps `size` containers started for `environment` (see `warm_pool.py`)."""
+        self.warm.keep(owner, environment, size)
 
     @property
     def default_environment(self) -> EnvironmentSpec:

@@ -1,9 +1,9 @@
 """A warm pool: started, hardened containers that no session owns yet, so a new session's first tool call does not
 wait for one.
 
-Each pooled definition (today: the server's default environment, `MANAGED_SESSIONS_WARM_POOL` of them) keeps up to
-its size of containers started, with the helper channel already open. A new session's sandbox takes one
-(`take`), and the pool makes a replacement in the background.
+Each pooled definition (the server's default environment, `MANAGED_SESSIONS_WARM_POOL` of them, and that of each
+environment with a `warm_pool` size) keeps up to its size of containers started, with the helper channel open. A
+new session's sandbox takes one (`take`), and the pool makes a replacement in the background.
 
 - Docker cannot add volumes to a running container, relabel a container or rename a volume, so a pooled container
   is made over its own empty volume set, named and labelled with a random key (`pool-<hex>`, `LABEL_POOL`), never a
@@ -16,8 +16,9 @@ its size of containers started, with the helper channel already open. A new sess
   it from the pool.
 - Its key is the derived image tag (`images.py`): a container whose image is no longer the definition's current one
   is discarded when taken, with the others of that image, and the session starts its own. A changed definition is
-  another pool. Only `none` and `unrestricted` networking are pooled: a `limited` container is admitted to the
-  egress proxy by address and session, which a container made before its session cannot be.
+  another pool: the environment's update retires the old one's containers (`keep(..., 0)`). Only `none` and
+  `unrestricted` networking are pooled: a `limited` container is admitted to the egress proxy by address and
+  session, which a container made before its session cannot be.
 - Containers of a pool that a server left behind (it crashed, or its clean shutdown could not remove them) are
   reaped at the next start: `keys` tells the reaper which pool containers are this process's own.
 - Filling runs in the background, never on a request's path: an engine that is away, or a default image not
@@ -86,6 +87,7 @@ class WarmPool:
         self._networks = networks
         self._task_group = task_group
         self._targets: dict[str, tuple[EnvironmentSpec, int]] = {}  # definition key -> (definition, size)
+        self._owners: dict[str, dict[str, int]] = {}  # definition key -> who asked for it -> how many
         self._waiting: dict[str, list[Pooled]] = {}
         self._making: dict[str, int] = {}
         self._warned = False
@@ -95,16 +97,29 @@ class WarmPool:
         self.changed = anyio.Event()
         """Set whenever a container joins or leaves the pool (then replaced), so a test can wait for it."""
 
-    def keep(self, environment: EnvironmentSpec, size: int) -> None:
-        """Keeps `size` containers started for `environment` (0: none); filling starts in the background."""
-        if isinstance(environment.networking, LimitedNetwork):
+    def keep(self, owner: str, environment: EnvironmentSpec, size: int) -> None:
+        """Keeps `size` containers started for `environment` as `owner` asks (0: none); a definition several owners
+        ask for gets the largest size. Filling starts in the background; containers past the size are removed."""
+        if size > 0 and isinstance(environment.networking, LimitedNetwork):
             raise ValueError("a limited environment's containers are admitted to the egress proxy per session")
         key = definition_key(environment)
-        if size <= 0:
-            self._targets.pop(key, None)
+        owners = self._owners.setdefault(key, {})
+        if size > 0:
+            owners[owner] = size
         else:
-            self._targets[key] = (environment, size)
+            owners.pop(owner, None)
+        wanted = max(owners.values(), default=0)
+        if wanted:
+            self._targets[key] = (environment, wanted)
             self._task_group.start_soon(self.fill, key, name="warm pool")
+        else:
+            self._targets.pop(key, None)
+            self._owners.pop(key, None)
+        waiting = self._waiting.get(key, [])
+        if len(waiting) > wanted:
+            self._waiting[key], extra = waiting[:wanted], waiting[wanted:]
+            logger.info("warm pool: retiring %d container(s) no longer wanted", len(extra))
+            self._task_group.start_soon(self._remove_all, extra, name="warm pool")
 
     def waiting(self, environment: EnvironmentSpec) -> list[str]:
         """The ids of the containers waiting for a session of `environment`."""
@@ -211,6 +226,11 @@ class WarmPool:
             volumes=volumes,
         )
         return str(container.id), volumes, image
+
+    async def _remove_all(self, doomed: list[Pooled]) -> None:
+        for pooled in doomed:
+            await self._remove(pooled)
+        self._changed()
 
     async def _remove(self, pooled: Pooled) -> None:
         with anyio.CancelScope(shield=True):

@@ -19,10 +19,12 @@ import docker.errors
 import pytest
 
 from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.environments import EnvironmentSpec
 from server.core.sessions import Session
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import LABEL_POOL, LABEL_SESSION, LABEL_STORE, RESTART_NOTICE
 from server.hands.toolset import SandboxTools
+from server.services.definitions import EnvironmentChanges
 from server.services.runtime import Runtime, open_runtime
 from server.services.sessions import NewSession
 
@@ -213,3 +215,40 @@ async def test_a_restart_keeps_what_a_session_took_and_reaps_a_crashed_servers_p
         await runtime.sessions.delete(session.id)
         assert docker_client.volumes.list(filters={"label": f"{LABEL_POOL}={volumes}"}) == []
         assert runtime.store.session_volumes(session.id) is None
+
+
+async def waiting_for(pool: SandboxPool, environment: EnvironmentSpec, size: int = 1) -> list[str]:
+    with anyio.fail_after(HANG_GUARD_S):
+        while len(pool.warm.waiting(environment)) < size:
+            await pool.warm.changed.wait()
+    return pool.warm.waiting(environment)
+
+
+async def test_an_environment_marked_for_a_pool_gets_one_and_changing_it_retires_its_containers(
+    pool_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    async with serving(dataclasses.replace(pool_config, warm_pool=0)) as (runtime, pool):
+        changes = EnvironmentChanges(name="pooled", env={"MARK": "one"}, warm_pool=1)
+        environment = await runtime.definitions.create_environment(changes)
+        one = environment.spec().model_copy(update={"image": DEFAULT_IMAGE})  # as a session snapshots it
+        [old] = await waiting_for(pool, one)
+        assert pool.warm.waiting(pool.default_environment) == []  # the default environment has none here
+
+        await runtime.definitions.update_environment(environment.id, EnvironmentChanges(env={"MARK": "two"}))
+        two = one.model_copy(update={"env": {"MARK": "two"}})
+        [new] = await waiting_for(pool, two)
+        with anyio.fail_after(HANG_GUARD_S):
+            while old in [c.id for c in pool_containers(docker_client, runtime.store.store_id)]:
+                await pool.warm.changed.wait()
+        assert pool.warm.waiting(one) == []
+
+        session = await runtime.sessions.create(NewSession(environment_id=environment.id))
+        tools = runtime.sandboxes.tools(session.id, session.environment)
+        assert await bash(tools, "echo $MARK") == "two"
+        assert container_of(pool, session) == new
+
+        await runtime.definitions.archive_environment(environment.id)  # no new session can use it: no pool
+        with anyio.fail_after(HANG_GUARD_S):
+            while [c.id for c in pool_containers(docker_client, runtime.store.store_id)] != [new]:  # the session's
+                await pool.warm.changed.wait()
+        await runtime.sessions.delete(session.id)
