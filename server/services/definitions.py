@@ -245,8 +245,9 @@ class Definitions:
             return current
         updated = candidate.model_copy(update={"updated_at": now_rfc3339()})
         await in_thread(self._store.replace_environment, updated)
-        if current.warm_pool or updated.warm_pool:  # a changed definition is another pool: the old one retires
-            self._keep_warm(current, 0)
+        if current.warm_pool or updated.warm_pool:
+            if current.spec() != updated.spec():  # a changed definition is another pool: the old one retires
+                self._keep_warm(current, 0)
             self._keep_warm(updated, updated.warm_pool)
         return updated
 

@@ -326,7 +326,7 @@ class SandboxPool:
 
         def sweep() -> Leftovers:
             owners = self._records.volume_owners()
-            found = find_leftovers(client, self._settings.store_id, sessions, owners, set(self.warm.keys))
+            found = find_leftovers(client, self._settings.store_id, sessions, owners, self.warm.keys())
             for name in found.containers:
                 with contextlib.suppress(docker.errors.NotFound):
                     client.containers.get(name).remove(force=True)
@@ -502,14 +502,13 @@ class SandboxPool:
         return stopped
 
     async def _running_sessions(self) -> list[str]:
-        """The session ids of this store's running containers."""
+        """The session ids of this store's running containers (a pooled one a session took counts as its)."""
         client, _ = self._docker()
         label = f"{LABEL_STORE}={self._settings.store_id}"
         try:
+            pooled = self.warm.keys()
             running = await in_engine(client.containers.list, filters={"label": label, "status": "running"})
-            taken = [
-                c for c in running if LABEL_SESSION not in c.labels and c.labels.get(LABEL_POOL) not in self.warm.keys
-            ]
+            taken = [c for c in running if LABEL_SESSION not in c.labels and c.labels.get(LABEL_POOL) not in pooled]
             owners = await in_engine(self._records.volume_owners) if taken else {}
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"the Docker engine could not list containers: {exc}") from exc

@@ -20,7 +20,7 @@ new session's sandbox takes one (`take`), and the pool makes a replacement in th
   `unrestricted` networking are pooled: a `limited` container is admitted to the egress proxy by address and
   session, which a container made before its session cannot be.
 - Containers of a pool that a server left behind (it crashed, or its clean shutdown could not remove them) are
-  reaped at the next start: `keys` tells the reaper which pool containers are this process's own.
+  reaped at the next start: `keys()` tells the reaper which pool containers are this process's own.
 - Filling runs in the background, never on a request's path: an engine that is away, or a default image not
   built yet, leaves the pool empty (logged once) and sessions start their own containers as before.
 """
@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 
 import anyio
@@ -92,8 +93,8 @@ class WarmPool:
         self._making: dict[str, int] = {}
         self._warned = False
         self._closed = False
-        self.keys: set[str] = set()
-        """Volume keys of the containers this pool made and has not removed: never reaped while it runs."""
+        self._keys: set[str] = set()  # changed in the engine's threads too: under `_keys_lock`
+        self._keys_lock = threading.Lock()
         self.changed = anyio.Event()
         """Set whenever a container joins or leaves the pool (then replaced), so a test can wait for it."""
 
@@ -125,6 +126,11 @@ class WarmPool:
         """The ids of the containers waiting for a session of `environment`."""
         return [p.container_id for p in self._waiting.get(definition_key(environment), [])]
 
+    def keys(self) -> frozenset[str]:
+        """Volume keys of the containers this pool made and holds: never reaped while it runs."""
+        with self._keys_lock:
+            return frozenset(self._keys)
+
     def offers(self, environment: EnvironmentSpec) -> bool:
         """Whether a container waits for `environment`."""
         return bool(self._waiting.get(definition_key(environment)))
@@ -136,7 +142,8 @@ class WarmPool:
         if key not in self._targets or not waiting:
             return None
         pooled = waiting.pop(0)
-        self.keys.discard(pooled.volumes)  # the session's from now on: the store's record is what keeps it
+        with self._keys_lock:
+            self._keys.discard(pooled.volumes)  # the session's from now on: the store's record is what keeps it
         self._changed()
         self._task_group.start_soon(self._refill_later, key, name="warm pool")
         if pooled.channel.closed.is_set():  # the container died while it waited
@@ -213,7 +220,8 @@ class WarmPool:
         kind = environment.networking.type
         plan = None if kind == "none" else self._networks.plan(client, kind)
         volumes = f"pool-{secrets.token_hex(6)}"
-        self.keys.add(volumes)
+        with self._keys_lock:
+            self._keys.add(volumes)
         store = self._settings.store_id
         container = start_container(
             client,
@@ -246,7 +254,8 @@ class WarmPool:
             client.containers.get(container_id).remove(force=True)
         for kind in ("workspace", "outputs"):
             remove_volume(client, volume_name(self._settings.store_id, volumes, kind))
-        self.keys.discard(volumes)
+        with self._keys_lock:
+            self._keys.discard(volumes)
 
     async def aclose(self) -> None:
         """Removes the containers still waiting: a stopped server keeps nothing running that no session needs."""
