@@ -38,6 +38,7 @@ server's own environment is inherited.
 
 from __future__ import annotations
 
+import functools
 import logging
 import posixpath
 import tarfile
@@ -335,12 +336,9 @@ class DockerSandbox:
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
-            if not reading and self._warm is not None and self.container_id is None:
-                adopted = await self._adopt(self._warm)
-                if adopted is not None:
-                    self._channel, self.container_id = adopted.channel, adopted.container_id
-                    return adopted.channel
             container_id = await self._container(reading)
+            if self._channel is not None and not self._channel.closed.is_set():  # a pooled one's, taken just now
+                return self._channel
             channel = await open_helper(self._client, container_id, self._task_group, f"session {self.session_id}")
             self._channel, self.container_id = channel, container_id
             return channel
@@ -350,21 +348,38 @@ class DockerSandbox:
 
         Its volumes become the session's: the store records the set's key before anything of the session is
         written there, so re-attach, idle stop, delete and reap all find them. One built from an image that is no
-        longer the definition's is discarded (and its like retired) and the session starts its own."""
-        if not warm.offers(self._environment) or not await self._container_call(self._is_new):
+        longer the definition's is discarded (and its like retired) and the session starts its own. Whether the
+        session is new and which image is current are asked of the engine at once (this is a first call's wait)."""
+        if not warm.offers(self._environment):
             return None
-        pooled = warm.take(self._environment)
+        answers: dict[str, Any] = {}
+        current = functools.partial(self._preparer.current_tag, self._environment)
+
+        async def ask(name: str, fn: Callable[[], Any]) -> None:
+            try:
+                answers[name] = await self._container_call(fn)
+            except Exception as exc:  # noqa: BLE001 - raised below as it is (a task group would wrap it in a group)
+                answers[name] = exc
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask, "new", self._is_new)
+            group.start_soon(ask, "image", current)
+        for answer in answers.values():
+            if isinstance(answer, Exception):
+                raise answer
+        new, image = answers["new"], answers["image"]
+        pooled = warm.take(self._environment) if new else None
         if pooled is None:
             return None
+        if pooled.image != image:
+            await warm.discard(pooled, stale=True)
+            return None
         try:
-            claimed = await self._container_call(self._claim, pooled)
+            await self._container_call(self._claim, pooled)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await warm.discard(pooled, stale=False)
             raise
-        if not claimed:
-            await warm.discard(pooled, stale=True)
-            return None
         logger.info("session %s: took pooled container %s", self.session_id, pooled.container_id[:12])
         return pooled
 
@@ -384,22 +399,25 @@ class DockerSandbox:
             return True
         return False
 
-    def _claim(self, pooled: Pooled) -> bool:
-        """Makes `pooled` the session's (blocking): False when its image is not the definition's current one."""
-        if self._preparer.prepare(self._environment, build_network=self._build_network) != pooled.image:
-            return False
+    def _claim(self, pooled: Pooled) -> None:
+        """Makes `pooled` the session's (blocking)."""
         self._records.own_volumes(self.session_id, pooled.volumes)
         self._volumes = pooled.volumes
         if self._files:
             self._place_all(pooled.container_id)
         else:
             self._files_in = pooled.container_id
-        return True
 
     async def _container(self, reading: bool = False) -> str:
-        """The id of this session's running container, made if need be (unless `reading`). Every way that fails is
-        a `SandboxUnavailableError` (`EngineUnreachableError` when the engine does not answer), never a tool's
-        failure: nothing ran, so the agent loop ends the turn instead of asking the model again."""
+        """The id of this session's running container, made if need be (unless `reading`): for a new session, a
+        pooled one when one waits (its channel is then open). Every way that fails is a `SandboxUnavailableError`
+        (`EngineUnreachableError` when the engine does not answer), never a tool's failure: nothing ran, so the
+        agent loop ends the turn instead of asking the model again."""
+        if not reading and self._warm is not None and self.container_id is None and self._channel is None:
+            adopted = await self._adopt(self._warm)
+            if adopted is not None:
+                self._channel, self.container_id = adopted.channel, adopted.container_id
+                return adopted.container_id
         try:
             return await in_engine(self._running_container, reading)
         except docker.errors.DockerException as exc:  # the engine answered, and refused

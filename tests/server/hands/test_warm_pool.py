@@ -252,3 +252,17 @@ async def test_an_environment_marked_for_a_pool_gets_one_and_changing_it_retires
             while [c.id for c in pool_containers(docker_client, runtime.store.store_id)] != [new]:  # the session's
                 await pool.warm.changed.wait()
         await runtime.sessions.delete(session.id)
+
+
+async def test_files_placed_before_the_first_call_land_in_the_pooled_container(
+    pool_config: ServerConfig, tmp_path: Path
+) -> None:
+    upload = tmp_path / "notes.txt"
+    upload.write_text("read me\n")
+    async with serving(pool_config) as (runtime, pool):
+        [pooled] = await filled(pool)
+        session, tools = await new_session(runtime)
+        await runtime.sandboxes.place_files(session.id, session.environment, {"/mnt/session/uploads/notes.txt": upload})
+        assert container_of(pool, session) == pooled
+        assert await bash(tools, "cat /mnt/session/uploads/notes.txt; ls /workspace | wc -l") == "read me\n0"
+        await runtime.sessions.delete(session.id)
