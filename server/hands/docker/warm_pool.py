@@ -22,7 +22,8 @@ new session's sandbox takes one (`take`), and the pool makes a replacement in th
 - Containers of a pool that a server left behind (it crashed, or its clean shutdown could not remove them) are
   reaped at the next start: `keys()` tells the reaper which pool containers are this process's own.
 - Filling runs in the background, never on a request's path: an engine that is away, or a default image not
-  built yet, leaves the pool empty (logged once) and sessions start their own containers as before.
+  built yet, leaves the pool empty (logged once, tried again with backoff) and sessions start their own
+  containers as before.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ REFILL_DELAY_S = 0.5
 """How long a refill waits after a container was taken: starting one keeps the engine and a CPU busy for ~0.4 s,
 which the taking session's first calls would otherwise wait behind."""
 
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 600.0
+"""A failed fill is tried again after 30 s, then twice as long each time up to 10 min: an engine that is away or
+a default image not built yet costs a few calls an hour, and the pool fills soon after either is back."""
+
 SHELL_START_TIMEOUT_S = 30.0
 """As long as the helper gets to start (`CHANNEL_OPEN_TIMEOUT_S`): a loaded machine, not a broken image."""
 
@@ -92,6 +98,7 @@ class WarmPool:
         self._waiting: dict[str, list[Pooled]] = {}
         self._making: dict[str, int] = {}
         self._warned = False
+        self._retry_s = RETRY_FIRST_S
         self._closed = False
         self._keys: set[str] = set()  # changed in the engine's threads too: under `_keys_lock`
         self._keys_lock = threading.Lock()
@@ -187,11 +194,20 @@ class WarmPool:
                     self._making[key] -= 1
                     self._changed()
         except (SandboxUnavailableError, docker.errors.DockerException) as exc:
-            if not self._warned:  # once per outage, not every refill
-                logger.warning("warm pool: no container waits for new sessions for now: %s", exc)
+            if not self._warned:  # once per outage, not every retry
+                logger.warning("warm pool: no container waits for new sessions for now (tried again later): %s", exc)
             self._warned = True
+            self._task_group.start_soon(self._retry_later, key, name="warm pool")
         except Exception:  # a background task: a bug here must not take the server's task group down
             logger.exception("warm pool: filling failed")
+        else:
+            self._retry_s = RETRY_FIRST_S
+
+    async def _retry_later(self, key: str) -> None:
+        """Tries filling again after a failure (the engine came back, the default image was built meanwhile)."""
+        delay, self._retry_s = self._retry_s, min(self._retry_s * 2, RETRY_MAX_S)
+        await anyio.sleep(delay)
+        await self.fill(key)
 
     async def _make(self, environment: EnvironmentSpec) -> Pooled:
         client, _ = self._docker_of()
