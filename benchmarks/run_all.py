@@ -32,6 +32,7 @@ QUICK_ARGS = {  # a smoke run: same code paths, smaller loops, figures not compa
     "file_transfer": ["--size-mb", "10", "--rounds", "2"],
     "egress": ["--size-mb", "20", "--rounds", "2", "--connects", "40"],
     "egress_proxy": ["--size-mb", "20", "--rounds", "2", "--connects", "40"],
+    "warm_pool": ["--rounds", "3", "--later", "5", "--sessions", "5", "--bursts", "1", "--big-pool", "2"],
     "many_sessions": ["--sizes", "20,60,200", "--containers", "5", "--loops", "2", "--rounds", "4", "--block", "10"],
 }
 

@@ -154,6 +154,8 @@ def subprocess_env(data_dir: Path) -> dict[str, str]:
         # No child reaches a real model endpoint (doctor asks each for its models) unless its test says where.
         "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        # Tests find a session's container by its session label, which a pooled one lacks (test_warm_pool.py).
+        "MANAGED_SESSIONS_WARM_POOL": "0",
     }
 
 

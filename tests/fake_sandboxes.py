@@ -80,6 +80,9 @@ class FakeSandboxes:
     async def destroy(self, session_id: str, environment: EnvironmentSpec) -> None:
         self.destroyed.append(session_id)
 
+    def keep_warm(self, owner: str, environment: EnvironmentSpec, size: int) -> None:
+        pass
+
     async def build_image(self, image: str) -> None:
         self.built.append(image)
 

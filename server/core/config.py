@@ -16,7 +16,14 @@ import platformdirs
 
 from server.core.models import Providers, load_providers
 
-__all__ = ["DEFAULT_IMAGE", "DEFAULT_MODEL", "PROVIDERS_FILE_NAME", "ServerConfig"]
+__all__ = [
+    "DEFAULT_IMAGE",
+    "DEFAULT_MODEL",
+    "DEFAULT_WARM_POOL",
+    "MAX_WARM_POOL",
+    "PROVIDERS_FILE_NAME",
+    "ServerConfig",
+]
 
 DEFAULT_IMAGE = "managed-sessions-sandbox:0.1"
 """The image `managed-sessions image build` makes and sessions use by default."""
@@ -41,6 +48,13 @@ DEFAULT_STREAM_PING_S = 15.0
 DEFAULT_IDLE_STOP_S = 900.0
 """After this long with no run and no sandbox call, a session's container is stopped (its files stay): long enough
 that a conversation's pauses keep their shell, short enough that forgotten sessions free their memory."""
+
+DEFAULT_WARM_POOL = 1
+"""Started, unassigned containers kept for new sessions of the default environment (`MANAGED_SESSIONS_WARM_POOL`):
+one takes the wait for a container off a new session's first tool call; more only help bursts of new sessions."""
+
+MAX_WARM_POOL = 8
+"""Each pooled container holds memory while it waits; past a few, a burst is better served by starting them."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,10 @@ class ServerConfig:
         max_upload_bytes: the largest file `POST /v1/files` takes (`MANAGED_SESSIONS_MAX_UPLOAD_MB`).
         idle_stop_s: how long a session's container may sit unused before it is stopped
             (`MANAGED_SESSIONS_IDLE_STOP_S`); NaN when the variable was not a number (`problems` reports it).
+        warm_pool: how many started containers wait for new sessions of the default environment
+            (`MANAGED_SESSIONS_WARM_POOL`, default 1 when read from the environment; 0 disables it). A config made
+            in code keeps none unless it asks: tests and tools that count containers see only the sessions' own.
+            -1 when the variable was not a whole number (`problems` reports it).
         providers: the model providers beside Anthropic (`openai/`, the endpoints the providers file declares).
         providers_problems: what is wrong in the providers file, each with its fix (reported at start).
     """
@@ -88,6 +106,7 @@ class ServerConfig:
     stream_ping_s: float = DEFAULT_STREAM_PING_S
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
     idle_stop_s: float = DEFAULT_IDLE_STOP_S
+    warm_pool: int = 0
     providers: Providers = field(default_factory=Providers)
     providers_problems: tuple[str, ...] = ()
 
@@ -120,6 +139,7 @@ class ServerConfig:
             * 1024
             * 1024,
             idle_stop_s=_number(env.get("MANAGED_SESSIONS_IDLE_STOP_S"), DEFAULT_IDLE_STOP_S),
+            warm_pool=_count(env.get("MANAGED_SESSIONS_WARM_POOL"), DEFAULT_WARM_POOL),
             providers=providers,
             providers_problems=tuple(providers_problems),
         )
@@ -144,6 +164,11 @@ class ServerConfig:
             found.append(
                 "MANAGED_SESSIONS_IDLE_STOP_S must be a number of seconds greater than 0 "
                 f"(default {DEFAULT_IDLE_STOP_S:.0f}); unset it or give one"
+            )
+        if not 0 <= self.warm_pool <= MAX_WARM_POOL:
+            found.append(
+                f"MANAGED_SESSIONS_WARM_POOL must be a whole number from 0 (no pool) to {MAX_WARM_POOL} "
+                f"(default {DEFAULT_WARM_POOL}); unset it or give one"
             )
         try:
             self.providers.check(self.model)
@@ -189,6 +214,16 @@ def _number(value: str | None, default: float) -> float:
         return float(value)
     except ValueError:
         return float("nan")
+
+
+def _count(value: str | None, default: int) -> int:
+    """A whole number as given, checked by `problems` (-1 when it is not one), so a typo is reported."""
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return -1
 
 
 def _positive_int(value: str | None, default: int) -> int:

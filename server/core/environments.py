@@ -5,9 +5,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from server.core.common import PLAIN_TEXT, Strict
+from server.core.config import MAX_WARM_POOL
 from server.core.host_entries import check_host_entry
 
 __all__ = [
@@ -20,6 +29,7 @@ __all__ = [
     "Packages",
     "Resources",
     "UnrestrictedNetwork",
+    "WarmPoolSize",
 ]
 
 MAX_PACKAGES_PER_MANAGER = 100
@@ -168,15 +178,39 @@ class EnvironmentSpec(BaseModel):
         return networking
 
 
+WarmPoolSize = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_WARM_POOL,
+        description="Started containers kept waiting for new sessions of this environment, so their first tool "
+        "call does not wait for one (0: none). Not for 'limited' networking.",
+    ),
+]
+
+
 class Environment(EnvironmentSpec):
     type: Literal["environment"] = "environment"
     id: str
     name: str
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    warm_pool: WarmPoolSize = 0
+    """Not part of the snapshot a session takes (`spec`): it is how many wait, not what they are."""
     created_at: str
     updated_at: str
     archived_at: str | None = None
+
+    @model_validator(mode="after")
+    def _no_pool_behind_the_proxy(self) -> Environment:
+        """A `limited` sandbox is admitted to the egress proxy by its address and session, which a container made
+        before its session cannot be; so such environments are not pooled."""
+        if self.warm_pool and isinstance(self.networking, LimitedNetwork):
+            raise ValueError(
+                "warm_pool needs networking 'none' or 'unrestricted': a 'limited' sandbox is admitted to the "
+                "egress proxy for its session, so it cannot be started before one; set warm_pool to 0"
+            )
+        return self
 
     def spec(self) -> EnvironmentSpec:
         """The part of the environment a session snapshots."""

@@ -146,6 +146,12 @@ class SandboxBackend(Protocol):
         """Removes the session's sandbox and its files; never raises, like `stop`."""
         ...
 
+    def keep_warm(self, owner: str, environment: EnvironmentSpec, size: int) -> None:
+        """Keeps `size` sandboxes started for new sessions of `environment` (a warm pool; 0: none), as `owner` (the
+        default environment, or an environment's id) asks; a definition several owners ask for gets the largest
+        size. Filled in the background: returns at once and never raises (an engine away leaves the pool empty)."""
+        ...
+
     async def build_image(self, image: str) -> None:
         """Builds the server's default image `image` when a sandbox found it missing (`ImageMissingError`): one
         build per image at a time, which every caller waits for. Raises `SandboxUnavailableError`."""

@@ -9,7 +9,7 @@ only sessions created after it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -25,13 +25,20 @@ from server.core.agents import (
 )
 from server.core.blocking import in_thread
 from server.core.common import apply_metadata_patch, now_rfc3339
-from server.core.environments import Environment, Networking, Packages, Resources
+from server.core.environments import Environment, EnvironmentSpec, Networking, Packages, Resources
 from server.core.errors import ConflictError, InvalidRequestError
 from server.core.ids import new_id
 from server.core.models import Providers
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.validation import problem_lines
 from server.store.ports import DefinitionStore
+
+
+class WarmPools(Protocol):
+    """Where an environment's `warm_pool` takes effect (the sandbox backend's `keep_warm`)."""
+
+    def keep_warm(self, owner: str, environment: EnvironmentSpec, size: int) -> None: ...
+
 
 __all__ = ["AgentChanges", "AgentList", "Definitions", "EnvironmentChanges", "EnvironmentList"]
 
@@ -73,15 +80,45 @@ class EnvironmentChanges(BaseModel):
     resources: Resources | None = None
     env: dict[str, str] | None = None
     metadata: dict[str, str | None] | None = None
+    warm_pool: int | None = None
 
 
 class Definitions:
     """Creates, edits and lists agents and environments."""
 
-    def __init__(self, store: DefinitionStore, default_model: str, providers: Providers | None = None) -> None:
+    def __init__(
+        self,
+        store: DefinitionStore,
+        default_model: str,
+        providers: Providers | None = None,
+        *,
+        warm: WarmPools | None = None,
+        default_image: str | None = None,
+    ) -> None:
         self._store = store
         self._default_model = default_model
         self._providers = providers or Providers()
+        self._warm = warm
+        self._default_image = default_image  # what a session of an environment naming no image runs
+
+    def _keep_warm(self, environment: Environment, size: int) -> None:
+        """Tells the sandboxes how many to keep started for `environment`'s sessions (0: none)."""
+        if self._warm is None:
+            return
+        spec = environment.spec()  # as a session snapshots it, so the pool's definition is the session's
+        self._warm.keep_warm(environment.id, spec.model_copy(update={"image": spec.image or self._default_image}), size)
+
+    async def keep_pools_warm(self) -> None:
+        """Starts the warm pools of the environments marked for one (at start-up)."""
+        before: str | None = None
+        while True:
+            page = await in_thread(self._store.list_environments, 100, before, False)
+            for environment in page:
+                if environment.warm_pool:
+                    self._keep_warm(environment, environment.warm_pool)
+            if len(page) < 100:
+                return
+            before = page[-1].id
 
     # Agents ---------------------------------------------------------------------------------------------
 
@@ -187,6 +224,8 @@ class Definitions:
             }
         )
         await in_thread(self._store.insert_environment, env)
+        if env.warm_pool:
+            self._keep_warm(env, env.warm_pool)
         return env
 
     async def update_environment(self, environment_id: str, changes: EnvironmentChanges) -> Environment:
@@ -206,6 +245,10 @@ class Definitions:
             return current
         updated = candidate.model_copy(update={"updated_at": now_rfc3339()})
         await in_thread(self._store.replace_environment, updated)
+        if current.warm_pool or updated.warm_pool:
+            if current.spec() != updated.spec():  # a changed definition is another pool: the old one retires
+                self._keep_warm(current, 0)
+            self._keep_warm(updated, updated.warm_pool)
         return updated
 
     async def get_environment(self, environment_id: str) -> Environment:
@@ -217,13 +260,15 @@ class Definitions:
         return EnvironmentList(environments=envs[:limit], next_cursor=page_cursor([e.id for e in envs], limit))
 
     async def archive_environment(self, environment_id: str) -> Environment:
-        await self.get_environment(environment_id)
+        current = await self.get_environment(environment_id)
         await in_thread(self._store.archive_environment, environment_id, now_rfc3339())
+        self._keep_warm(current, 0)  # no new session can use it
         return await self.get_environment(environment_id)
 
     async def delete_environment(self, environment_id: str) -> None:
-        await self.get_environment(environment_id)
+        current = await self.get_environment(environment_id)
         await in_thread(self._store.delete_environment, environment_id)
+        self._keep_warm(current, 0)
 
 
 def _rfc3339_ms(moment: datetime | None) -> str | None:

@@ -26,6 +26,7 @@ from server.core.config import ServerConfig
 from server.core.errors import SandboxUnavailableError, ServerError
 from server.hands.docker.images import made_locally
 from server.hands.docker.packet_filter import PacketFilter
+from server.hands.docker.sandbox import MemoryRecords
 from server.hands.sandbox import Leftovers
 from server.services.model_checks import check_models
 from server.services.runtime import docker_sandboxes
@@ -97,11 +98,11 @@ def check_leftovers(config: ServerConfig) -> Check:
         return Check("sandbox leftovers", "ok", "no store yet")
     store = Store.open(config.database_path)
     try:
-        store_id, sessions = store.store_id, store.session_ids()
+        store_id, sessions, owners = store.store_id, store.session_ids(), store.volume_owners()
     finally:
         store.close()
     try:
-        leftovers = anyio.run(_leftovers, config, store_id, sessions)
+        leftovers = anyio.run(_leftovers, config, store_id, sessions, owners)
     except SandboxUnavailableError as exc:
         return Check("sandbox leftovers", "warn", f"cannot look for them: {exc}", "fix Docker first")
     if not leftovers.containers and not leftovers.volumes:
@@ -110,10 +111,13 @@ def check_leftovers(config: ServerConfig) -> Check:
     return Check("sandbox leftovers", "warn", detail, "the server removes them when it next starts")
 
 
-async def _leftovers(config: ServerConfig, store_id: str, sessions: dict[str, bool]) -> Leftovers:
+async def _leftovers(
+    config: ServerConfig, store_id: str, sessions: dict[str, bool], owners: dict[str, str]
+) -> Leftovers:
     """The Docker backend's answer; it needs a task group, which nothing here starts anything in."""
     async with anyio.create_task_group() as task_group:
-        found = await docker_sandboxes(config, store_id, task_group).leftovers(sessions)
+        records = MemoryRecords(owners)
+        found = await docker_sandboxes(config, store_id, task_group, records=records).leftovers(sessions)
     return found
 
 

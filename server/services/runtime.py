@@ -22,6 +22,7 @@ from server.brain.providers.openai_compat import OpenAICompatModel
 from server.brain.providers.router import ModelRouter
 from server.core.blocking import in_thread, in_vault_thread
 from server.core.config import ServerConfig
+from server.core.environments import EnvironmentSpec
 from server.core.errors import SandboxUnavailableError
 from server.core.redaction import REDACTOR
 from server.core.sessions import Session
@@ -29,7 +30,7 @@ from server.egress.mcp_sessions import McpBearerLookup, RemoteMcpSessions
 from server.egress.package_indexes import default_registries, package_index_hosts
 from server.egress.web_fetch import FetchPolicy
 from server.hands.docker.pool import SandboxPool
-from server.hands.docker.sandbox import SandboxSettings
+from server.hands.docker.sandbox import SandboxSettings, VolumeRecords
 from server.hands.sandbox import SandboxBackend
 from server.hands.toolset import BUILTIN_TOOL_SPECS
 from server.services.definitions import Definitions
@@ -121,7 +122,7 @@ async def open_runtime(
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
-            task_group.start_soon(_reap_at_start, store, runtime.sandboxes)
+            task_group.start_soon(_reap_then_keep_warm, store, runtime)
             if router is not None:
                 task_group.start_soon(_warm_in_background, router, config.model)
             task_group.start_soon(_resume_running, store, runtime.runner)
@@ -154,7 +155,7 @@ def _wire(
 ) -> Runtime:
     """Builds every service on its adapters (the one place that knows which adapter serves which port)."""
     if sandbox_factory is None:
-        sandboxes = docker_sandboxes(config, store.store_id, task_group)
+        sandboxes = docker_sandboxes(config, store.store_id, task_group, records=store)
     else:
         sandboxes = sandbox_factory(task_group)
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
@@ -188,7 +189,9 @@ def _wire(
         engine_wait_s=config.engine_wait_s,
         previews=previews,
     )
-    definitions = Definitions(store, default_model=config.model, providers=config.providers)
+    definitions = Definitions(
+        store, default_model=config.model, providers=config.providers, warm=sandboxes, default_image=config.image
+    )
     inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
@@ -290,6 +293,23 @@ async def _warm_in_background(router: ModelRouter, default_model: str) -> None:
     threading.Thread(target=warm, name="model-warm", daemon=True).start()
 
 
+DEFAULT_POOL_OWNER = "default"
+"""Who asks for the default environment's warm pool (`MANAGED_SESSIONS_WARM_POOL`); environments ask by their id."""
+
+
+async def _reap_then_keep_warm(store: SessionStore, runtime: Runtime) -> None:
+    """Reaps, then fills the warm pools (the default environment's, and those environments ask for): after
+    start-up, off the MCP handshake's path, once stray pool containers of an earlier server are gone. Nothing here
+    may end the server's task group or fail start-up."""
+    await _reap_at_start(store, runtime.sandboxes)
+    default = EnvironmentSpec(image=runtime.config.image)  # what a session created without an environment gets
+    try:
+        runtime.sandboxes.keep_warm(DEFAULT_POOL_OWNER, default, runtime.config.warm_pool)
+        await runtime.definitions.keep_pools_warm()
+    except Exception:
+        logger.exception("the warm pools could not be started; new sessions start their own containers")
+
+
 def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
     """A session's MCP server credential: the first of its vaults with a static_bearer for the URL."""
 
@@ -301,8 +321,11 @@ def _bearer_lookup(vaults: Vaults) -> McpBearerLookup:
     return bearer_for
 
 
-def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.TaskGroup) -> SandboxBackend:
-    """The production sandbox backend: a Docker container per session, labelled with `store_id`."""
+def docker_sandboxes(
+    config: ServerConfig, store_id: str, task_group: anyio.abc.TaskGroup, *, records: VolumeRecords | None = None
+) -> SandboxBackend:
+    """The production sandbox backend: a Docker container per session, labelled with `store_id`; `records` is the
+    store's record of which pooled volume sets sessions own (see `warm_pool.py`)."""
     settings = SandboxSettings(
         store_id=store_id,
         extra_ca_bundle=config.extra_ca_bundle,
@@ -310,7 +333,7 @@ def docker_sandboxes(config: ServerConfig, store_id: str, task_group: anyio.abc.
         egress_allow_private=config.egress_allow_private,
     )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
-    return SandboxPool(settings, config.image, fetch_policy, task_group)
+    return SandboxPool(settings, config.image, fetch_policy, task_group, records=records)
 
 
 def keyring_secrets() -> SecretStore:

@@ -173,3 +173,18 @@ async def test_packages_under_limited_need_package_managers_whichever_changes_fi
         {"environment_id": packaged["id"], "packages": {"apt": []}, "networking": limited},
     )
     assert emptied["networking"]["allow_package_managers"] is False
+
+
+async def test_warm_pool_is_kept_across_edits_and_refused_with_limited_networking(client: Client) -> None:
+    env = await call_ok(client, "create_environment", {"name": "pooled", "warm_pool": 2})
+    assert env["warm_pool"] == 2
+    edited = await call_ok(client, "update_environment", {"environment_id": env["id"], "env": {"A": "b"}})
+    assert edited["warm_pool"] == 2
+    limited = {"type": "limited", "allowed_hosts": ["example.com"]}
+    error = await call_error(client, "update_environment", {"environment_id": env["id"], "networking": limited})
+    assert "warm_pool needs networking 'none' or 'unrestricted'" in error
+    error = await call_error(client, "create_environment", {"name": "proxied", "networking": limited, "warm_pool": 1})
+    assert "warm_pool needs networking 'none' or 'unrestricted'" in error
+    assert "less than or equal to 8" in await call_error(client, "create_environment", {"name": "big", "warm_pool": 9})
+    plain = await call_ok(client, "create_environment", {"name": "plain"})
+    assert plain["warm_pool"] == 0

@@ -200,6 +200,13 @@ class ImagePreparer:
             logger.info("built %s in %.0f s", tag, time.monotonic() - started)
         return tag
 
+    def current_tag(self, spec: EnvironmentSpec) -> str:
+        """The tag `prepare` would return for `spec` now, without building or looking for it (one engine call when
+        the base image is there): a container running another tag was made from an outdated image."""
+        key = _cache_key(self._base_id(spec.image or self._default_image, None), spec.packages, self._helper,
+                         self._ca_bundle())  # fmt: skip
+        return f"{ENV_IMAGE_REPOSITORY}:{key[:16]}"
+
     def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())

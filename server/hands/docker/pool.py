@@ -22,7 +22,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -46,14 +46,18 @@ from server.hands.docker.images import BuildNetwork, ImagePreparer
 from server.hands.docker.networks import SandboxNetworks
 from server.hands.docker.output_archive import OUTPUTS_PATH, Chunks, list_archived, read_archived
 from server.hands.docker.sandbox import (
+    LABEL_POOL,
     LABEL_SESSION,
     LABEL_STORE,
     STOP_GRACE_S,
     DockerSandbox,
+    MemoryRecords,
     SandboxSettings,
+    VolumeRecords,
     posture_of,
     remove_volume,
 )
+from server.hands.docker.warm_pool import WarmPool
 from server.hands.helper.channel import HelperError
 from server.hands.helper.helper import mime_type
 from server.hands.sandbox import (
@@ -76,19 +80,40 @@ T = TypeVar("T")
 OUTPUT_CALL_TIMEOUT_S = 60.0
 
 
-def find_leftovers(client: docker.DockerClient, store_id: str, sessions: Mapping[str, bool]) -> Leftovers:
+def find_leftovers(
+    client: docker.DockerClient,
+    store_id: str,
+    sessions: Mapping[str, bool],
+    owners: Mapping[str, str] | None = None,
+    pooled: Collection[str] | None = (),
+) -> Leftovers:
     """Containers and volumes of deleted sessions, and containers of archived ones (blocking).
 
-    `sessions` maps every existing session id to whether it is archived.
+    `sessions` maps every existing session id to whether it is archived. A warm pool's container or volume
+    (`LABEL_POOL`) belongs to the session `owners` (volume key -> session id) names; one nobody owns is a leftover
+    unless its key is in `pooled` (waiting in this server's pool; None: in any server's, as a look from outside
+    a running server must assume).
     """
+    owners = owners or {}
     label = f"{LABEL_STORE}={store_id}"
+
+    def owner(labels: Mapping[str, str]) -> str | None:
+        """The session a container or volume is for; None: one of this server's pool."""
+        key = labels.get(LABEL_POOL)
+        if key is None or LABEL_SESSION in labels:
+            return str(labels.get(LABEL_SESSION, ""))
+        if key in owners:
+            return owners[key]
+        return None if pooled is None or key in pooled else ""
+
     found = Leftovers()
     for container in client.containers.list(all=True, filters={"label": label}):
-        session_id = container.labels.get(LABEL_SESSION, "")
-        if sessions.get(session_id, True):  # deleted (missing) or archived
+        session_id = owner(container.labels)
+        if session_id is not None and sessions.get(session_id, True):  # deleted (missing) or archived
             found.containers.append(str(container.name))
     for volume in client.volumes.list(filters={"label": label}):
-        if (volume.attrs.get("Labels") or {}).get(LABEL_SESSION, "") not in sessions:
+        session_id = owner(volume.attrs.get("Labels") or {})
+        if session_id is not None and session_id not in sessions:
             found.volumes.append(volume.name)
     return found
 
@@ -97,7 +122,13 @@ class SandboxPool:
     """Docker containers as sandboxes; satisfies `SandboxBackend` (see `hands/sandbox.py`)."""
 
     def __init__(
-        self, settings: SandboxSettings, default_image: str, fetch_policy: FetchPolicy, task_group: anyio.abc.TaskGroup
+        self,
+        settings: SandboxSettings,
+        default_image: str,
+        fetch_policy: FetchPolicy,
+        task_group: anyio.abc.TaskGroup,
+        *,
+        records: VolumeRecords | None = None,
     ) -> None:
         self._settings = settings
         self._default_image = default_image
@@ -122,6 +153,9 @@ class SandboxPool:
         self._idle_warned = False
         self.idle_stopped: dict[str, int] = {}
         """Session id -> how many times its container was stopped while idle."""
+        self._records = records if records is not None else MemoryRecords()
+        self.warm = WarmPool(self._docker, settings, self._networks, task_group)
+        """The started containers waiting for new sessions (see `keep_warm`)."""
 
     def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
         if self._client is None or self._preparer is None:
@@ -156,6 +190,8 @@ class SandboxPool:
                 self._networks,
                 self._build_network(session_id, environment),
                 functools.partial(self._grant, session_id, environment),
+                self._records,
+                self.warm,
             )
             self._sandboxes[session_id] = sandbox
         return sandbox
@@ -223,6 +259,15 @@ class SandboxPool:
 
         return open_build
 
+    def keep_warm(self, owner: str, environment: EnvironmentSpec, size: int) -> None:
+        """Keeps `size` containers started for `environment` (see `warm_pool.py`)."""
+        self.warm.keep(owner, environment, size)
+
+    @property
+    def default_environment(self) -> EnvironmentSpec:
+        """The definition of a session created without an environment (what the warm pool serves)."""
+        return EnvironmentSpec(image=self._default_image)
+
     async def build_image(self, image: str) -> None:
         """Builds the missing default image, or waits for its build already going (see `default_image.py`)."""
         await self._image_builds.build(image)
@@ -280,7 +325,8 @@ class SandboxPool:
             raise
 
         def sweep() -> Leftovers:
-            found = find_leftovers(client, self._settings.store_id, sessions)
+            owners = self._records.volume_owners()
+            found = find_leftovers(client, self._settings.store_id, sessions, owners, self.warm.keys())
             for name in found.containers:
                 with contextlib.suppress(docker.errors.NotFound):
                     client.containers.get(name).remove(force=True)
@@ -301,10 +347,12 @@ class SandboxPool:
         return swept
 
     async def leftovers(self, sessions: Mapping[str, bool]) -> Leftovers:
-        """What `reap` would remove (see `find_leftovers`). Raises `SandboxUnavailableError`."""
+        """What `reap` would remove (see `find_leftovers`), but for pool containers nobody owns: another server may
+        be running with them waiting (its start reaps its predecessor's). Raises `SandboxUnavailableError`."""
         client, _ = self._docker()
         try:
-            return await in_engine(find_leftovers, client, self._settings.store_id, sessions)
+            owners = await in_engine(self._records.volume_owners)
+            return await in_engine(find_leftovers, client, self._settings.store_id, sessions, owners, None)
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"the Docker engine could not list leftovers: {exc}") from exc
 
@@ -351,8 +399,9 @@ class SandboxPool:
         )
 
     async def aclose(self) -> None:
-        """Stops the egress proxy (its thread, listeners and relays); sandboxes are left as they are (the runtime
-        has stopped those no running session needs)."""
+        """Removes the warm pool's waiting containers and stops the egress proxy (its thread, listeners and
+        relays); sessions' sandboxes are left as they are (the runtime has stopped those no running session needs)."""
+        await self.warm.aclose()
         await anyio.to_thread.run_sync(self._proxy.close)
 
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
@@ -453,14 +502,18 @@ class SandboxPool:
         return stopped
 
     async def _running_sessions(self) -> list[str]:
-        """The session ids of this store's running containers."""
+        """The session ids of this store's running containers (a pooled one a session took counts as its)."""
         client, _ = self._docker()
         label = f"{LABEL_STORE}={self._settings.store_id}"
         try:
+            pooled = self.warm.keys()
             running = await in_engine(client.containers.list, filters={"label": label, "status": "running"})
+            taken = [c for c in running if LABEL_SESSION not in c.labels and c.labels.get(LABEL_POOL) not in pooled]
+            owners = await in_engine(self._records.volume_owners) if taken else {}
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"the Docker engine could not list containers: {exc}") from exc
-        return [str(c.labels.get(LABEL_SESSION, "")) for c in running if c.labels.get(LABEL_SESSION)]
+        ids = [str(c.labels[LABEL_SESSION]) for c in running if c.labels.get(LABEL_SESSION)]
+        return ids + [owners[key] for c in taken if (key := c.labels.get(LABEL_POOL)) in owners]
 
     async def _stop_if_idle(self, session_id: str, idle_s: float) -> bool:
         sandbox = self._sandboxes.get(session_id)
@@ -471,12 +524,19 @@ class SandboxPool:
         return await self._stop_unowned(session_id)
 
     async def _stop_unowned(self, session_id: str) -> bool:
-        """Stops a container no sandbox of this process has used (it is found again if asked for)."""
+        """Stops a container no sandbox of this process has used (it is found again if asked for): one made for the
+        session, or the pooled one it took."""
         client, _ = self._docker()
-        labels = [f"{LABEL_STORE}={self._settings.store_id}", f"{LABEL_SESSION}={session_id}"]
+        store = f"{LABEL_STORE}={self._settings.store_id}"
 
         def stop_all() -> bool:
-            found = client.containers.list(filters={"label": labels, "status": "running"})
+            found = client.containers.list(
+                filters={"label": [store, f"{LABEL_SESSION}={session_id}"], "status": "running"}
+            )
+            if (volumes := self._records.session_volumes(session_id)) is not None:
+                found += client.containers.list(
+                    filters={"label": [store, f"{LABEL_POOL}={volumes}"], "status": "running"}
+                )
             for container in found:
                 container.stop(timeout=STOP_GRACE_S)
             return bool(found)

@@ -38,6 +38,7 @@ server's own environment is inherited.
 
 from __future__ import annotations
 
+import functools
 import logging
 import posixpath
 import tarfile
@@ -46,7 +47,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import anyio.abc
@@ -70,12 +71,27 @@ from server.hands.sandbox import (
     SandboxLostError,
 )
 
-__all__ = ["LABEL_SESSION", "LABEL_STORE", "DockerSandbox", "posture_of"]
+__all__ = [
+    "LABEL_POOL",
+    "LABEL_SESSION",
+    "LABEL_STORE",
+    "DockerSandbox",
+    "MemoryRecords",
+    "Pooled",
+    "VolumeRecords",
+    "WarmSource",
+    "open_helper",
+    "posture_of",
+    "start_container",
+    "volume_name",
+]
 
 logger = logging.getLogger(__name__)
 
 LABEL_STORE = "io.managed-sessions.store"
 LABEL_SESSION = "io.managed-sessions.session"
+LABEL_POOL = "io.managed-sessions.pool"
+"""On a warm pool's container and its volumes: the key of that volume set (`pool-<hex>`), never a session's id."""
 WORKSPACE = "/workspace"
 OUTPUTS = "/mnt/session/outputs"
 CA_BUNDLE_IN_CONTAINER = "/etc/ssl/certs/ca-certificates.crt"
@@ -111,6 +127,64 @@ class SandboxSettings:
     `managed-sessions image build` picks by itself."""
 
 
+class VolumeRecords(Protocol):
+    """The store's record of which volume set a session owns when it is not the one named after the session (it
+    took a warm pool's container, whose volumes were made before the session was known). Blocking calls."""
+
+    def session_volumes(self, session_id: str) -> str | None: ...
+    def own_volumes(self, session_id: str, volumes: str) -> None: ...
+    def volume_owners(self) -> dict[str, str]: ...
+
+
+class MemoryRecords:
+    """`VolumeRecords` kept in memory: for a backend made without a store (tools, tests), and for reading a copy."""
+
+    def __init__(self, owners: dict[str, str] | None = None) -> None:
+        self._owners = dict(owners or {})  # volume key -> session id
+
+    def session_volumes(self, session_id: str) -> str | None:
+        return next((key for key, owner in self._owners.items() if owner == session_id), None)
+
+    def own_volumes(self, session_id: str, volumes: str) -> None:
+        self._owners[volumes] = session_id
+
+    def volume_owners(self) -> dict[str, str]:
+        return dict(self._owners)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """A warm pool's started container, with its helper channel already open, waiting for a session."""
+
+    container_id: str
+    volumes: str
+    """Its volume set's key (`LABEL_POOL`): the volumes become the session's that takes it."""
+    image: str
+    """The derived image tag it runs: one that is no longer current retires it."""
+    channel: HelperChannel
+
+
+class WarmSource(Protocol):
+    """Where a new session's sandbox takes a started container from (`warm_pool.WarmPool`)."""
+
+    def offers(self, environment: EnvironmentSpec) -> bool:
+        """Whether a pooled container waits for this definition (no engine call)."""
+        ...
+
+    def take(self, environment: EnvironmentSpec) -> Pooled | None:
+        """A pooled container for this definition, now removed from the pool (None: none waits)."""
+        ...
+
+    async def discard(self, pooled: Pooled, *, stale: bool) -> None:
+        """Removes a taken container no session got; `stale`: its image is outdated, so retire its like too."""
+        ...
+
+
+def volume_name(store_id: str, volumes: str, kind: str) -> str:
+    """A volume's name: `volumes` is a session's id (lower-cased) or a pooled set's key; `kind` says which."""
+    return f"ms-{store_id[:12]}-{volumes}-{kind}"
+
+
 def posture_of(environment: EnvironmentSpec, settings_ca: bool, network: str = "none") -> Confinement:
     """The confinement a container for this environment gets (a pure function of the definition);
     `network` is the Docker network it joins ('none' for no network)."""
@@ -144,6 +218,8 @@ class DockerSandbox:
         networks: SandboxNetworks,
         build_network: BuildNetwork | None = None,
         grant_egress: Callable[[], None] | None = None,
+        records: VolumeRecords | None = None,
+        warm: WarmSource | None = None,
     ) -> None:
         self._client = client
         self._preparer = preparer
@@ -164,13 +240,40 @@ class DockerSandbox:
         self.last_used = time.monotonic()
         """When the last call ended (`time.monotonic()`): what idling is measured from."""
         self._notice: str | None = None  # for the model, once: why the shell's state is gone
+        self._records = records if records is not None else MemoryRecords()
+        self._warm = warm  # None: this definition has no warm pool
+        self._volumes: str | None = None  # the volume set's key, once read from the records (`_resolve_volumes`)
 
     @property
     def _labels(self) -> dict[str, str]:
         return {LABEL_STORE: self._settings.store_id, LABEL_SESSION: self.session_id}
 
+    def _resolve_volumes(self) -> str:
+        """The key of the session's volume set: the pooled one it took, as the store records it, else its own id
+        (blocking the first time)."""
+        if self._volumes is None:
+            self._volumes = self._records.session_volumes(self.session_id) or self.session_id.lower()
+        return self._volumes
+
     def _volume_name(self, kind: str) -> str:
-        return f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}-{kind}"
+        return volume_name(self._settings.store_id, self._resolve_volumes(), kind)
+
+    def _filters(self) -> list[list[str]]:
+        """Label filters that find the session's containers: those made for it, and the pooled one it took (which
+        keeps the pool's labels: Docker cannot relabel a container)."""
+        found = [[f"{k}={v}" for k, v in self._labels.items()]]
+        volumes = self._resolve_volumes()
+        if volumes != self.session_id.lower():
+            found.append([f"{LABEL_STORE}={self._settings.store_id}", f"{LABEL_POOL}={volumes}"])
+        return found
+
+    def _own_containers(self, running_only: bool = False) -> list[Any]:
+        """The session's containers (blocking)."""
+        status = {"status": "running"} if running_only else {}
+        found: list[Any] = []
+        for labels in self._filters():
+            found += self._client.containers.list(all=not running_only, filters={"label": labels, **status})
+        return found
 
     async def call(
         self, op: str, args: Mapping[str, JsonValue], timeout_s: float, *, reading: bool = False
@@ -234,28 +337,87 @@ class DockerSandbox:
             if self._channel is not None and not self._channel.closed.is_set():
                 return self._channel
             container_id = await self._container(reading)
-            try:
-                stream = await open_exec(
-                    self._client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
-                )
-            except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
-                raise SandboxUnavailableError(f"could not reach the sandbox of {self.session_id!r}: {exc}") from exc
-            channel = HelperChannel(stream, name=stream.exec_id[:12])
-            self._task_group.start_soon(channel.run_reader, name=f"sandbox channel {self.session_id}")
-            try:
-                await channel.request("ping", {}, CHANNEL_OPEN_TIMEOUT_S)
-            except (ChannelClosedError, TimeoutError) as exc:
-                await channel.aclose()
-                raise SandboxUnavailableError(
-                    f"the sandbox helper of session {self.session_id!r} did not start; see the server log"
-                ) from exc
+            if self._channel is not None and not self._channel.closed.is_set():  # a pooled one's, taken just now
+                return self._channel
+            channel = await open_helper(self._client, container_id, self._task_group, f"session {self.session_id}")
             self._channel, self.container_id = channel, container_id
             return channel
 
+    async def _adopt(self, warm: WarmSource) -> Pooled | None:
+        """A pooled container made this session's, if the session is new (it has no volumes yet) and one waits.
+
+        Its volumes become the session's: the store records the set's key before anything of the session is
+        written there, so re-attach, idle stop, delete and reap all find them. One built from an image that is no
+        longer the definition's is discarded (and its like retired) and the session starts its own. Whether the
+        session is new and which image is current are asked of the engine at once (this is a first call's wait)."""
+        if not warm.offers(self._environment):
+            return None
+        answers: dict[str, Any] = {}
+        current = functools.partial(self._preparer.current_tag, self._environment)
+
+        async def ask(name: str, fn: Callable[[], Any]) -> None:
+            try:
+                answers[name] = await self._container_call(fn)
+            except Exception as exc:  # noqa: BLE001 - raised below as it is (a task group would wrap it in a group)
+                answers[name] = exc
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask, "new", self._is_new)
+            group.start_soon(ask, "image", current)
+        for answer in answers.values():
+            if isinstance(answer, Exception):
+                raise answer
+        new, image = answers["new"], answers["image"]
+        pooled = warm.take(self._environment) if new else None
+        if pooled is None:
+            return None
+        if pooled.image != image:
+            await warm.discard(pooled, stale=True)
+            return None
+        try:
+            await self._container_call(self._claim, pooled)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await warm.discard(pooled, stale=False)
+            raise
+        logger.info("session %s: took pooled container %s", self.session_id, pooled.container_id[:12])
+        return pooled
+
+    async def _container_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await in_engine(fn, *args)
+        except docker.errors.DockerException as exc:  # the engine answered, and refused
+            raise SandboxUnavailableError(f"could not start the sandbox of {self.session_id!r}: {exc}") from exc
+
+    def _is_new(self) -> bool:
+        """Whether the session has no volumes at all yet: a container and an archive reader come only with them."""
+        if self._resolve_volumes() != self.session_id.lower():
+            return False
+        try:
+            self._client.volumes.get(self._volume_name("workspace"))
+        except docker.errors.NotFound:
+            return True
+        return False
+
+    def _claim(self, pooled: Pooled) -> None:
+        """Makes `pooled` the session's (blocking)."""
+        self._records.own_volumes(self.session_id, pooled.volumes)
+        self._volumes = pooled.volumes
+        if self._files:
+            self._place_all(pooled.container_id)
+        else:
+            self._files_in = pooled.container_id
+
     async def _container(self, reading: bool = False) -> str:
-        """The id of this session's running container, made if need be (unless `reading`). Every way that fails is
-        a `SandboxUnavailableError` (`EngineUnreachableError` when the engine does not answer), never a tool's
-        failure: nothing ran, so the agent loop ends the turn instead of asking the model again."""
+        """The id of this session's running container, made if need be (unless `reading`): for a new session, a
+        pooled one when one waits (its channel is then open). Every way that fails is a `SandboxUnavailableError`
+        (`EngineUnreachableError` when the engine does not answer), never a tool's failure: nothing ran, so the
+        agent loop ends the turn instead of asking the model again."""
+        if not reading and self._warm is not None and self.container_id is None and self._channel is None:
+            adopted = await self._adopt(self._warm)
+            if adopted is not None:
+                self._channel, self.container_id = adopted.channel, adopted.container_id
+                return adopted.container_id
         try:
             return await in_engine(self._running_container, reading)
         except docker.errors.DockerException as exc:  # the engine answered, and refused
@@ -264,9 +426,7 @@ class DockerSandbox:
     def _running_container(self, reading: bool = False) -> str:
         """The id of this session's running container, creating one if none runs unless `reading` (blocking)."""
         try:
-            found = self._client.containers.list(
-                all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}
-            )
+            found = self._own_containers()
         except docker.errors.DockerException as exc:
             raise SandboxUnavailableError(f"no Docker engine answers: {exc}; run 'managed-sessions doctor'") from exc
         for container in found:
@@ -294,45 +454,16 @@ class DockerSandbox:
     def _create_container(self) -> str:
         image = self._preparer.prepare(self._environment, build_network=self._build_network)
         plan = self._plan()
-        for kind in ("workspace", "outputs"):
-            self._ensure_volume(self._volume_name(kind))
-        posture = posture_of(
-            self._environment, self._settings.extra_ca_bundle is not None, plan.network if plan else "none"
+        container = start_container(
+            self._client,
+            self._settings,
+            self._environment,
+            image=image,
+            plan=plan,
+            name=f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}",
+            labels=self._labels,
+            volumes=self._resolve_volumes(),  # a pooled set the session took keeps the pool's labels
         )
-        volumes: dict[str, dict[str, str]] = {
-            self._volume_name("workspace"): {"bind": WORKSPACE, "mode": "rw"},
-            self._volume_name("outputs"): {"bind": OUTPUTS, "mode": "rw"},
-        }
-        if self._settings.extra_ca_bundle is not None:
-            volumes[str(self._settings.extra_ca_bundle)] = {"bind": CA_BUNDLE_IN_CONTAINER, "mode": "ro"}
-        options: dict[str, Any] = {}
-        if posture.disk_mb is not None:
-            options["storage_opt"] = {"size": f"{posture.disk_mb}m"}
-        try:
-            container = self._client.containers.create(
-                image,
-                ["sleep", "infinity"],
-                name=f"ms-{self._settings.store_id[:12]}-{self.session_id.lower()}",
-                labels=self._labels,
-                init=True,
-                user=posture.user,
-                working_dir=WORKSPACE,
-                environment={**self._container_env(), **(plan.environment() if plan else {})},
-                hostname="sandbox",
-                network_mode=posture.network,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                mem_limit=f"{posture.memory_mb}m",
-                memswap_limit=f"{posture.memory_mb}m",
-                nano_cpus=int(posture.cpus * 1e9),
-                pids_limit=posture.pids_limit,
-                volumes=volumes,
-                log_config=LogConfig(type=LogConfig.types.NONE),
-                **options,
-            )
-            container.start()
-        except docker.errors.APIError as exc:
-            raise SandboxUnavailableError(_explain_create_failure(exc, posture)) from exc
         logger.info("session %s: started container %s from %s", self.session_id, container.short_id, image)
         self._admit(container, plan)
         self._place_all(str(container.id))
@@ -360,13 +491,6 @@ class DockerSandbox:
             self._grant_egress()
         self._address = address
         self._networks.proxy.admit(address, self.session_id)
-
-    def _container_env(self) -> dict[str, str]:
-        env = {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "TERM": "dumb", **self._environment.env}
-        if self._settings.extra_ca_bundle is not None:
-            for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"):
-                env.setdefault(name, CA_BUNDLE_IN_CONTAINER)
-        return env
 
     async def put_directory(self, source: Path, target: str) -> bool:
         """Copies the host tree `source` to `target` under /workspace, owned by the sandbox user.
@@ -452,12 +576,6 @@ class DockerSandbox:
                 archive.seek(0)
                 container.put_archive(posixpath.dirname(folder), archive)
 
-    def _ensure_volume(self, name: str) -> None:
-        try:
-            self._client.volumes.get(name)
-        except docker.errors.NotFound:
-            self._client.volumes.create(name, labels=self._labels)
-
     async def _kill(self) -> None:
         await self._drop_channel()
         await in_engine(self._remove_containers)
@@ -473,9 +591,7 @@ class DockerSandbox:
             self._networks.proxy.forget(self._address, self.session_id)
             self._address = None
         try:
-            for container in self._client.containers.list(
-                all=True, filters={"label": [f"{k}={v}" for k, v in self._labels.items()]}
-            ):
+            for container in self._own_containers():
                 container.remove(force=True)
         except docker.errors.NotFound:
             pass
@@ -497,7 +613,7 @@ class DockerSandbox:
             self._address = None
         stopped = False
         try:
-            for container in self._client.containers.list(filters={"label": self._label_filter, "status": "running"}):
+            for container in self._own_containers(running_only=True):
                 container.stop(timeout=STOP_GRACE_S)
                 stopped = True
         except docker.errors.NotFound:
@@ -507,10 +623,6 @@ class DockerSandbox:
         if stopped:
             logger.info("session %s: stopped its idle container (files kept)", self.session_id)
         return stopped
-
-    @property
-    def _label_filter(self) -> list[str]:
-        return [f"{k}={v}" for k, v in self._labels.items()]
 
     async def output_source(self) -> OutputSource:
         """Where the outputs can be read without starting a container (see `OutputSource`). A session whose
@@ -525,7 +637,7 @@ class DockerSandbox:
                 raise SandboxUnavailableError(f"the Docker engine could not show the outputs: {exc}") from exc
 
     def _find_output_source(self) -> OutputSource:
-        found = self._client.containers.list(all=True, filters={"label": self._label_filter})
+        found = self._own_containers()
         if any(c.status == "running" for c in found):
             return "running"
         if found:
@@ -559,6 +671,96 @@ class DockerSandbox:
     def _remove_volumes(self) -> None:
         for kind in ("workspace", "outputs"):
             remove_volume(self._client, self._volume_name(kind))
+
+
+def start_container(
+    client: docker.DockerClient,
+    settings: SandboxSettings,
+    environment: EnvironmentSpec,
+    *,
+    image: str,
+    plan: NetworkPlan | None,
+    name: str,
+    labels: Mapping[str, str],
+    volumes: str,
+) -> Any:
+    """Creates (if missing) the volume set `volumes` and starts a container over it with the sandbox posture
+    (blocking). A session's container and a warm pool's are made here alike, so they are hardened alike.
+    Raises `SandboxUnavailableError` when the engine refuses."""
+    for kind in ("workspace", "outputs"):
+        _ensure_volume(client, volume_name(settings.store_id, volumes, kind), labels)
+    posture = posture_of(environment, settings.extra_ca_bundle is not None, plan.network if plan else "none")
+    mounts: dict[str, dict[str, str]] = {
+        volume_name(settings.store_id, volumes, "workspace"): {"bind": WORKSPACE, "mode": "rw"},
+        volume_name(settings.store_id, volumes, "outputs"): {"bind": OUTPUTS, "mode": "rw"},
+    }
+    if settings.extra_ca_bundle is not None:
+        mounts[str(settings.extra_ca_bundle)] = {"bind": CA_BUNDLE_IN_CONTAINER, "mode": "ro"}
+    options: dict[str, Any] = {}
+    if posture.disk_mb is not None:
+        options["storage_opt"] = {"size": f"{posture.disk_mb}m"}
+    try:
+        container = client.containers.create(
+            image,
+            ["sleep", "infinity"],
+            name=name,
+            labels=dict(labels),
+            init=True,
+            user=posture.user,
+            working_dir=WORKSPACE,
+            environment={**_container_env(environment, settings), **(plan.environment() if plan else {})},
+            hostname="sandbox",
+            network_mode=posture.network,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=f"{posture.memory_mb}m",
+            memswap_limit=f"{posture.memory_mb}m",
+            nano_cpus=int(posture.cpus * 1e9),
+            pids_limit=posture.pids_limit,
+            volumes=mounts,
+            log_config=LogConfig(type=LogConfig.types.NONE),
+            **options,
+        )
+        container.start()
+    except docker.errors.APIError as exc:
+        raise SandboxUnavailableError(_explain_create_failure(exc, posture)) from exc
+    return container
+
+
+def _ensure_volume(client: docker.DockerClient, name: str, labels: Mapping[str, str]) -> None:
+    try:
+        client.volumes.get(name)
+    except docker.errors.NotFound:
+        client.volumes.create(name, labels=dict(labels))
+
+
+def _container_env(environment: EnvironmentSpec, settings: SandboxSettings) -> dict[str, str]:
+    env = {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "TERM": "dumb", **environment.env}
+    if settings.extra_ca_bundle is not None:
+        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE"):
+            env.setdefault(name, CA_BUNDLE_IN_CONTAINER)
+    return env
+
+
+async def open_helper(
+    client: docker.DockerClient, container_id: str, task_group: anyio.abc.TaskGroup, owner: str
+) -> HelperChannel:
+    """Starts the helper in a running container and opens the channel to it (its reader runs in `task_group`).
+    Raises `SandboxUnavailableError`."""
+    try:
+        stream = await open_exec(
+            client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
+        )
+    except (ChannelClosedError, docker.errors.DockerException, OSError) as exc:
+        raise SandboxUnavailableError(f"could not reach the sandbox of {owner}: {exc}") from exc
+    channel = HelperChannel(stream, name=stream.exec_id[:12])
+    task_group.start_soon(channel.run_reader, name=f"sandbox channel {owner}")
+    try:
+        await channel.request("ping", {}, CHANNEL_OPEN_TIMEOUT_S)
+    except (ChannelClosedError, TimeoutError) as exc:
+        await channel.aclose()
+        raise SandboxUnavailableError(f"the sandbox helper of {owner} did not start; see the server log") from exc
+    return channel
 
 
 def _proxy_of(container: Any) -> str | None:

@@ -107,6 +107,13 @@ def m002_store_identity(db: sqlite3.Connection) -> None:
     db.execute("insert into meta values ('store_id', ?)", (uuid.uuid4().hex,))
 
 
+@migration
+def m003_session_volumes(db: sqlite3.Connection) -> None:
+    """Which volume set a session owns, when it is not the one named after the session: a session that took a
+    warm pool's container owns the volumes that container was made with (Docker cannot rename or relabel them)."""
+    db.execute("create table session_volumes (session_id text primary key, volumes text not null unique) strict")
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     """Runs a script statement by statement: `executescript` would commit first."""
     pending = ""

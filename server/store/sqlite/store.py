@@ -101,6 +101,20 @@ class Store:
             for row in self._read("select session_id from sessions where status = 'running' and archived_at is null")
         ]
 
+    def session_volumes(self, session_id: str) -> str | None:
+        """The key of the volume set the session owns, if it took a pooled one (None: the volumes named after it)."""
+        rows = self._read("select volumes from session_volumes where session_id = ?", (session_id,))
+        return str(rows[0][0]) if rows else None
+
+    def own_volumes(self, session_id: str, volumes: str) -> None:
+        """Records that the session owns the volume set `volumes` (before any of its files are written there)."""
+        with self._write() as db:
+            db.execute("insert into session_volumes values (?, ?)", (session_id, volumes))
+
+    def volume_owners(self) -> dict[str, str]:
+        """Every recorded volume set, mapped to the session that owns it."""
+        return {str(row[0]): str(row[1]) for row in self._read("select volumes, session_id from session_volumes")}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -343,6 +357,7 @@ class Store:
             db.execute("delete from sessions where session_id = ?", (session_id,))
             db.execute("delete from events where session_id = ?", (session_id,))
             db.execute("delete from files where session_id = ?", (session_id,))
+            db.execute("delete from session_volumes where session_id = ?", (session_id,))
 
     # Events ---------------------------------------------------------------------------------------------
 

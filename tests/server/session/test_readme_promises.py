@@ -59,6 +59,7 @@ def env_config(data_dir: Path, model: ModelServer, **variables: str) -> ServerCo
             "MANAGED_SESSIONS_MODEL": "claude-test",
             "ANTHROPIC_API_KEY": "test-key",
             "ANTHROPIC_BASE_URL": model.base_url,
+            "MANAGED_SESSIONS_WARM_POOL": "0",  # containers are found by session label (test_warm_pool.py)
             **variables,
         }
     )

@@ -9,6 +9,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from server.core.common import MetadataPatch
+from server.core.config import MAX_WARM_POOL
 from server.core.environments import EnvDescription, Environment, EnvName, EnvVars, Networking, Packages, Resources
 from server.core.ids import EnvironmentId
 from server.fronts.mcp.tools.common import (
@@ -52,6 +53,16 @@ ResourcesArg = Annotated[
     Resources | None, Field(default=None, description="{cpus?, memory_mb?, disk_mb?} limits for the sandbox.")
 ]
 EnvArg = Annotated[EnvVars | None, Field(default=None, description="Non-secret environment variables for the sandbox.")]
+WarmPoolArg = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=0,
+        le=MAX_WARM_POOL,
+        description=f"0-{MAX_WARM_POOL}: containers kept started for new sessions of this environment, so their "
+        "first tool call does not wait for one (default 0). Not with limited networking.",
+    ),
+]
 Description = Annotated[EnvDescription | None, Field(default=None)]
 Metadata = Annotated[MetadataPatch | None, Field(default=None)]
 
@@ -74,6 +85,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
         resources: ResourcesArg = None,
         env: EnvArg = None,
         metadata: Metadata = None,
+        warm_pool: WarmPoolArg = None,
     ) -> Annotated[CallToolResult, Environment]:
         """Define a sandbox environment: image, packages, networking, resource limits, env variables.
 
@@ -87,6 +99,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
             resources=resources,
             env=env,
             metadata=metadata,
+            warm_pool=warm_pool,
         )
         environment = await runtime(ctx).definitions.create_environment(changes)
         return reply(environment, f"Created environment {environment.id} ({environment.name!r}).")
@@ -103,6 +116,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
         resources: ResourcesArg = None,
         env: EnvArg = None,
         metadata: Metadata = None,
+        warm_pool: WarmPoolArg = None,
     ) -> Annotated[CallToolResult, Environment]:
         """Change an environment; omitted fields are kept. Only sessions created afterwards see the change."""
         changes = EnvironmentChanges(
@@ -114,6 +128,7 @@ def register_environment_tools(mcp: MCPServer) -> None:
             resources=resources,
             env=env,
             metadata=metadata,
+            warm_pool=warm_pool,
         )
         environment = await runtime(ctx).definitions.update_environment(environment_id, changes)
         return reply(environment, f"Updated environment {environment.id}.")
