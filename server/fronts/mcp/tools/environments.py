@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from server.core.common import MetadataPatch
 from server.core.config import MAX_WARM_POOL
@@ -54,7 +54,7 @@ ResourcesArg = Annotated[
 ]
 EnvArg = Annotated[EnvVars | None, Field(default=None, description="Non-secret environment variables for the sandbox.")]
 WarmPoolArg = Annotated[
-    int | None,
+    StrictInt | None,
     Field(
         default=None,
         ge=0,
