@@ -249,6 +249,9 @@ class WarmPool:
             labels={LABEL_STORE: store, LABEL_POOL: volumes},
             volumes=volumes,
         )
+        if self._closed:  # the server stopped meanwhile: its shutdown, which cannot wait for this thread, is over
+            self._remove_now(str(container.id), volumes)
+            raise SandboxUnavailableError("the warm pool closed while a container was being started")
         return str(container.id), volumes, image
 
     async def _remove_all(self, doomed: list[Pooled]) -> None:

@@ -266,3 +266,20 @@ async def test_files_placed_before_the_first_call_land_in_the_pooled_container(
         assert container_of(pool, session) == pooled
         assert await bash(tools, "cat /mnt/session/uploads/notes.txt; ls /workspace | wc -l") == "read me\n0"
         await runtime.sessions.delete(session.id)
+
+
+async def test_a_container_whose_start_ends_after_the_pool_closed_is_removed_at_once(
+    pool_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    """A shutdown waits only so long for a container being made; the engine's thread goes on after it, and what
+    it started then must not be left running with no server to remove it."""
+    from server.core.errors import SandboxUnavailableError
+    from server.hands.docker.engine import in_engine
+
+    with anyio.fail_after(HANG_GUARD_S):
+        async with serving(dataclasses.replace(pool_config, warm_pool=0)) as (runtime, pool):
+            store_id = runtime.store.store_id
+            await pool.warm.aclose()  # what a shutdown does first
+            with pytest.raises(SandboxUnavailableError, match="closed while a container was being started"):
+                await in_engine(pool.warm._start, pool.default_environment)  # the late end of a make
+            assert pool_containers(docker_client, store_id) == []
