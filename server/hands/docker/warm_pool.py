@@ -171,6 +171,20 @@ class WarmPool:
                 await self._remove(one)
         self._changed()
 
+    def put_back(self, environment: EnvironmentSpec, pooled: Pooled) -> None:
+        """Returns a container `take` gave out that no session claimed (the session was not new, or the engine
+        failed before the claim): nothing of a session was recorded for it or written in it, so it waits again,
+        first in line. One the pool no longer wants (closed, retired, full again) is removed."""
+        key = definition_key(environment)
+        waiting = self._waiting.setdefault(key, [])
+        if self._closed or key not in self._targets or len(waiting) >= self._targets[key][1]:
+            self._task_group.start_soon(self._remove_all, [pooled], name="warm pool")
+            return
+        with self._keys_lock:
+            self._keys.add(pooled.volumes)
+        waiting.insert(0, pooled)
+        self._changed()
+
     async def _refill_later(self, key: str) -> None:
         await anyio.sleep(REFILL_DELAY_S)
         await self.fill(key)
