@@ -162,6 +162,8 @@ class Pooled:
     image: str
     """The derived image tag it runs: one that is no longer current retires it."""
     channel: HelperChannel
+    seen: int | None = None
+    """The warm pool's count of the engine's image events when `image` was found current (None: not watching)."""
 
 
 class VolumeCensus:
@@ -210,6 +212,11 @@ class WarmSource(Protocol):
 
     def put_back(self, environment: EnvironmentSpec, pooled: Pooled) -> None:
         """Returns a taken container that no session claimed (nothing of a session is in it) to the pool."""
+        ...
+
+    def unchanged(self, pooled: Pooled) -> bool:
+        """Whether no image changed on the engine since `pooled`'s image was found current (thread-safe; False
+        when that is not known)."""
         ...
 
 
@@ -384,10 +391,11 @@ class DockerSandbox:
 
         Its volumes become the session's: the store records the set's key before anything of the session is
         written there, so re-attach, idle stop, delete and reap all find them. This is a first call's wait, so it
-        is one hop to an engine thread (`_adopt_now`) with one engine call in it: which image is current. That
-        one stays on the path: `managed-sessions image build` and a `docker pull` change a tag from outside this
-        process, which nothing short of asking the engine at hand-out notices at once. Whether the session is new
-        comes from the store and the `VolumeCensus` (the engine only before the start's listing is in). A
+        is one hop to an engine thread (`_adopt_now`), with no engine call in it as a rule. Which image is current
+        is asked of the engine only when an image changed on it since the container's image was found current (the
+        pool watches the engine's image events: `managed-sessions image build` and a `docker pull` retag from
+        outside this process), or when the pool is not watching. Whether the session is new comes from the store
+        and the `VolumeCensus` (the engine only before the start's listing is in). A
         container of an outdated image is discarded (and its like retired) and the session starts its own; one a
         session that is not new took goes back to the pool."""
         if not warm.offers(self._environment):
@@ -418,10 +426,13 @@ class DockerSandbox:
         """Claims `pooled` if the session is new and its image current (blocking)."""
         if not self._is_new():
             return "not new"
-        if pooled.image != self._preparer.current_tag(self._environment):
+        if not self._warm_unchanged(pooled) and pooled.image != self._preparer.current_tag(self._environment):
             return "stale"
         self._claim(pooled)
         return "taken"
+
+    def _warm_unchanged(self, pooled: Pooled) -> bool:
+        return self._warm is not None and self._warm.unchanged(pooled)
 
     async def _container_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
