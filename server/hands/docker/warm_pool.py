@@ -15,11 +15,13 @@ new session's sandbox takes one (`take`), and the pool makes a replacement in th
   is most of what a first call waits for once the container runs. It serves one session at most: `take` removes
   it from the pool.
 - Its key is the derived image tag (`images.py`): a container whose image is no longer the definition's current one
-  is discarded when taken, with the others of that image, and the session starts its own. That is the one
-  engine call on a first call's path (`DockerSandbox._adopt`); a session that turns out not to be new gives the
-  container back (`put_back`). A changed definition is another pool: the environment's update retires the old
-  one's containers (`keep(..., 0)`). Only `none` and `unrestricted` networking are pooled: a `limited` container
-  is admitted to the egress proxy by address and session, which a container made before its session cannot be.
+  is discarded when taken, with the others of that image, and the session starts its own. The engine is asked
+  which image is current at that point only when it reported an image event since the container's image was
+  found current (`unchanged`, `_watch_images`), so a first call (`DockerSandbox._adopt`) makes no engine call as
+  a rule; a session that turns out not to be new gives the container back (`put_back`). A changed definition is
+  another pool: the environment's update retires the old one's containers (`keep(..., 0)`). Only `none` and
+  `unrestricted` networking are pooled: a `limited` container is admitted to the egress proxy by address and
+  session, which a container made before its session cannot be.
 - Containers of a pool that a server left behind (it crashed, or its clean shutdown could not remove them) are
   reaped at the next start: `keys()` tells the reaper which pool containers are this process's own.
 - Filling runs in the background, never on a request's path: an engine that is away, or a default image not
