@@ -202,8 +202,9 @@ class WarmPool:
         """Whether the engine reported no image event since `pooled`'s image was found current (thread-safe).
 
         The check of a taken container's image (`DockerSandbox._adopt`) asks the engine only when this is False:
-        a first call's one engine call otherwise. The events come on a stream the engine writes before it answers
-        the call that changed an image, so the gap is the few microseconds this process takes to read it."""
+        a first call's one engine call otherwise. The engine publishes an image event as it makes the change (a
+        build's tag, a pull), so the gap left is the moment the event takes to reach this thread: an image changed
+        that close to a take could as well have changed just after an engine check, between it and the call."""
         with self._keys_lock:
             return self._watching and pooled.seen is not None and pooled.seen == self._seen
 
