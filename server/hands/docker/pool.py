@@ -53,6 +53,7 @@ from server.hands.docker.sandbox import (
     DockerSandbox,
     MemoryRecords,
     SandboxSettings,
+    VolumeCensus,
     VolumeRecords,
     posture_of,
     remove_volume,
@@ -154,6 +155,8 @@ class SandboxPool:
         self.idle_stopped: dict[str, int] = {}
         """Session id -> how many times its container was stopped while idle."""
         self._records = records if records is not None else MemoryRecords()
+        self._census = VolumeCensus()
+        """The volume sets that exist: listed at the first reap, then kept up by the sandboxes that make them."""
         self.warm = WarmPool(self._docker, settings, self._networks, task_group)
         """The started containers waiting for new sessions (see `keep_warm`)."""
 
@@ -192,6 +195,7 @@ class SandboxPool:
                 functools.partial(self._grant, session_id, environment),
                 self._records,
                 self.warm,
+                self._census,
             )
             self._sandboxes[session_id] = sandbox
         return sandbox
@@ -332,6 +336,8 @@ class SandboxPool:
                     client.containers.get(name).remove(force=True)
             for name in found.volumes:
                 remove_volume(client, name)
+            label = f"{LABEL_STORE}={self._settings.store_id}"  # what remains, so new sessions are told apart
+            self._census.listed(str(v.name) for v in client.volumes.list(filters={"label": label}))
             return found
 
         try:

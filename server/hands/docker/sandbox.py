@@ -38,13 +38,13 @@ server's own environment is inherited.
 
 from __future__ import annotations
 
-import functools
 import logging
 import posixpath
 import tarfile
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -162,6 +162,37 @@ class Pooled:
     image: str
     """The derived image tag it runs: one that is no longer current retires it."""
     channel: HelperChannel
+    seen: int | None = None
+    """The warm pool's count of the engine's image events when `image` was found current (None: not watching)."""
+
+
+class VolumeCensus:
+    """Which volume sets exist, known without asking the engine, so a new session's first call need not ask it.
+
+    What the engine listed once (`listed`: the reap at the server's start), plus every set a sandbox of this
+    process makes afterwards (`add`, called before the engine makes it, so a listing that missed it still
+    counts it). Until a listing is in, it does not know (`has` is None) and the engine is asked. Sound while
+    only this server makes its store's volumes: one server runs per store, and the CLI's look from outside
+    makes none. Thread-safe (engine threads add and read)."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._listed = False
+        self._lock = threading.Lock()
+
+    def listed(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._names.update(names)
+            self._listed = True
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._names.add(name)
+
+    def has(self, name: str) -> bool | None:
+        """Whether volume `name` exists or existed (None: not known yet)."""
+        with self._lock:
+            return True if name in self._names else (False if self._listed else None)
 
 
 class WarmSource(Protocol):
@@ -177,6 +208,15 @@ class WarmSource(Protocol):
 
     async def discard(self, pooled: Pooled, *, stale: bool) -> None:
         """Removes a taken container no session got; `stale`: its image is outdated, so retire its like too."""
+        ...
+
+    def put_back(self, environment: EnvironmentSpec, pooled: Pooled) -> None:
+        """Returns a taken container that no session claimed (nothing of a session is in it) to the pool."""
+        ...
+
+    def unchanged(self, pooled: Pooled) -> bool:
+        """Whether no image changed on the engine since `pooled`'s image was found current (thread-safe; False
+        when that is not known)."""
         ...
 
 
@@ -220,6 +260,7 @@ class DockerSandbox:
         grant_egress: Callable[[], None] | None = None,
         records: VolumeRecords | None = None,
         warm: WarmSource | None = None,
+        census: VolumeCensus | None = None,
     ) -> None:
         self._client = client
         self._preparer = preparer
@@ -242,6 +283,8 @@ class DockerSandbox:
         self._notice: str | None = None  # for the model, once: why the shell's state is gone
         self._records = records if records is not None else MemoryRecords()
         self._warm = warm  # None: this definition has no warm pool
+        self._census = census  # None: whether the session has volumes is always asked of the engine
+        self._claiming: str | None = None  # the pooled set whose record in the store is being written
         self._volumes: str | None = None  # the volume set's key, once read from the records (`_resolve_volumes`)
 
     @property
@@ -347,41 +390,49 @@ class DockerSandbox:
         """A pooled container made this session's, if the session is new (it has no volumes yet) and one waits.
 
         Its volumes become the session's: the store records the set's key before anything of the session is
-        written there, so re-attach, idle stop, delete and reap all find them. One built from an image that is no
-        longer the definition's is discarded (and its like retired) and the session starts its own. Whether the
-        session is new and which image is current are asked of the engine at once (this is a first call's wait)."""
+        written there, so re-attach, idle stop, delete and reap all find them. This is a first call's wait, so it
+        is one hop to an engine thread (`_adopt_now`), with no engine call in it as a rule. Which image is current
+        is asked of the engine only when an image changed on it since the container's image was found current (the
+        pool watches the engine's image events: `managed-sessions image build` and a `docker pull` retag from
+        outside this process), or when the pool is not watching. Whether the session is new comes from the store
+        and the `VolumeCensus` (the engine only before the start's listing is in). A
+        container of an outdated image is discarded (and its like retired) and the session starts its own; one a
+        session that is not new took goes back to the pool."""
         if not warm.offers(self._environment):
             return None
-        answers: dict[str, Any] = {}
-        current = functools.partial(self._preparer.current_tag, self._environment)
-
-        async def ask(name: str, fn: Callable[[], Any]) -> None:
-            try:
-                answers[name] = await self._container_call(fn)
-            except Exception as exc:  # noqa: BLE001 - raised below as it is (a task group would wrap it in a group)
-                answers[name] = exc
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(ask, "new", self._is_new)
-            group.start_soon(ask, "image", current)
-        for answer in answers.values():
-            if isinstance(answer, Exception):
-                raise answer
-        new, image = answers["new"], answers["image"]
-        pooled = warm.take(self._environment) if new else None
+        pooled = warm.take(self._environment)
         if pooled is None:
             return None
-        if pooled.image != image:
-            await warm.discard(pooled, stale=True)
-            return None
+        self._claiming = None
         try:
-            await self._container_call(self._claim, pooled)
+            verdict = await self._container_call(self._adopt_now, pooled)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await warm.discard(pooled, stale=False)
+                if self._claiming is None:  # nothing of the session's is recorded for it or written in it
+                    warm.put_back(self._environment, pooled)
+                else:
+                    await warm.discard(pooled, stale=False)
             raise
+        if verdict == "stale":
+            await warm.discard(pooled, stale=True)
+            return None
+        if verdict == "not new":
+            warm.put_back(self._environment, pooled)
+            return None
         logger.info("session %s: took pooled container %s", self.session_id, pooled.container_id[:12])
         return pooled
+
+    def _adopt_now(self, pooled: Pooled) -> Literal["taken", "stale", "not new"]:
+        """Claims `pooled` if the session is new and its image current (blocking)."""
+        if not self._is_new():
+            return "not new"
+        if not self._warm_unchanged(pooled) and pooled.image != self._preparer.current_tag(self._environment):
+            return "stale"
+        self._claim(pooled)
+        return "taken"
+
+    def _warm_unchanged(self, pooled: Pooled) -> bool:
+        return self._warm is not None and self._warm.unchanged(pooled)
 
     async def _container_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -390,17 +441,24 @@ class DockerSandbox:
             raise SandboxUnavailableError(f"could not start the sandbox of {self.session_id!r}: {exc}") from exc
 
     def _is_new(self) -> bool:
-        """Whether the session has no volumes at all yet: a container and an archive reader come only with them."""
+        """Whether the session has no volumes at all yet: a container and an archive reader come only with them.
+        No pooled set recorded for it and none of its own in the census; the engine is asked only when the census
+        does not know yet (blocking)."""
         if self._resolve_volumes() != self.session_id.lower():
             return False
+        name = self._volume_name("workspace")
+        known = self._census.has(name) if self._census is not None else None
+        if known is not None:
+            return not known
         try:
-            self._client.volumes.get(self._volume_name("workspace"))
+            self._client.volumes.get(name)
         except docker.errors.NotFound:
             return True
         return False
 
     def _claim(self, pooled: Pooled) -> None:
         """Makes `pooled` the session's (blocking)."""
+        self._claiming = pooled.volumes  # from here on the store may hold it as the session's: never pooled again
         self._records.own_volumes(self.session_id, pooled.volumes)
         self._volumes = pooled.volumes
         if self._files:
@@ -454,6 +512,8 @@ class DockerSandbox:
     def _create_container(self) -> str:
         image = self._preparer.prepare(self._environment, build_network=self._build_network)
         plan = self._plan()
+        if self._census is not None:  # before the engine makes the volumes: the session is not new from here on
+            self._census.add(self._volume_name("workspace"))
         container = start_container(
             self._client,
             self._settings,

@@ -15,7 +15,10 @@ new session's sandbox takes one (`take`), and the pool makes a replacement in th
   is most of what a first call waits for once the container runs. It serves one session at most: `take` removes
   it from the pool.
 - Its key is the derived image tag (`images.py`): a container whose image is no longer the definition's current one
-  is discarded when taken, with the others of that image, and the session starts its own. A changed definition is
+  is discarded when taken, with the others of that image, and the session starts its own. The engine is asked
+  which image is current at that point only when it reported an image event since the container's image was
+  found current (`unchanged`, `_watch_images`), so a first call (`DockerSandbox._adopt`) makes no engine call as
+  a rule; a session that turns out not to be new gives the container back (`put_back`). A changed definition is
   another pool: the environment's update retires the old one's containers (`keep(..., 0)`). Only `none` and
   `unrestricted` networking are pooled: a `limited` container is admitted to the egress proxy by address and
   session, which a container made before its session cannot be.
@@ -33,7 +36,9 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -70,6 +75,9 @@ RETRY_MAX_S = 600.0
 """A failed fill is tried again after 30 s, then twice as long each time up to 10 min: an engine that is away or
 a default image not built yet costs a few calls an hour, and the pool fills soon after either is back."""
 
+WATCH_RETRY_S = 1.0
+"""How long the image-event watch waits before reconnecting; meanwhile a taken container's image is asked about."""
+
 SHELL_START_TIMEOUT_S = 30.0
 """As long as the helper gets to start (`CHANNEL_OPEN_TIMEOUT_S`): a loaded machine, not a broken image."""
 
@@ -102,6 +110,11 @@ class WarmPool:
         self._closed = False
         self._keys: set[str] = set()  # changed in the engine's threads too: under `_keys_lock`
         self._keys_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None  # `_watch_images`; its state below is under `_keys_lock` too
+        self._events: Any = None  # the engine's event stream while it is open
+        self._watching = False
+        self._tried = threading.Event()  # the watch's first connection was tried
+        self._seen = 0  # image events seen, plus one per (re)connection and loss of the stream
         self.changed = anyio.Event()
         """Set whenever a container joins or leaves the pool (then replaced), so a test can wait for it."""
 
@@ -171,6 +184,74 @@ class WarmPool:
                 await self._remove(one)
         self._changed()
 
+    def put_back(self, environment: EnvironmentSpec, pooled: Pooled) -> None:
+        """Returns a container `take` gave out that no session claimed (the session was not new, or the engine
+        failed before the claim): nothing of a session was recorded for it or written in it, so it waits again,
+        first in line. One the pool no longer wants (closed, retired, full again) is removed."""
+        key = definition_key(environment)
+        waiting = self._waiting.setdefault(key, [])
+        if self._closed or key not in self._targets or len(waiting) >= self._targets[key][1]:
+            self._task_group.start_soon(self._remove_all, [pooled], name="warm pool")
+            return
+        with self._keys_lock:
+            self._keys.add(pooled.volumes)
+        waiting.insert(0, pooled)
+        self._changed()
+
+    def unchanged(self, pooled: Pooled) -> bool:
+        """Whether the engine reported no image event since `pooled`'s image was found current (thread-safe).
+
+        The check of a taken container's image (`DockerSandbox._adopt`) asks the engine only when this is False:
+        a first call's one engine call otherwise. The engine publishes an image event as it makes the change (a
+        build's tag, a pull), so the gap left is the moment the event takes to reach this thread: an image changed
+        that close to a take could as well have changed just after an engine check, between it and the call."""
+        with self._keys_lock:
+            return self._watching and pooled.seen is not None and pooled.seen == self._seen
+
+    def _seen_now(self) -> int | None:
+        """The image-event count to stamp a container with, read before its image is found current (blocking: the
+        first call starts the watch and waits for it to connect, so the first container is stamped too)."""
+        with self._keys_lock:
+            if self._watcher is None and not self._closed:
+                self._watcher = threading.Thread(target=self._watch_images, name="warm pool image events", daemon=True)
+                self._watcher.start()
+        self._tried.wait(WATCH_RETRY_S * 5)
+        with self._keys_lock:
+            return self._seen if self._watching else None
+
+    def _watch_images(self) -> None:
+        """Counts the engine's image events (a build, tag, pull, load or removal, by anyone): a container whose
+        image was found current before the latest one has it checked again when taken. A thread of its own, as
+        the stream blocks for the server's life; reconnects after `WATCH_RETRY_S`, ends when the pool closes."""
+        while not self._closed:
+            try:
+                client, _ = self._docker_of()
+                events = client.events(decode=True, filters={"type": "image"})
+            except Exception:  # noqa: BLE001 - an engine away: not watching, so every take asks the engine
+                self._tried.set()
+                time.sleep(WATCH_RETRY_S)
+                continue
+            with self._keys_lock:
+                self._events, self._watching = events, True
+                self._seen += 1
+                closed = self._closed
+            self._tried.set()
+            try:
+                with contextlib.suppress(
+                    Exception
+                ):  # the stream broke (or `aclose` closed it): not watching until back
+                    for _ in () if closed else events:
+                        with self._keys_lock:
+                            self._seen += 1
+            finally:
+                with self._keys_lock:
+                    self._events, self._watching = None, False
+                    self._seen += 1
+                with contextlib.suppress(Exception):
+                    events.close()
+            if not self._closed:
+                time.sleep(WATCH_RETRY_S)
+
     async def _refill_later(self, key: str) -> None:
         await anyio.sleep(REFILL_DELAY_S)
         await self.fill(key)
@@ -211,7 +292,7 @@ class WarmPool:
 
     async def _make(self, environment: EnvironmentSpec) -> Pooled:
         client, _ = self._docker_of()
-        container_id, volumes, image = await in_engine(self._start, environment)
+        container_id, volumes, image, seen = await in_engine(self._start, environment)
         try:
             channel = await open_helper(client, container_id, self._task_group, f"pooled container {volumes}")
             try:  # the helper starts its shell on the first bash call: started here, it is off that call's path
@@ -227,11 +308,12 @@ class WarmPool:
                 raise SandboxUnavailableError(f"the shell of a pooled container did not start: {exc!r}") from exc
             raise
         logger.info("warm pool: container %s waits for a session (%s)", container_id[:12], image)
-        return Pooled(container_id=container_id, volumes=volumes, image=image, channel=channel)
+        return Pooled(container_id=container_id, volumes=volumes, image=image, channel=channel, seen=seen)
 
-    def _start(self, environment: EnvironmentSpec) -> tuple[str, str, str]:
+    def _start(self, environment: EnvironmentSpec) -> tuple[str, str, str, int | None]:
         """Starts one pooled container (blocking); never builds the server's default image (`ImageMissingError`)."""
         client, preparer = self._docker_of()
+        seen = self._seen_now()
         image = preparer.prepare(environment)
         kind = environment.networking.type
         plan = None if kind == "none" else self._networks.plan(client, kind)
@@ -252,7 +334,7 @@ class WarmPool:
         if self._closed:  # the server stopped meanwhile: its shutdown, which cannot wait for this thread, is over
             self._remove_now(str(container.id), volumes)
             raise SandboxUnavailableError("the warm pool closed while a container was being started")
-        return str(container.id), volumes, image
+        return str(container.id), volumes, image, seen
 
     async def _remove_all(self, doomed: list[Pooled]) -> None:
         for pooled in doomed:
@@ -279,6 +361,11 @@ class WarmPool:
     async def aclose(self) -> None:
         """Removes the containers still waiting: a stopped server keeps nothing running that no session needs."""
         self._closed = True
+        with self._keys_lock:
+            events = self._events
+        if events is not None:  # ends the watch's blocking read
+            with contextlib.suppress(Exception):
+                events.close()
         waiting = [p for pool in self._waiting.values() for p in pool]
         self._waiting.clear()
         with anyio.CancelScope(shield=True):

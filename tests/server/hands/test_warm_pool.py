@@ -217,6 +217,26 @@ async def test_a_restart_keeps_what_a_session_took_and_reaps_a_crashed_servers_p
         assert runtime.store.session_volumes(session.id) is None
 
 
+async def test_a_session_with_volumes_of_its_own_never_takes_a_pooled_container(
+    pool_config: ServerConfig, docker_client: docker.DockerClient
+) -> None:
+    async with serving(dataclasses.replace(pool_config, warm_pool=0)) as (runtime, pool):
+        session, tools = await new_session(runtime)
+        await bash(tools, "echo kept > /workspace/k.txt")
+        own = container_of(pool, session)
+
+    async with serving(pool_config) as (runtime, pool):  # the restart's reap lists the session's volumes
+        [pooled] = await filled(pool)
+        again = runtime.sandboxes.tools(session.id, session.environment)
+        assert (await bash(again, "cat /workspace/k.txt")).endswith("kept")
+        remade = container_of(pool, session)
+        assert remade not in {pooled, own}
+        assert docker_client.containers.get(remade).labels[LABEL_SESSION] == session.id
+        assert runtime.store.session_volumes(session.id) is None
+        assert pool.warm.waiting(pool.default_environment) == [pooled]  # given back, still nobody's
+        await runtime.sessions.delete(session.id)
+
+
 async def waiting_for(pool: SandboxPool, environment: EnvironmentSpec, size: int = 1) -> list[str]:
     with anyio.fail_after(HANG_GUARD_S):
         while len(pool.warm.waiting(environment)) < size:
