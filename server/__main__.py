@@ -2,6 +2,6 @@
 
 import sys
 
-from server.fronts.cli.main import main
+from server.fronts.cli.entry import main
 
 sys.exit(main())

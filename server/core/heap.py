@@ -9,6 +9,12 @@ every few seconds, and every client saw the stall in its p99 (`benchmarks/bench_
 `settle_heap` moves the objects alive at such a moment into the permanent generation (`gc.freeze`), which
 collections skip. Frozen objects are still freed by reference counting; only cyclic garbage among them
 would stay, and each moment settles once per process, so what a freeze can keep is bounded.
+
+When the collector is off (`serve` starts with it off, see `server.fronts.cli.entry`), a moment freezes
+without collecting first and turns the collector back on: a full collection there would walk the whole
+start-up heap on the way to the first answer, to free the little cyclic garbage start-up leaves (under
+2 MB), which then stays frozen. The collector must not simply be turned on unfrozen either: with it off,
+every object is in the youngest generation, and the first young collection would walk them all.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ _lock = threading.Lock()
 
 
 def settle_heap(moment: str) -> bool:
-    """Collects, then freezes what is left, the first time `moment` (e.g. 'start-up') comes; True if it did."""
+    """Collects (if the collector is on), then freezes what is left, the first time `moment` (e.g. 'start-up')
+    comes, and leaves the collector on; True if it did."""
     with _lock:
         if moment in _settled:
             return False
         _settled.add(moment)
-    gc.collect()
+    if gc.isenabled():
+        gc.collect()
     gc.freeze()
+    gc.enable()
     logger.debug("heap settled after %s: %d objects frozen", moment, gc.get_freeze_count())
     return True

@@ -8,6 +8,7 @@ nothing but the protocol.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        gc.enable()  # only serve's start-up runs without it (server.fronts.cli.entry), until settle_heap
     configure_logging(args.log_level)
     config = ServerConfig.from_env()
     try:

@@ -9,6 +9,7 @@ from mcp.server import MCPServer
 
 from server.core.version import __version__
 from server.fronts.mcp.guard import GuardedMCPServer
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.agents import register_agent_tools
 from server.fronts.mcp.tools.environments import register_environment_tools
 from server.fronts.mcp.tools.files import register_file_tools
@@ -34,18 +35,21 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         yield runtime
 
+    registry = Registry()  # each output type's schema is made once (registry.py)
+    register_agent_tools(registry)
+    register_environment_tools(registry)
+    register_session_tools(registry)
+    register_output_tools(registry)
+    register_file_tools(registry)
+    register_message_tools(registry)
+    register_vault_tools(registry)
     mcp: MCPServer[Runtime] = GuardedMCPServer(
         "managed-sessions",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="INFO",
+        tools=registry.tools,
     )
-    register_agent_tools(mcp)
-    register_environment_tools(mcp)
-    register_session_tools(mcp)
-    register_output_tools(mcp)
-    register_file_tools(mcp)
-    register_message_tools(mcp)
-    register_vault_tools(mcp)
+    registry.add_resources_to(mcp)
     return mcp

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field, StringConstraints
 
@@ -19,6 +18,7 @@ from server.core.agents import (
 )
 from server.core.common import PLAIN_TEXT, MetadataPatch
 from server.core.ids import AgentId
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -71,7 +71,7 @@ McpServers = Annotated[
 Metadata = Annotated[MetadataPatch | None, Field(default=None)]
 
 
-def register_agent_tools(mcp: MCPServer) -> None:
+def register_agent_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=WRITE)
     async def create_agent(
         ctx: Ctx,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field, StrictInt
 
@@ -12,6 +11,7 @@ from server.core.common import MetadataPatch
 from server.core.config import MAX_WARM_POOL
 from server.core.environments import EnvDescription, Environment, EnvName, EnvVars, Networking, Packages, Resources
 from server.core.ids import EnvironmentId
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -73,7 +73,7 @@ class EnvironmentDeleted(BaseModel):
     deleted: Literal[True] = True
 
 
-def register_environment_tools(mcp: MCPServer) -> None:
+def register_environment_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=WRITE)
     async def create_environment(
         ctx: Ctx,

@@ -7,12 +7,12 @@ import base64
 import binascii
 from typing import Annotated
 
-from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field
 
 from server.core.errors import InvalidRequestError
 from server.core.files import FileMetadata
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import WRITE, Ctx, reply, runtime
 from server.services.files import MAX_MCP_UPLOAD_BYTES
 
@@ -21,7 +21,7 @@ __all__ = ["register_file_tools"]
 _MAX_BASE64_CHARS = (MAX_MCP_UPLOAD_BYTES + 2) // 3 * 4
 
 
-def register_file_tools(mcp: MCPServer) -> None:
+def register_file_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=WRITE)
     async def upload_file(
         ctx: Ctx,

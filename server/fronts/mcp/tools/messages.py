@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field, StrictBool, StrictFloat
 
 from server.core.ids import EventId, SessionId
 from server.core.sessions import Session
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import WRITE, Ctx, reply, runtime
 from server.services.messages import MAX_MESSAGE_CHARS, MessageOutcome
 
@@ -26,7 +26,7 @@ def _summary(outcome: MessageOutcome) -> str:
     return f"Session is {outcome.status}; follow it with get_events after next_cursor."
 
 
-def register_message_tools(mcp: MCPServer) -> None:
+def register_message_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=WRITE)
     async def send_message(
         ctx: Ctx,

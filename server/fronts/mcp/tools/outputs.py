@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 from typing import Annotated, cast
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import BlobResourceContents, CallToolResult, EmbeddedResource, ImageContent, TextContent
 from pydantic import BaseModel, Field, StrictInt
 
 from server.core.ids import SessionId
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import READ_ONLY, Ctx, reply, runtime
 from server.services.runtime import Runtime
 from server.services.sessions import OutputChunk, OutputFiles
@@ -52,7 +52,7 @@ def _content(session_id: str, chunk: OutputChunk) -> TextContent | ImageContent 
     return EmbeddedResource(type="resource", resource=blob)
 
 
-def register_output_tools(mcp: MCPServer) -> None:
+def register_output_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def list_output_files(ctx: Ctx, session_id: SessionId) -> Annotated[CallToolResult, OutputFiles]:
         """List the files the agent left in /mnt/session/outputs/: path, size, mime type, sha256, modified time."""

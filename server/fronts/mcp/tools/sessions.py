@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
@@ -14,6 +13,7 @@ from server.core.common import PLAIN_TEXT, Metadata
 from server.core.events import EventType, StopReason
 from server.core.ids import SessionId, VaultId
 from server.core.sessions import Session, SessionStatus
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import (
     DESTRUCTIVE,
     READ_ONLY,
@@ -55,7 +55,7 @@ def _summary(session: Session) -> str:
     return f"Session {session.id} is {session.status}{reason}; {session.stats.event_count} event(s)."
 
 
-def register_session_tools(mcp: MCPServer) -> None:
+def register_session_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=WRITE)
     async def create_session(
         ctx: Ctx,

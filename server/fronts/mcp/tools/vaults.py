@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server import MCPServer
 from mcp.types import CallToolResult
 from pydantic import Field, StringConstraints
 
 from server.core.common import PLAIN_TEXT, Metadata
 from server.core.vaults import CredentialDeleted, CredentialList, Vault, VaultDeleted, VaultList
+from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.common import DESTRUCTIVE, READ_ONLY, WRITE, Ctx, reply, runtime
 
 __all__ = ["register_vault_tools"]
@@ -27,7 +27,7 @@ _ADD_HINT = (
 )
 
 
-def register_vault_tools(mcp: MCPServer) -> None:
+def register_vault_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=WRITE)
     async def create_vault(
         ctx: Ctx, display_name: DisplayName, metadata: Annotated[Metadata | None, Field(default=None)] = None
