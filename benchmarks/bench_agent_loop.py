@@ -72,6 +72,8 @@ from server.services.sessions import NewSession
 from server.store.sqlite.store import Store
 
 OVERHEAD_TARGET_MS = 10.0
+RESUME_VS_EMPTY_START = 1.5
+"""Issue 14: resume with the running sessions within 1.5x of an empty server's start."""
 RESUME_TARGET_S = 3.0
 ROUNDS_PER_SESSION = 10
 TOOL_CALLS_PER_ROUND = 5
@@ -485,6 +487,13 @@ def report(args: argparse.Namespace, inproc: dict[str, Any], res: dict[str, Any]
         check("turn_overhead_beyond_tool_median", "<=", OVERHEAD_TARGET_MS, "ms", overhead_ms),
         check("concurrent_sessions_completed", ">=", args.sessions, "sessions", many["completed_sessions"]),
         check("resume_all_running_after_kill9", "<=", RESUME_TARGET_S, "s", resume_s),
+        check(
+            "resume_over_empty_start",
+            "<=",
+            RESUME_VS_EMPTY_START,
+            "x",
+            ratio(resume_s, res["baseline_empty_spawn_to_initialize"]["median_s"]),
+        ),
     ]
     figures: dict[str, Any] = {
         "per_turn": {
