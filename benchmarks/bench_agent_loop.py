@@ -44,7 +44,6 @@ import anthropic
 import anyio
 import docker
 from _common import (
-    PYTHON,
     REPO_ROOT,
     ModelChild,
     check,
@@ -343,30 +342,8 @@ def running_since(db: sqlite3.Connection, kill_seqs: dict[str, int]) -> dict[str
     return out
 
 
-def resume(args: argparse.Namespace, base_url: str, scratch: Path) -> dict[str, Any]:  # noqa: C901
-    from processes import INITIALIZE, LineChild
-
-    class Server(LineChild):
-        """`python -m server serve` in raw JSON-RPC lines (as tests/e2e/test_crash_resume.py)."""
-
-        def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
-            super().__init__([PYTHON, "-m", "server", "serve"], stderr_path, env=env, deadline_s=60)
-            self._ids = iter(range(2, 100_000))
-            self.say(json.dumps(INITIALIZE))
-            assert json.loads(self.next_line())["id"] == 1
-            self.initialized = now()
-            self.say(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-
-        def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-            request_id = next(self._ids)
-            params = {"name": tool, "arguments": arguments}
-            self.say(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}))
-            while True:
-                message = json.loads(self.next_line())
-                if message.get("id") == request_id:
-                    result: dict[str, Any] = message["result"]
-                    assert not result.get("isError"), result
-                    return dict(result["structuredContent"])
+def resume(args: argparse.Namespace, base_url: str, scratch: Path) -> dict[str, Any]:
+    from stdio_child import StdioServer as Server
 
     data_dir = scratch / "resume"
     env = server_env(data_dir, base_url, args.image)

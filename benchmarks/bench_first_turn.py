@@ -17,7 +17,6 @@ then waits for whatever warming is left). Target: settled first turn / median of
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,39 +24,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import PYTHON, REPO_ROOT, ModelChild, check, child_env, emit, environment, log, now, temp_dir
+from _common import REPO_ROOT, ModelChild, check, child_env, emit, environment, log, now, temp_dir
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from processes import INITIALIZE, LineChild
+from stdio_child import StdioServer
 
 TARGET_RATIO = 1.5
 READY_LINE = "model clients ready"
 HERE = Path(__file__).resolve().parent
 
 
-class Server(LineChild):
-    """`python -m server serve` spoken to in raw JSON-RPC lines."""
-
-    def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
-        self.spawned = now()
-        super().__init__([PYTHON, "-m", "server", "serve"], stderr_path, env=env, deadline_s=60)
-        self._ids = iter(range(2, 100_000))
-        self.say(json.dumps(INITIALIZE))
-        assert json.loads(self.next_line())["id"] == 1
-        self.initialized = now()
-        self.say(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-
-    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        request_id = next(self._ids)
-        params = {"name": tool, "arguments": arguments}
-        self.say(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}))
-        while True:
-            message = json.loads(self.next_line())
-            if message.get("id") == request_id:
-                result: dict[str, Any] = message["result"]
-                assert not result.get("isError"), result
-                return dict(result["structuredContent"])
+class Server(StdioServer):
+    """The server child, and when it logged its model clients ready."""
 
     def wait_ready(self, timeout_s: float) -> float | None:
         """Seconds from spawn until the server logged its model clients ready (None: not within `timeout_s`)."""

@@ -3,8 +3,10 @@ another on the same data dir (the MCP client library would take the kill as its 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,12 @@ class StdioServer(LineChild):
     """`python -m server serve`, initialized; `call` runs one tool and returns its structured content."""
 
     def __init__(self, env: dict[str, str], stderr_path: Path) -> None:
+        self.spawned = time.perf_counter()
         super().__init__([sys.executable, "-m", "server", "serve"], stderr_path, env=env, deadline_s=60)
-        self._ids = iter(range(2, 10_000))
+        self._ids = itertools.count(2)
         self.say(json.dumps(INITIALIZE))
         assert json.loads(self.next_line())["id"] == 1
+        self.initialized = time.perf_counter()  # for benchmarks: spawn to `initialize` answered
         self.say(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
 
     def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
