@@ -9,6 +9,7 @@ machine, including other tests'.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,37 @@ async def test_a_sandbox_that_cannot_start_idles_the_session_once_without_asking
             assert again["stop_reason"]["type"] == "retries_exhausted"  # still missing: tried again, no model call
             assert len(model.requests) == 1
     assert_log_is_valid(read_log(data_dir, sid), settled=False)
+
+
+async def test_with_a_warm_pool_an_outage_between_tool_calls_is_waited_for_and_the_loop_goes_on(
+    engine: DockerProxy, data_dir: Path, model: ModelServer
+) -> None:
+    """With the pool on (the first call may take a pooled container, whose volumes then hold the files), a refill
+    or a take that meets the outage is logged and tried again later: the session waits for the engine like any
+    other, and its next call finds its files."""
+
+    def cut_then_read(request: RecordedRequest) -> Reply:
+        engine.cut()
+        return reply(tool_use("bash", {"command": "cat /workspace/note"}))
+
+    model.enqueue(
+        reply(tool_use("bash", {"command": "echo kept > /workspace/note"})),
+        cut_then_read,
+        lambda request: reply(f"read {list(request.tool_results().values())}"),
+    )
+    config = dataclasses.replace(config_for(data_dir, engine_wait_s=120), warm_pool=1)
+    with anyio.fail_after(HANG_GUARD_S):
+        async with connected(config) as client:
+            sid = (await call_ok(client, "create_session", {}))["id"]
+            await call_ok(client, "send_message", {"session_id": sid, "text": "go", "wait_seconds": 0})
+            waiting = await wait_for(client, sid, "session.error")
+            assert waiting["error"]["retry_status"] == {"type": "retrying"}
+            assert (await call_ok(client, "list_sessions", {}))["sessions"][0]["status"] == "running"
+            engine.restore()
+            idle = await wait_for(client, sid, "session.status_idle", after=waiting["id"])
+            assert idle["stop_reason"]["type"] == "end_turn"
+            events = await all_events(client, sid)
+
+    assert results(events) == [(False, ""), (False, "kept")]
+    assert len(model.requests) == 3
+    assert_log_is_valid(read_log(data_dir, sid))
