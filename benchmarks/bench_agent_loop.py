@@ -319,6 +319,7 @@ async def concurrent(runtime: Runtime, args: argparse.Namespace, created: list[s
 def server_env(data_dir: Path, base_url: str, image: str) -> dict[str, str]:
     env = {**os.environ, **child_env(data_dir)}
     env.update(
+        MANAGED_SESSIONS_WARM_POOL="0",  # children are killed (-9): a temp store's pool container would outlive them
         ANTHROPIC_BASE_URL=base_url,
         ANTHROPIC_API_KEY="test-key",
         MANAGED_SESSIONS_MODEL=MODEL,

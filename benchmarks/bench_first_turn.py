@@ -100,6 +100,7 @@ def main() -> None:
     model = ModelChild(str(HERE / "bench_agent_loop.py"), "--serve-model")
     env = {**os.environ, **child_env()}
     env.update(ANTHROPIC_BASE_URL=model.base_url, ANTHROPIC_API_KEY="test-key", MANAGED_SESSIONS_MODEL="claude-test")
+    env["MANAGED_SESSIONS_WARM_POOL"] = "0"  # children are killed: a pool container of a temp store would outlive them
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     runs: list[dict[str, Any]] = []
     try:
