@@ -79,6 +79,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 OUTPUT_CALL_TIMEOUT_S = 60.0
+STOPS_AT_ONCE = 8
+"""Containers an idle sweep or a clean shutdown stops at a time (each waits on the engine in a thread of its own)."""
 
 
 def find_leftovers(
@@ -491,10 +493,24 @@ class SandboxPool:
         try:
             candidates = await self._running_sessions()
             keep = await running() if candidates else frozenset[str]()
-            for session_id in candidates:
-                if session_id not in keep and await self._stop_if_idle(session_id, idle_s):
-                    stopped.append(session_id)
-                    self.idle_stopped[session_id] = self.idle_stopped.get(session_id, 0) + 1
+            limiter = anyio.CapacityLimiter(STOPS_AT_ONCE)
+            unavailable: list[SandboxUnavailableError] = []
+
+            async def stop(session_id: str) -> None:
+                async with limiter:
+                    try:
+                        if await self._stop_if_idle(session_id, idle_s):
+                            stopped.append(session_id)
+                            self.idle_stopped[session_id] = self.idle_stopped.get(session_id, 0) + 1
+                    except SandboxUnavailableError as exc:  # told once, below, as a sweep the engine cut short
+                        unavailable.append(exc)
+
+            async with anyio.create_task_group() as group:  # at once: a stdio client waits ~2 s before a SIGTERM
+                for session_id in candidates:
+                    if session_id not in keep:
+                        group.start_soon(stop, session_id)
+            if unavailable:
+                raise unavailable[0]
         except SandboxUnavailableError as exc:
             if not self._idle_warned:  # once per outage, not every sweep
                 logger.warning("idle sandboxes stay up for now: %s", exc)
