@@ -138,6 +138,21 @@ def config(data_dir: Path) -> ServerConfig:
 
 
 @pytest.fixture
+def docker_loop_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
+    """An in-process runtime's config for agent loops on real sandboxes: the default image, the scripted model,
+    retries without waiting."""
+    from server.core.config import DEFAULT_IMAGE
+
+    return ServerConfig(
+        data_dir=data_dir,
+        image=DEFAULT_IMAGE,
+        model="claude-test",
+        model_key_present=True,
+        model_retry_delays_s=(0.01, 0.01),
+    )
+
+
+@pytest.fixture
 async def client(config: ServerConfig) -> AsyncIterator[Client]:
     async with connected(config) as mcp_client:
         yield mcp_client

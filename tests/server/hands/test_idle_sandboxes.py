@@ -7,7 +7,6 @@ import dataclasses
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,7 +17,7 @@ from model_server import ModelServer, hang, reply, tool_use
 from rest_serving import rest_server
 from scenario import call_error, call_ok
 
-from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.config import ServerConfig
 from server.fronts.mcp.server import build_server
 from server.hands.docker.pool import SandboxPool
 from server.hands.docker.sandbox import LABEL_SESSION, RESTART_NOTICE
@@ -31,14 +30,8 @@ HANG_GUARD_S = 120
 
 
 @pytest.fixture
-def idle_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
-    return ServerConfig(
-        data_dir=data_dir,
-        image=DEFAULT_IMAGE,
-        model="claude-test",
-        model_key_present=True,
-        model_retry_delays_s=(0.01, 0.01),
-    )
+def idle_config(docker_loop_config: ServerConfig) -> ServerConfig:
+    return docker_loop_config
 
 
 @asynccontextmanager

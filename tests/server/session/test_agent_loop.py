@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,7 +14,7 @@ from sandbox_probes import LONG_COMMAND, wait_for_running_command
 from scenario import call_ok
 from serving import connected
 
-from server.core.config import DEFAULT_IMAGE, ServerConfig
+from server.core.config import ServerConfig
 from server.hands.docker.sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
@@ -25,14 +24,8 @@ HANG_GUARD_S = 120
 
 
 @pytest.fixture
-def loop_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
-    return ServerConfig(
-        data_dir=data_dir,
-        image=DEFAULT_IMAGE,
-        model="claude-test",
-        model_key_present=True,
-        model_retry_delays_s=(0.01, 0.01),
-    )
+def loop_config(docker_loop_config: ServerConfig) -> ServerConfig:
+    return docker_loop_config
 
 
 def types_of(outcome: dict[str, Any]) -> list[str]:
