@@ -48,6 +48,8 @@ async def test_defaults_are_no_network_and_the_servers_image(client: Client) -> 
     [
         ({"image": "Not An Image!"}, "not a Docker image reference"),
         ({"image": "UPPER/case"}, "not a Docker image reference"),
+        ({"image": "a/" * 128 + "b:tag"}, "at most 255 characters"),
+        ({"image": "a" * 100_000}, "at most 255 characters"),
         ({"packages": {"pip": ["--index-url=http://evil"]}}, "not valid pip package specs"),
         ({"packages": {"pip": ["pkg; rm -rf /"]}}, "not valid pip package specs"),
         ({"packages": {"apt": ["jq && curl x"]}}, "not valid apt package specs"),
