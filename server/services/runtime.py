@@ -90,6 +90,11 @@ class Runtime:
     files: FileService
     session_files: SessionFiles
 
+    async def stop_unneeded_sandboxes(self) -> None:
+        """Stops the sandboxes of sessions that are not running, within `SHUTDOWN_STOP_S` (see the function)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_STOP_S):
+            await _stop_unneeded_sandboxes(self.store, self.sandboxes)
+
 
 @asynccontextmanager
 async def open_runtime(
@@ -130,8 +135,7 @@ async def open_runtime(
             try:
                 yield runtime
             finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_STOP_S):
-                    await _stop_unneeded_sandboxes(store, runtime.sandboxes)
+                await runtime.stop_unneeded_sandboxes()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await runtime.remote_mcp.aclose()  # remote MCP sessions are ended politely, when they answer
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
