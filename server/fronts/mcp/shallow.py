@@ -11,7 +11,7 @@ the nested model's, and a discriminated union names its kinds, so the shape is s
 
 This only loosens: any result valid under the full schema is valid under the shallow one. The server still
 validates every result against the full pydantic model before sending it (the SDK's `FuncMetadata.convert_result`),
-and the nested shapes are in the tool descriptions, the README and the `session://` resource.
+and the nested shapes are described in the README's tool table and are whole in every result itself.
 """
 
 from __future__ import annotations
