@@ -23,7 +23,7 @@ from server.core.agents import (
     ModelId,
     check_agent_definition,
 )
-from server.core.blocking import in_thread
+from server.core.blocking import in_thread, point_read
 from server.core.common import apply_metadata_patch, now_rfc3339
 from server.core.environments import Environment, EnvironmentSpec, Networking, Packages, Resources
 from server.core.errors import ConflictError, InvalidRequestError
@@ -177,7 +177,7 @@ class Definitions:
         return config
 
     async def get_agent(self, agent_id: str, version: int | None = None) -> Agent:
-        return await in_thread(self._store.get_agent, agent_id, version)
+        return await point_read(self._store, self._store.get_agent, agent_id, version)
 
     async def list_agents(
         self,
@@ -252,7 +252,7 @@ class Definitions:
         return updated
 
     async def get_environment(self, environment_id: str) -> Environment:
-        return await in_thread(self._store.get_environment, environment_id)
+        return await point_read(self._store, self._store.get_environment, environment_id)
 
     async def list_environments(self, limit: int, cursor: str | None, include_archived: bool) -> EnvironmentList:
         before = check_cursor(cursor, "env")

@@ -26,7 +26,7 @@ from server.core.agents import (
     ModelConfig,
     check_agent_definition,
 )
-from server.core.blocking import in_thread, in_vault_thread
+from server.core.blocking import in_thread, in_vault_thread, point_read
 from server.core.common import PLAIN_TEXT, MetadataPatch, apply_metadata_patch, now_rfc3339
 from server.core.environments import EnvironmentSpec
 from server.core.errors import (
@@ -276,7 +276,7 @@ class SessionManager:
         return spec.model_copy(update={"image": spec.image or self._default_image})
 
     async def get(self, session_id: str) -> Session:
-        return self._shown(await in_thread(self._store.get_session, session_id))
+        return self._shown(await point_read(self._store, self._store.get_session, session_id))
 
     async def list_page(
         self,

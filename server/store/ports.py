@@ -2,8 +2,9 @@
 append-only event logs. `sqlite/Store` is today's adapter; another store implements these Protocols and is
 passed as `open_runtime(config, store=...)`.
 
-Calls are synchronous (the services run them in a worker thread) and atomic: an append writes all its events
-and the session's folded state (`core/state.py`) in one transaction, or nothing.
+Calls are synchronous (the services run them in a worker thread) and atomic: an append writes all its events and
+the session's folded state (`core/state.py`) in one transaction, or nothing. A point read may run on the event loop
+instead, through `read_now`; a store with no cheap way to tell that a read will not wait answers `Busy.BUSY`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from server.core.agents import Agent
+from server.core.blocking import InlineReads
 from server.core.environments import Environment
 from server.core.errors import NotFoundError
 from server.core.events import Event, EventBody
@@ -67,7 +69,7 @@ class EventFilter:
     processed_at: TimeBounds = field(default_factory=TimeBounds)
 
 
-class DefinitionStore(Protocol):
+class DefinitionStore(InlineReads, Protocol):
     """Agents (immutable versions) and environments. Lookups of unknown ids raise `NotFoundError`."""
 
     def insert_agent(self, agent: Agent) -> None: ...
@@ -91,7 +93,7 @@ class DefinitionStore(Protocol):
     def delete_environment(self, environment_id: str) -> None: ...
 
 
-class SessionStore(Protocol):
+class SessionStore(InlineReads, Protocol):
     """Sessions and their event logs: `seq` is assigned by the store, 1-based and gap-free per session."""
 
     @property

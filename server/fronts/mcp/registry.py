@@ -1,13 +1,13 @@
-"""What the tool modules register on: the SDK's tools, with each output type's JSON schema made once.
+"""What the tool modules register on: the SDK's tools, each publishing a shallow output schema made once per type.
 
 `@MCPServer.tool()` derives a tool's output schema from its return annotation at every registration, and
 pydantic does not cache it: Session's 19 KB schema was made for six tools, Agent's and Environment's for four
 each, about 75 ms of a stdio start (issue 14). Here each tool is still built by the SDK's `Tool.from_function`
 (name check, context parameter, argument model and input schema), as an unstructured tool, and then given a
-`FuncMetadata` with the output model and its schema, made by the SDK's `FuncMetadata` the first time the type
-comes and reused after. The tools go to the server's constructor (`MCPServer(tools=...)`); resources are kept
-and registered on the server once it exists. The published surface is the SDK's own, byte for byte
-(`tests/server/test_surface_unchanged.py`).
+`FuncMetadata` with the output model and a published schema: the SDK's own schema for the type, made once and
+cut to its top level (`shallow.py`, which says why). The SDK keeps validating each result against the full
+model. The tools go to the server's constructor (`MCPServer(tools=...)`); resources are kept and registered on
+the server once it exists. `tests/server/test_surface_unchanged.py` guards the published surface.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel
+
+from server.fronts.mcp.shallow import shallow_schema
 
 __all__ = ["Registry"]
 
@@ -32,7 +34,7 @@ class Registry:
     def __init__(self) -> None:
         self.tools: list[Tool] = []
         self._resources: list[tuple[Callable[..., Any], str, dict[str, Any]]] = []
-        self._schemas: dict[type[BaseModel], dict[str, Any] | None] = {}
+        self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
 
     def tool(self, *, annotations: ToolAnnotations) -> Callable[[Fn], Fn]:
         """Like `MCPServer.tool`, for a function returning `Annotated[CallToolResult, <a pydantic model>]`."""
@@ -60,10 +62,18 @@ class Registry:
         tool = Tool.from_function(fn, annotations=annotations, structured_output=False)
         output = _output_model(fn)
         metadata = FuncMetadata(
-            arg_model=tool.fn_metadata.arg_model, output_model=output, output_schema=self._schemas.get(output)
-        )  # with no schema given, this makes it, as `@MCPServer.tool()` would
-        self._schemas.setdefault(output, metadata.output_schema)
+            arg_model=tool.fn_metadata.arg_model, output_model=output, output_schema=self._published(output)
+        )
         return tool.model_copy(update={"fn_metadata": metadata})
+
+    def _published(self, output: type[BaseModel]) -> dict[str, Any]:
+        """The shallow output schema for `output`, cut from the full one the SDK makes, once per type."""
+        if output not in self._schemas:
+            full = FuncMetadata(arg_model=ArgModelBase, output_model=output).output_schema
+            if full is None:  # the SDK makes one for every model, or raises
+                raise TypeError(f"no output schema for {output.__name__}")
+            self._schemas[output] = shallow_schema(full)
+        return self._schemas[output]
 
 
 def _output_model(fn: Callable[..., Any]) -> type[BaseModel]:

@@ -20,7 +20,8 @@ Design:
   bodies beside the columns that lists filter on.
 
 All methods are synchronous and thread-safe (one connection behind a lock);
-async callers run them in a worker thread.
+async callers run them in a worker thread, or, for a point read while no
+other thread holds the lock, on the event loop (`read_now`).
 
 A write that fails for lack of space, a read-only file system or an I/O error
 is rolled back whole and raised as `DataDirUnwritableError`, which names the
@@ -36,14 +37,15 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from server.core.agents import Agent
+from server.core.blocking import Busy
 from server.core.common import now_rfc3339
 from server.core.environments import Environment
 from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundError
@@ -57,6 +59,8 @@ from server.store.sqlite.migrations import apply_migrations
 __all__ = ["Store"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 WAL_AUTOCHECKPOINT_PAGES = 4_000
@@ -118,6 +122,19 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def read_now(self, read: Callable[[], T], /) -> T | Busy:
+        """`read()` on the calling thread if no other thread is using the connection, else `Busy.BUSY` at once.
+
+        For point reads from the event loop (`core.blocking.point_read`). With the lock taken, SQLite does not
+        make the read wait either: in WAL mode a reader never waits on a writer, this process's or another's
+        (and the data dir lock, `core.lock.hold_data_dir`, keeps other servers out of the file)."""
+        if not self._lock.acquire(blocking=False):
+            return Busy.BUSY
+        try:
+            return read()
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
