@@ -22,6 +22,7 @@ until every session's log has a new `session.status_running` (the store is polle
 Baseline: a spawn of the same server on an empty data dir to its `initialize` answer.
 
     .venv/bin/python benchmarks/bench_agent_loop.py [--rounds 30] [--chain 5] [--sessions 20] [--turns 50]
+    .venv/bin/python benchmarks/bench_agent_loop.py --only resume    # (c) alone
 """
 
 from __future__ import annotations
@@ -452,6 +453,28 @@ async def in_process(args: argparse.Namespace, base_url: str, scratch: Path) -> 
     return {"turns": turns, "many": many, "mcp": mcp, "cleanup": cleanup}
 
 
+def report_resume(args: argparse.Namespace, res: dict[str, Any], model: dict[str, Any]) -> dict:
+    """The report of (c) alone (`--only resume`)."""
+    resume_s = res["spawn_to_all_running_polled_s"]
+    empty_s = res["baseline_empty_spawn_to_initialize"]["median_s"]
+    targets = [
+        check("resume_all_running_after_kill9", "<=", RESUME_TARGET_S, "s", resume_s),
+        check("resume_over_empty_start", "<=", RESUME_VS_EMPTY_START, "x", ratio(resume_s, empty_s)),
+    ]
+    return {
+        "benchmark": "agent_loop",
+        "only": "resume",
+        "targets": targets,
+        "meets_target": all(t["meets"] for t in targets),
+        "resume": res,
+        "baseline": {"empty_server_spawn_to_initialize": res["baseline_empty_spawn_to_initialize"]},
+        "ratios": {"resume_over_empty_start": ratio(resume_s, empty_s)},
+        "model_server": model,
+        "params": {"resume_sessions": args.resume_sessions, "image": args.image},
+        "env": environment() | {"docker": docker.from_env().version().get("Version")},
+    }
+
+
 def report(args: argparse.Namespace, inproc: dict[str, Any], res: dict[str, Any], model: dict[str, Any]) -> dict:
     s = inproc["turns"]["samples"]
     tool_ms = statistics.median(s["tool"]) * 1e3
@@ -537,6 +560,7 @@ def main() -> None:
     parser.add_argument("--resume-sessions", type=int, default=20, help="(c) sessions running at the kill")
     parser.add_argument("--skip-mcp", action="store_true", help="skip (a) through the in-memory MCP client")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="the sessions' base image")
+    parser.add_argument("--only", choices=["resume"], help="run one part alone: resume is (c)")
     parser.add_argument("--serve-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_model:
@@ -550,11 +574,11 @@ def main() -> None:
     os.environ["ANTHROPIC_API_KEY"] = "test-key"
     try:
         with temp_dir("agent-loop") as scratch:
-            inproc = anyio.run(in_process, args, model.base_url, scratch)
+            inproc = None if args.only == "resume" else anyio.run(in_process, args, model.base_url, scratch)
             res = resume(args, model.base_url, scratch)
     finally:
         model_result = model.close()
-    emit(report(args, inproc, res, model_result))
+    emit(report_resume(args, res, model_result) if inproc is None else report(args, inproc, res, model_result))
 
 
 if __name__ == "__main__":
