@@ -125,11 +125,11 @@ async def open_runtime(
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
             resumed = await _record_interruptions(store, runtime.runner)
             task_group.start_soon(_reap_then_keep_warm, store, runtime)
-            if router is not None:
+            if resumed:
+                task_group.start_soon(_warm_then_go_on, router, config.model, runtime.runner, resumed)
+            elif router is not None:
                 task_group.start_soon(_warm_in_background, router, config.model)
             task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
-            for session_id in resumed:  # their runs go on once the server is serving
-                runtime.runner.start(session_id)
             try:
                 yield runtime
             finally:
@@ -290,17 +290,30 @@ async def _warm_in_background(router: ModelRouter, default_model: str) -> None:
     the first turn does not wait a second or more for them, and neither does start-up (nor a server that stops
     at once: nothing joins the thread)."""
     await anyio.sleep(MODEL_WARM_DELAY_S)
+    threading.Thread(target=_warm, args=(router, default_model), name="model-warm", daemon=True).start()
 
-    def warm() -> None:
-        started = time.perf_counter()
-        try:
-            router.warm(default_model)
-        except Exception:  # only an optimisation: the first turn then makes what it needs itself
-            logger.exception("warming the model clients failed; the first turn makes them")
-            return
-        logger.info("model clients ready (warmed in %.2f s)", time.perf_counter() - started)
 
-    threading.Thread(target=warm, name="model-warm", daemon=True).start()
+async def _warm_then_go_on(
+    router: ModelRouter | None, default_model: str, runner: SessionRunner, resumed: list[str]
+) -> None:
+    """Starts the runs of the resumed sessions once the model SDKs are imported, in a worker thread started at
+    once: their first step is a model turn, which would otherwise import the SDK on the event loop and stall the
+    handshake and first requests of the client that started the server for a second or more (a thread only
+    shares the interpreter with them). A server that stops meanwhile does not wait for the thread."""
+    if router is not None:
+        await anyio.to_thread.run_sync(_warm, router, default_model, abandon_on_cancel=True)
+    for session_id in resumed:
+        runner.start(session_id)
+
+
+def _warm(router: ModelRouter, default_model: str) -> None:
+    started = time.perf_counter()
+    try:
+        router.warm(default_model)
+    except Exception:  # only an optimisation: the first turn then makes what it needs itself
+        logger.exception("warming the model clients failed; the first turn makes them")
+        return
+    logger.info("model clients ready (warmed in %.2f s)", time.perf_counter() - started)
 
 
 DEFAULT_POOL_OWNER = "default"
