@@ -8,7 +8,7 @@ the logs stay as a kill -9 leaves them (`running`, a `tool_use` without a result
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ class HangingSandboxes(FakeSandboxes):
     started: list[str] = field(default_factory=list)
     all_started: anyio.Event = field(default_factory=anyio.Event)
 
-    def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: object = ()) -> HangingTool:  # type: ignore[override]
+    def tools(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> HangingTool:  # type: ignore[override]
         return HangingTool(self, session_id)
 
 
