@@ -106,7 +106,8 @@ async def open_runtime(
     secrets: SecretStore | None = None,
 ) -> AsyncIterator[Runtime]:
     """The composition root: opens the store (running migrations), wires the services to their adapters, resumes
-    the sessions that were running and reaps stray sandboxes.
+    the sessions that were running (their interrupted tools answered before anything else, see
+    `_record_interruptions`) and reaps stray sandboxes.
 
     Each keyword replaces one production adapter, so tests pass fakes instead of patching: `model` (default:
     the provider each model id names: Anthropic, or an OpenAI-compatible endpoint), `sandboxes` (a factory
@@ -127,10 +128,12 @@ async def open_runtime(
     try:
         async with anyio.create_task_group() as task_group:
             runtime = _wire(config, store, vaults, task_group, model, sandboxes)
+            resumed = await _record_interruptions(store, runtime.runner)
             task_group.start_soon(_reap_then_keep_warm, store, runtime)
-            if router is not None:
+            if resumed:
+                task_group.start_soon(_warm_then_go_on, router, config.model, runtime.runner, resumed)
+            elif router is not None:
                 task_group.start_soon(_warm_in_background, router, config.model)
-            task_group.start_soon(_resume_running, store, runtime.runner)
             task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
             try:
                 yield runtime
@@ -218,27 +221,34 @@ def _wire(
     )
 
 
-async def _resume_running(store: SessionStore, runner: SessionRunner) -> None:
-    """Sessions that were running when the server stopped go on where their logs end.
+async def _record_interruptions(store: SessionStore, runner: SessionRunner) -> list[str]:
+    """Answers the tools that the sessions running when the server stopped had in flight, and returns those
+    sessions, whose runs are to go on where their logs end.
 
-    A session that cannot be resumed now (the store refuses writes, say) is left as it is: it goes on with
-    its next message. Nothing here may end the server's task group."""
+    Done at open, before the first request is served and before any Docker call (the reap, the warm pools), all
+    sessions at once: their reads share the store's threads and their appends share commits, so every interrupted
+    session says so in its log about as soon as the store is open, and no record waits on the engine or on
+    another session. A session that cannot be resumed now (the store refuses writes, say) is left as it is: it
+    goes on with its next message. Nothing here may fail start-up."""
     try:
         running = await in_thread(store.running_session_ids)
     except Exception:
         logger.exception("could not list the sessions to resume; they go on with their next message")
-        return
-    resumed: list[str] = []
-    for session_id in running:  # every log first: a run started now would slow the records of the rest
+        return []
+    failed: set[str] = set()
+
+    async def record(session_id: str) -> None:
         logger.info("session %s: resuming after a restart", session_id)
         try:
             await runner.resume(session_id, start=False)
         except Exception:
             logger.exception("session %s: could not resume it; it goes on with its next message", session_id)
-        else:
-            resumed.append(session_id)
-    for session_id in resumed:
-        runner.start(session_id)
+            failed.add(session_id)
+
+    async with anyio.create_task_group() as group:
+        for session_id in running:
+            group.start_soon(record, session_id)
+    return [session_id for session_id in running if session_id not in failed]
 
 
 async def _stop_idle_sandboxes(store: SessionStore, sandboxes: SandboxBackend, idle_s: float) -> None:
@@ -284,17 +294,30 @@ async def _warm_in_background(router: ModelRouter, default_model: str) -> None:
     the first turn does not wait a second or more for them, and neither does start-up (nor a server that stops
     at once: nothing joins the thread)."""
     await anyio.sleep(MODEL_WARM_DELAY_S)
+    threading.Thread(target=_warm, args=(router, default_model), name="model-warm", daemon=True).start()
 
-    def warm() -> None:
-        started = time.perf_counter()
-        try:
-            router.warm(default_model)
-        except Exception:  # only an optimisation: the first turn then makes what it needs itself
-            logger.exception("warming the model clients failed; the first turn makes them")
-            return
-        logger.info("model clients ready (warmed in %.2f s)", time.perf_counter() - started)
 
-    threading.Thread(target=warm, name="model-warm", daemon=True).start()
+async def _warm_then_go_on(
+    router: ModelRouter | None, default_model: str, runner: SessionRunner, resumed: list[str]
+) -> None:
+    """Starts the runs of the resumed sessions once the model SDKs are imported, in a worker thread started at
+    once: their first step is a model turn, which would otherwise import the SDK on the event loop and stall the
+    handshake and first requests of the client that started the server for a second or more (a thread only
+    shares the interpreter with them). A server that stops meanwhile does not wait for the thread."""
+    if router is not None:
+        await anyio.to_thread.run_sync(_warm, router, default_model, abandon_on_cancel=True)
+    for session_id in resumed:
+        runner.start(session_id)
+
+
+def _warm(router: ModelRouter, default_model: str) -> None:
+    started = time.perf_counter()
+    try:
+        router.warm(default_model)
+    except Exception:  # only an optimisation: the first turn then makes what it needs itself
+        logger.exception("warming the model clients failed; the first turn makes them")
+        return
+    logger.info("model clients ready (warmed in %.2f s)", time.perf_counter() - started)
 
 
 DEFAULT_POOL_OWNER = "default"
