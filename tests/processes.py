@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx2
+
 SERVER = [sys.executable, "-m", "server"]
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -23,6 +25,9 @@ INITIALIZE = {
 }
 """A raw MCP initialize request (handshake era), for tests that speak HTTP or stdio by hand."""
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+MCP_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+"""For an httpx client given to the SDK's Streamable HTTP client: the SDK's own defaults for the client it makes
+(httpx's 5 s read timeout ends a long tool call on a loaded machine)."""
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from model_server import ModelServer, reply
-from processes import http_server, python_path_env
+from processes import MCP_HTTP_TIMEOUT, http_server, python_path_env
 from scenario import call_ok
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ def model() -> Iterator[ModelServer]:
 @asynccontextmanager
 async def mcp_client(port: int) -> AsyncIterator[Client]:
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=MCP_HTTP_TIMEOUT) as http,
         Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
     ):
         yield client

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from processes import INITIALIZE, MCP_HEADERS, http_server, python_path_env, run_command
+from processes import INITIALIZE, MCP_HEADERS, MCP_HTTP_TIMEOUT, http_server, python_path_env, run_command
 from scenario import run_scenario
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ async def test_scenario_over_http_with_the_token(subprocess_env: dict[str, str],
     with http_server(env, tmp_path / "stderr.log") as (port, _):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
-            httpx2.AsyncClient(headers=headers) as http,
+            httpx2.AsyncClient(headers=headers, timeout=MCP_HTTP_TIMEOUT) as http,
             Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
         ):
             await run_scenario(client)

@@ -14,6 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.streamable_http import EventMessage
 from mcp.types import JSONRPCNotification
 from model_server import ModelServer, hang, reply
+from processes import MCP_HTTP_TIMEOUT
 from rest_serving import RestServer
 from scenario import call_ok
 from tcp_proxy import TcpProxy
@@ -31,7 +32,7 @@ async def test_a_send_message_whose_connection_drops_resumes_with_its_result(
     headers = {"Authorization": f"Bearer {served.token}"}
     with TcpProxy(served.port) as proxy:
         async with (
-            httpx2.AsyncClient(headers=headers) as http,
+            httpx2.AsyncClient(headers=headers, timeout=MCP_HTTP_TIMEOUT) as http,
             Client(
                 streamable_http_client(f"http://127.0.0.1:{proxy.port}/mcp", http_client=http), mode="legacy"
             ) as client,

@@ -21,6 +21,7 @@ from anthropic.types.beta import sessions as sdk
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from model_server import ModelServer, hang, reply, thinking
+from processes import MCP_HTTP_TIMEOUT
 from rest_serving import RestServer
 from scenario import call_ok
 
@@ -32,7 +33,7 @@ GUARD_S = 30
 async def mcp(server: RestServer) -> AsyncIterator[Client]:
     """An MCP client of the same server, over Streamable HTTP."""
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {server.token}"}) as http,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {server.token}"}, timeout=MCP_HTTP_TIMEOUT) as http,
         Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http)) as client,
     ):
         yield client
