@@ -151,7 +151,7 @@ def test_serve_refuses_a_broken_providers_file_and_says_what_to_fix(
     assert result.stdout == ""
 
 
-HEAVY_MODULES = ("mcp", "anthropic", "openai", "docker", "uvicorn", "starlette")
+HEAVY_MODULES = ("mcp", "anthropic", "openai", "docker", "requests", "uvicorn", "starlette")
 LOADED = """
 import json, sys
 from server.fronts.cli.main import main
