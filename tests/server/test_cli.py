@@ -175,3 +175,5 @@ def test_commands_that_serve_nothing_import_neither_mcp_nor_a_model_sdk(
     loaded = set(json.loads(result.stdout.splitlines()[-1]))
     assert {"server", "vault"} <= loaded  # the command ran
     assert loaded.isdisjoint(HEAVY_MODULES), sorted(loaded.intersection(HEAVY_MODULES))
+    if argv[-1] == "--help":
+        assert "keyring" not in loaded  # only a command that reads or writes a secret needs it
