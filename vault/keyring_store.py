@@ -3,17 +3,21 @@
 Every keyring failure is translated here, once, into a `VaultError` that says
 what to do. A backend that stores secrets in plain text, or none at all, is
 reported as not secure; callers decide whether to refuse.
+
+`keyring` is imported where a secret is read or written, not with this module: it pulls in importlib_metadata
+and its backends' packages, which a server would otherwise import on its way to its first answer.
 """
 
 from __future__ import annotations
 
-import keyring
-import keyring.errors
-from keyring.backend import KeyringBackend
+from typing import TYPE_CHECKING
 
 from vault.errors import KeyringUnavailableError, VaultError
 from vault.secret import Secret
 from vault.store import SecretBackendInfo
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 __all__ = ["KEYRING_SERVICE", "KeyringBackendInfo", "KeyringStore", "describe_backend"]
 
@@ -37,6 +41,8 @@ def describe_backend() -> KeyringBackendInfo:
     keyring chains several backends when more than one is viable, and a chained write falls
     through to the next backend when one fails; so a chain is only as secure as its weakest link.
     """
+    import keyring
+
     backend: KeyringBackend = keyring.get_keyring()
     name = _name_of(backend)
     if name == "keyring.backends.chainer.ChainerBackend":
@@ -62,6 +68,8 @@ class KeyringStore:
         self._service = service
 
     def get(self, name: str) -> Secret | None:
+        import keyring
+
         try:
             value = keyring.get_password(self._service, name)
         except Exception as exc:  # every backend failure is translated here, once
@@ -69,6 +77,8 @@ class KeyringStore:
         return None if value is None else Secret(name, value)
 
     def set(self, secret: Secret) -> None:
+        import keyring
+
         try:
             keyring.set_password(self._service, secret.name, secret.reveal())
         except Exception as exc:
@@ -78,6 +88,8 @@ class KeyringStore:
         return describe_backend()
 
     def delete(self, name: str) -> None:
+        import keyring.errors
+
         try:
             keyring.delete_password(self._service, name)
         except keyring.errors.PasswordDeleteError:
@@ -90,6 +102,8 @@ def _translate(exc: Exception, action: str) -> VaultError:
     """The vault error for a backend failure. Backends raise more than `KeyringError`: SecretService lets a D-Bus
     that went away through as its own exception, for one; all of them mean the keyring cannot serve now. Only the
     exception's type is quoted: its text is the backend's and is not ours to pass on."""
+    import keyring.errors
+
     kind = type(exc).__name__
     if isinstance(exc, keyring.errors.KeyringError) and not isinstance(
         exc, keyring.errors.NoKeyringError | keyring.errors.InitError | keyring.errors.KeyringLocked

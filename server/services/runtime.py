@@ -43,6 +43,7 @@ from server.services.messages import Inbox
 from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
+from server.services.start_up import StartUp
 from server.services.vaults import VaultService
 from server.store.disk_files import DiskFileStore
 from server.store.ports import SessionStore, Storage
@@ -65,11 +66,6 @@ MAX_IDLE_CHECK_S = 60.0
 """The longest gap between idle sweeps: a container outlives its idle time by at most this (one engine listing per
 sweep is cheap)."""
 
-MODEL_WARM_DELAY_S = 0.5
-"""How long after start-up the model SDKs begin to warm: importing them holds the interpreter lock for a second
-or more, which would slow the handshake of a client that connects at start (it takes well under this); the
-first message of a person comes later than the warming ends."""
-
 
 @dataclass(frozen=True)
 class Runtime:
@@ -89,6 +85,8 @@ class Runtime:
     follower: LogFollower
     files: FileService
     session_files: SessionFiles
+    start_up: StartUp
+    """A front door tells it when it answered a call: the reap, the warm pools and the model warm-up wait for it."""
 
     async def stop_unneeded_sandboxes(self) -> None:
         """Stops the sandboxes of sessions that are not running, within `SHUTDOWN_STOP_S` (see the function)."""
@@ -112,7 +110,10 @@ async def open_runtime(
     Each keyword replaces one production adapter, so tests pass fakes instead of patching: `model` (default:
     the provider each model id names: Anthropic, or an OpenAI-compatible endpoint), `sandboxes` (a factory
     given the runtime's task group; default: Docker), `store` (default: SQLite in the data dir; one passed in
-    is not closed here), `secrets` (default: the OS keyring)."""
+    is not closed here), `secrets` (default: the OS keyring).
+
+    The reap, the warm pools and the model warm-up begin once a front door answered its first call (see
+    `start_up.py`), not while a client that just spawned the server waits for its first answer."""
     opened = store is None
     store = store if store is not None else await in_thread(SqliteStore.open, config.database_path)
     vaults = Vaults(
@@ -133,7 +134,7 @@ async def open_runtime(
             if resumed:
                 task_group.start_soon(_warm_then_go_on, router, config.model, runtime.runner, resumed)
             elif router is not None:
-                task_group.start_soon(_warm_in_background, router, config.model)
+                task_group.start_soon(_warm_in_background, router, config.model, runtime.start_up)
             task_group.start_soon(_stop_idle_sandboxes, store, runtime.sandboxes, config.idle_stop_s)
             try:
                 yield runtime
@@ -218,6 +219,7 @@ def _wire(
         follower,
         files,
         session_files,
+        StartUp(),
     )
 
 
@@ -289,11 +291,11 @@ async def _reap_at_start(store: SessionStore, sandboxes: SandboxBackend) -> None
         logger.exception("reaping stray sandboxes failed")
 
 
-async def _warm_in_background(router: ModelRouter, default_model: str) -> None:
-    """Imports the model SDKs and makes their clients in a daemon thread, `MODEL_WARM_DELAY_S` after start-up, so
-    the first turn does not wait a second or more for them, and neither does start-up (nor a server that stops
-    at once: nothing joins the thread)."""
-    await anyio.sleep(MODEL_WARM_DELAY_S)
+async def _warm_in_background(router: ModelRouter, default_model: str, start_up: StartUp) -> None:
+    """Imports the model SDKs and makes their clients in a daemon thread once start-up is over (the first answer,
+    or a fallback), so the first turn does not wait a second or more for them, and neither does the first answer
+    (nor a server that stops at once: nothing joins the thread)."""
+    await start_up.over()
     threading.Thread(target=_warm, args=(router, default_model), name="model-warm", daemon=True).start()
 
 
@@ -325,9 +327,10 @@ DEFAULT_POOL_OWNER = "default"
 
 
 async def _reap_then_keep_warm(store: SessionStore, runtime: Runtime) -> None:
-    """Reaps, then fills the warm pools (the default environment's, and those environments ask for): after
-    start-up, off the MCP handshake's path, once stray pool containers of an earlier server are gone. Nothing here
-    may end the server's task group or fail start-up."""
+    """Reaps, then fills the warm pools (the default environment's, and those environments ask for): once start-up
+    is over (off the path of the handshake and the first answer), once stray pool containers of an earlier server
+    are gone. Nothing here may end the server's task group or fail start-up."""
+    await runtime.start_up.over()
     await _reap_at_start(store, runtime.sandboxes)
     default = EnvironmentSpec(image=runtime.config.image)  # what a session created without an environment gets
     try:

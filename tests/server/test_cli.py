@@ -151,7 +151,7 @@ def test_serve_refuses_a_broken_providers_file_and_says_what_to_fix(
     assert result.stdout == ""
 
 
-HEAVY_MODULES = ("mcp", "anthropic", "openai", "docker", "uvicorn", "starlette")
+HEAVY_MODULES = ("mcp", "anthropic", "openai", "docker", "requests", "uvicorn", "starlette")
 LOADED = """
 import json, sys
 from server.fronts.cli.main import main
@@ -175,3 +175,5 @@ def test_commands_that_serve_nothing_import_neither_mcp_nor_a_model_sdk(
     loaded = set(json.loads(result.stdout.splitlines()[-1]))
     assert {"server", "vault"} <= loaded  # the command ran
     assert loaded.isdisjoint(HEAVY_MODULES), sorted(loaded.intersection(HEAVY_MODULES))
+    if argv[-1] == "--help":
+        assert "keyring" not in loaded  # only a command that reads or writes a secret needs it

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mcp.server import MCPServer
@@ -54,9 +54,21 @@ MAX_ERROR_CHARS = 2_000
 class GuardedMCPServer(MCPServer[LifespanResultT]):
     """`MCPServer`, with every unexpected tool failure turned into a tool error that says what to do."""
 
+    on_answer: Callable[[], None] | None = None
+    """Called after each tool call is answered (the runtime's background work waits for the first one)."""
+
     @override
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[LifespanResultT, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await self._guarded_call(name, arguments, context)
+        finally:
+            if self.on_answer is not None:
+                self.on_answer()
+
+    async def _guarded_call(
+        self, name: str, arguments: dict[str, Any], context: Context[LifespanResultT, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         try:
             return await super().call_tool(name, arguments, context)

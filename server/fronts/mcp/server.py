@@ -43,7 +43,7 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     register_file_tools(registry)
     register_message_tools(registry)
     register_vault_tools(registry)
-    mcp: MCPServer[Runtime] = GuardedMCPServer(
+    mcp = GuardedMCPServer[Runtime](
         "managed-sessions",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -51,5 +51,6 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
         log_level="INFO",
         tools=registry.tools,
     )
+    mcp.on_answer = runtime.start_up.answered  # the runtime's background work waits for the first answer
     registry.add_resources_to(mcp)
     return mcp

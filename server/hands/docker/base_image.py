@@ -32,13 +32,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any, Literal
 
 from server.core.errors import SandboxUnavailableError
 from server.core.version import __version__
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 
 __all__ = [
     "DEBOOTSTRAP_BASE",
@@ -94,6 +95,8 @@ def build_default_image(
     Raises:
         ImageBuildError: no engine, no usable base, or a failed build step.
     """
+    import docker.errors
+
     started = time.monotonic()
     client = _connect(BUILD_TIMEOUT_S)
     try:
@@ -104,7 +107,9 @@ def build_default_image(
     logger.info("built %s from %s in %.0f s", tag, base, time.monotonic() - started)
 
 
-def _connect(timeout_s: int) -> docker.DockerClient:
+def _connect(timeout_s: int) -> DockerClient:
+    import docker.errors
+
     try:
         client = docker.from_env(timeout=timeout_s)
         client.ping()
@@ -116,7 +121,7 @@ def _connect(timeout_s: int) -> docker.DockerClient:
     return client
 
 
-def _base_image(client: docker.DockerClient, source: ImageSource, output: Output) -> str:
+def _base_image(client: DockerClient, source: ImageSource, output: Output) -> str:
     if source == "registry":
         return REGISTRY_BASE
     if source == "debootstrap":
@@ -124,7 +129,7 @@ def _base_image(client: docker.DockerClient, source: ImageSource, output: Output
     return _auto_base(client, output)
 
 
-def _auto_base(client: docker.DockerClient, output: Output) -> str:
+def _auto_base(client: DockerClient, output: Output) -> str:
     if _has_image(client, REGISTRY_BASE):
         return REGISTRY_BASE
     if _has_matching_base(client):
@@ -139,7 +144,9 @@ def _auto_base(client: docker.DockerClient, output: Output) -> str:
     return _debootstrap_base(client, output)
 
 
-def _has_image(client: docker.DockerClient, name: str) -> bool:
+def _has_image(client: DockerClient, name: str) -> bool:
+    import docker.errors
+
     try:
         client.images.get(name)
     except docker.errors.ImageNotFound:
@@ -147,7 +154,9 @@ def _has_image(client: docker.DockerClient, name: str) -> bool:
     return True
 
 
-def _has_matching_base(client: docker.DockerClient) -> bool:
+def _has_matching_base(client: DockerClient) -> bool:
+    import docker.errors
+
     try:
         image = client.images.get(DEBOOTSTRAP_BASE)
     except docker.errors.ImageNotFound:
@@ -158,6 +167,8 @@ def _has_matching_base(client: docker.DockerClient) -> bool:
 
 def _try_pull(name: str, output: Output) -> str | None:
     """Pulls `name`; returns None on success, else why it failed."""
+    import docker.errors
+
     repository, _, pull_tag = name.partition(":")
     logger.info("pulling %s", name)
     try:
@@ -185,7 +196,7 @@ def _debootstrap_problem() -> str | None:
     return None
 
 
-def _debootstrap_base(client: docker.DockerClient, output: Output) -> str:
+def _debootstrap_base(client: DockerClient, output: Output) -> str:
     if _has_matching_base(client):
         logger.info("reusing the base image %s", DEBOOTSTRAP_BASE)
         return DEBOOTSTRAP_BASE
@@ -231,7 +242,9 @@ def _trim_rootfs(rootfs: Path) -> None:
         (rootfs / name).unlink(missing_ok=True)  # Docker mounts its own at run time
 
 
-def _import_rootfs(client: docker.DockerClient, rootfs: Path) -> None:
+def _import_rootfs(client: DockerClient, rootfs: Path) -> None:
+    import docker.errors
+
     repository, _, base_tag = DEBOOTSTRAP_BASE.partition(":")
     changes = [
         'CMD ["/bin/bash"]',
@@ -255,7 +268,9 @@ def _import_rootfs(client: docker.DockerClient, rootfs: Path) -> None:
         raise ImageBuildError(f"tar of the rootfs failed (exit {process.returncode}); see the message above")
 
 
-def _build_top(client: docker.DockerClient, base: str, tag: str, output: Output) -> None:
+def _build_top(client: DockerClient, base: str, tag: str, output: Output) -> None:
+    import docker.errors
+
     dockerfile = resources.files("server.hands.docker").joinpath("sandbox_image", "Dockerfile").read_bytes()
     buildargs = {"BASE": base, "PACKAGES": " ".join(SANDBOX_PACKAGES), "VERSION": __version__}
     logger.info("building %s from %s", tag, base)

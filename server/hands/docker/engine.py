@@ -9,15 +9,15 @@ that answered, even with an error (`APIError`), is not unreachable: that passes 
 
 Unreachable is worth telling apart because it usually passes: the engine restarts, its
 socket comes back. Callers that can wait for it (the agent loop) do; the rest report it.
+
+`requests` and `urllib3` (like `docker` in this package) are imported by the code that meets them, not with the
+modules: a server answers its first request without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
-
-import requests.exceptions
-import urllib3.exceptions
 
 from server.core.blocking import in_docker_thread
 from server.core.errors import EngineUnreachableError
@@ -27,22 +27,29 @@ __all__ = ["in_engine", "is_unreachable", "unreachable_error"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_UNREACHABLE = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.NewConnectionError,
-    ConnectionError,  # refused, reset, broken pipe
-)
 MAX_REASON_CHARS = 200
+
+
+def _unreachable_types() -> tuple[type[BaseException], ...]:
+    import requests.exceptions
+    import urllib3.exceptions
+
+    return (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.NewConnectionError,
+        ConnectionError,  # refused, reset, broken pipe
+    )
 
 
 def is_unreachable(exc: BaseException) -> bool:
     """Whether `exc`, or anything it was raised from, means the engine could not be reached."""
+    unreachable = _unreachable_types()
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, _UNREACHABLE):
+        if isinstance(current, unreachable):
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__

@@ -46,17 +46,17 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import docker
-import docker.errors
-import urllib3.exceptions
-from docker.models.images import Image
+from typing import TYPE_CHECKING, Any
 
 from server.core.config import DEFAULT_IMAGE
 from server.core.environments import EnvironmentSpec, Packages
 from server.core.errors import ImageMissingError, SandboxUnavailableError
 from server.hands.docker.engine import is_unreachable
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.images import Image
+
 
 __all__ = [
     "HELPER_PATH",
@@ -158,7 +158,7 @@ class ImagePreparer:
 
     def __init__(
         self,
-        client: docker.DockerClient,
+        client: DockerClient,
         default_image: str,
         extra_ca_bundle: Path | None,
         *,
@@ -221,6 +221,8 @@ class ImagePreparer:
         return str(image.attrs["Id"])
 
     def _image(self, name: str) -> Image | None:
+        import docker.errors
+
         try:
             return self._client.images.get(name)
         except docker.errors.ImageNotFound:
@@ -285,8 +287,11 @@ def _packaged_helper() -> bytes:
     return resources.files("server.hands.helper").joinpath("helper.py").read_bytes()
 
 
-def _try_pull(client: docker.DockerClient, ref: str, progress: Progress | None) -> str | None:
+def _try_pull(client: DockerClient, ref: str, progress: Progress | None) -> str | None:
     """Pulls `ref` once; returns None on success, else why it failed."""
+    import docker.errors
+    import urllib3.exceptions
+
     logger.info("pulling %s", ref)
     try:
         for event in client.api.pull(ref, stream=True, decode=True):
@@ -442,13 +447,16 @@ class _Build:
 
     def run(
         self,
-        client: docker.DockerClient,
+        client: DockerClient,
         tag: str,
         context: io.BytesIO,
         *,
         network: str = "default",
         buildargs: dict[str, str] | None = None,
     ) -> None:
+        import docker.errors
+        import urllib3.exceptions
+
         deadline = time.monotonic() + BUILD_TIMEOUT_S
         try:
             stream = client.api.build(

@@ -23,13 +23,15 @@ import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING
 
 from server.core.errors import SandboxUnavailableError
 from server.egress.proxy import EgressProxy
 from server.hands.docker.packet_filter import Bridge, FilterState, PacketFilter, host_resolvers
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 
 __all__ = ["NetworkPlan", "SandboxNetworks"]
 
@@ -84,18 +86,18 @@ class SandboxNetworks:
         """The packet filters in force, once the networks are set up."""
         return None if self._ready is None else self._ready.filters
 
-    def plan(self, client: docker.DockerClient, kind: str) -> NetworkPlan:
+    def plan(self, client: DockerClient, kind: str) -> NetworkPlan:
         """The network for `kind` ('limited' or 'unrestricted'), setting everything up on first call (blocking)."""
         ready = self._ensure(client)
         return ready.limited if kind == "limited" else ready.unrestricted
 
-    def _ensure(self, client: docker.DockerClient) -> _Ready:
+    def _ensure(self, client: DockerClient) -> _Ready:
         with self._lock:
             if self._ready is None:
                 self._ready = self._set_up(client)
             return self._ready
 
-    def _set_up(self, client: docker.DockerClient) -> _Ready:
+    def _set_up(self, client: DockerClient) -> _Ready:
         short = self._store_id[:12].lower()
         limited = _network(client, f"ms-{short}-limited", f"msl-{short[:10]}", internal=True, store=self._store_id)
         unrestricted = _network(client, f"ms-{short}-open", f"mso-{short[:10]}", internal=False, store=self._store_id)
@@ -152,8 +154,10 @@ class _Network:
     gateway: str
 
 
-def _network(client: docker.DockerClient, name: str, bridge: str, *, internal: bool, store: str) -> _Network:
+def _network(client: DockerClient, name: str, bridge: str, *, internal: bool, store: str) -> _Network:
     """The network `name`, made if missing (blocking); its bridge interface and gateway."""
+    import docker.errors
+
     try:
         try:
             network = client.networks.get(name)
@@ -182,8 +186,10 @@ def _network(client: docker.DockerClient, name: str, bridge: str, *, internal: b
     return _Network(name, interface, gateway)
 
 
-def _port_of_running_sandboxes(client: docker.DockerClient, network: _Network, store: str) -> int | None:
+def _port_of_running_sandboxes(client: DockerClient, network: _Network, store: str) -> int | None:
     """The proxy port in the proxy variables of this store's running containers on `network`, if any (blocking)."""
+    import docker.errors
+
     try:
         found = client.containers.list(filters={"label": f"io.managed-sessions.store={store}", "network": network.name})
     except docker.errors.APIError as exc:

@@ -24,13 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.to_thread
-import docker
-import docker.errors
 from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec, LimitedNetwork
@@ -71,6 +69,10 @@ from server.hands.sandbox import (
 )
 from server.hands.toolset import SandboxTools
 
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+
 __all__ = ["OUTPUT_CALL_TIMEOUT_S", "SandboxPool", "find_leftovers"]
 
 logger = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ STOPS_AT_ONCE = 8
 
 
 def find_leftovers(
-    client: docker.DockerClient,
+    client: DockerClient,
     store_id: str,
     sessions: Mapping[str, bool],
     owners: Mapping[str, str] | None = None,
@@ -138,7 +140,7 @@ class SandboxPool:
         self._fetch_policy = fetch_policy
         self._task_group = task_group
         self._sandboxes: dict[str, DockerSandbox] = {}
-        self._client: docker.DockerClient | None = None
+        self._client: DockerClient | None = None
         self._preparer: ImagePreparer | None = None
         self._owed: dict[str, tuple[EnvironmentSpec, bool]] = {}  # session id -> (environment, volumes too)
         self._proxy = EgressProxy(allow_private=settings.egress_allow_private)
@@ -162,7 +164,9 @@ class SandboxPool:
         self.warm = WarmPool(self._docker, settings, self._networks, task_group)
         """The started containers waiting for new sessions (see `keep_warm`)."""
 
-    def _docker(self) -> tuple[docker.DockerClient, ImagePreparer]:
+    def _docker(self) -> tuple[DockerClient, ImagePreparer]:
+        import docker.errors
+
         if self._client is None or self._preparer is None:
             try:
                 self._client = docker.from_env()
@@ -324,6 +328,8 @@ class SandboxPool:
 
     async def reap(self, sessions: Mapping[str, bool]) -> Leftovers:
         """Removes leftovers (see `find_leftovers`); returns what it removed. Raises `SandboxUnavailableError`."""
+        import docker.errors
+
         try:
             client, _ = self._docker()
         except SandboxUnavailableError:
@@ -331,6 +337,8 @@ class SandboxPool:
             raise
 
         def sweep() -> Leftovers:
+            import docker.errors
+
             owners = self._records.volume_owners()
             found = find_leftovers(client, self._settings.store_id, sessions, owners, self.warm.keys())
             for name in found.containers:
@@ -357,6 +365,8 @@ class SandboxPool:
     async def leftovers(self, sessions: Mapping[str, bool]) -> Leftovers:
         """What `reap` would remove (see `find_leftovers`), but for pool containers nobody owns: another server may
         be running with them waiting (its start reaps its predecessor's). Raises `SandboxUnavailableError`."""
+        import docker.errors
+
         client, _ = self._docker()
         try:
             owners = await in_engine(self._records.volume_owners)
@@ -466,6 +476,8 @@ class SandboxPool:
 
     async def _from_archive(self, session_id: str, read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs an archive read in the engine's threads, its engine failures as the errors a client is told."""
+        import docker.errors
+
         try:
             return await in_engine(read, *args, **kwargs)
         except docker.errors.DockerException as exc:
@@ -525,6 +537,8 @@ class SandboxPool:
 
     async def _running_sessions(self) -> list[str]:
         """The session ids of this store's running containers (a pooled one a session took counts as its)."""
+        import docker.errors
+
         client, _ = self._docker()
         label = f"{LABEL_STORE}={self._settings.store_id}"
         try:
@@ -548,6 +562,8 @@ class SandboxPool:
     async def _stop_unowned(self, session_id: str) -> bool:
         """Stops a container no sandbox of this process has used (it is found again if asked for): one made for the
         session, or the pooled one it took."""
+        import docker.errors
+
         client, _ = self._docker()
         store = f"{LABEL_STORE}={self._settings.store_id}"
 

@@ -47,13 +47,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.abc
-import docker
-import docker.errors
-from docker.types import LogConfig
 from pydantic import JsonValue
 
 from server.core.environments import EnvironmentSpec
@@ -70,6 +67,11 @@ from server.hands.sandbox import (
     Confinement,
     SandboxLostError,
 )
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.errors import APIError
+
 
 __all__ = [
     "LABEL_POOL",
@@ -249,7 +251,7 @@ class DockerSandbox:
 
     def __init__(
         self,
-        client: docker.DockerClient,
+        client: DockerClient,
         preparer: ImagePreparer,
         settings: SandboxSettings,
         session_id: str,
@@ -361,6 +363,8 @@ class DockerSandbox:
 
     async def _why_lost(self) -> str:
         """What to tell the model about a call whose channel broke: the container died, or the engine went away."""
+        import docker.errors
+
         try:
             await in_engine(self._client.ping)
         except EngineUnreachableError:
@@ -435,6 +439,8 @@ class DockerSandbox:
         return self._warm is not None and self._warm.unchanged(pooled)
 
     async def _container_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        import docker.errors
+
         try:
             return await in_engine(fn, *args)
         except docker.errors.DockerException as exc:  # the engine answered, and refused
@@ -444,6 +450,8 @@ class DockerSandbox:
         """Whether the session has no volumes at all yet: a container and an archive reader come only with them.
         No pooled set recorded for it and none of its own in the census; the engine is asked only when the census
         does not know yet (blocking)."""
+        import docker.errors
+
         if self._resolve_volumes() != self.session_id.lower():
             return False
         name = self._volume_name("workspace")
@@ -471,6 +479,8 @@ class DockerSandbox:
         pooled one when one waits (its channel is then open). Every way that fails is a `SandboxUnavailableError`
         (`EngineUnreachableError` when the engine does not answer), never a tool's failure: nothing ran, so the
         agent loop ends the turn instead of asking the model again."""
+        import docker.errors
+
         if not reading and self._warm is not None and self.container_id is None and self._channel is None:
             adopted = await self._adopt(self._warm)
             if adopted is not None:
@@ -483,6 +493,8 @@ class DockerSandbox:
 
     def _running_container(self, reading: bool = False) -> str:
         """The id of this session's running container, creating one if none runs unless `reading` (blocking)."""
+        import docker.errors
+
         try:
             found = self._own_containers()
         except docker.errors.DockerException as exc:
@@ -558,6 +570,8 @@ class DockerSandbox:
         Parents are created. Returns False and copies nothing when `target` exists and is not an empty
         directory: on a resumed session the agent may have changed those files, so they are kept.
         """
+        import docker.errors
+
         if not target.startswith(WORKSPACE + "/") or posixpath.normpath(target) != target:
             raise ValueError(f"target {target!r} must be a normalized absolute path under {WORKSPACE}/")
         async with self._lock:
@@ -607,6 +621,8 @@ class DockerSandbox:
         self._place(container_id, self._files, [])
 
     def _place(self, container_id: str, files: Mapping[str, Path], gone: list[str]) -> None:
+        import docker.errors
+
         try:
             self._place_in(self._client.containers.get(container_id), files, gone)
         except docker.errors.APIError as exc:  # the engine answered and refused (unreachable: `in_engine` says so)
@@ -647,6 +663,8 @@ class DockerSandbox:
                 await channel.aclose()
 
     def _remove_containers(self) -> None:
+        import docker.errors
+
         if self._address is not None:
             self._networks.proxy.forget(self._address, self.session_id)
             self._address = None
@@ -668,6 +686,8 @@ class DockerSandbox:
             return await in_engine(self._stop_containers)
 
     def _stop_containers(self) -> bool:
+        import docker.errors
+
         if self._address is not None:
             self._networks.proxy.forget(self._address, self.session_id)
             self._address = None
@@ -688,6 +708,8 @@ class DockerSandbox:
         """Where the outputs can be read without starting a container (see `OutputSource`). A session whose
         container was removed (archived) but whose volumes stay gets a container that is created, never started,
         to read them through. Raises `SandboxUnavailableError`."""
+        import docker.errors
+
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
                 return "running"
@@ -697,6 +719,9 @@ class DockerSandbox:
                 raise SandboxUnavailableError(f"the Docker engine could not show the outputs: {exc}") from exc
 
     def _find_output_source(self) -> OutputSource:
+        import docker.errors
+        from docker.types import LogConfig
+
         found = self._own_containers()
         if any(c.status == "running" for c in found):
             return "running"
@@ -734,7 +759,7 @@ class DockerSandbox:
 
 
 def start_container(
-    client: docker.DockerClient,
+    client: DockerClient,
     settings: SandboxSettings,
     environment: EnvironmentSpec,
     *,
@@ -747,6 +772,9 @@ def start_container(
     """Creates (if missing) the volume set `volumes` and starts a container over it with the sandbox posture
     (blocking). A session's container and a warm pool's are made here alike, so they are hardened alike.
     Raises `SandboxUnavailableError` when the engine refuses."""
+    import docker.errors
+    from docker.types import LogConfig
+
     for kind in ("workspace", "outputs"):
         _ensure_volume(client, volume_name(settings.store_id, volumes, kind), labels)
     posture = posture_of(environment, settings.extra_ca_bundle is not None, plan.network if plan else "none")
@@ -787,7 +815,9 @@ def start_container(
     return container
 
 
-def _ensure_volume(client: docker.DockerClient, name: str, labels: Mapping[str, str]) -> None:
+def _ensure_volume(client: DockerClient, name: str, labels: Mapping[str, str]) -> None:
+    import docker.errors
+
     try:
         client.volumes.get(name)
     except docker.errors.NotFound:
@@ -803,10 +833,12 @@ def _container_env(environment: EnvironmentSpec, settings: SandboxSettings) -> d
 
 
 async def open_helper(
-    client: docker.DockerClient, container_id: str, task_group: anyio.abc.TaskGroup, owner: str
+    client: DockerClient, container_id: str, task_group: anyio.abc.TaskGroup, owner: str
 ) -> HelperChannel:
     """Starts the helper in a running container and opens the channel to it (its reader runs in `task_group`).
     Raises `SandboxUnavailableError`."""
+    import docker.errors
+
     try:
         stream = await open_exec(
             client.api, container_id, ["python3", "-u", HELPER_PATH], user=f"{SANDBOX_UID}:{SANDBOX_UID}"
@@ -854,8 +886,10 @@ def _owned_by_sandbox_user(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def remove_volume(client: docker.DockerClient, name: str) -> None:
+def remove_volume(client: DockerClient, name: str) -> None:
     """Removes a volume (blocking); a missing one is fine, a refusal is logged (an engine that is down raises)."""
+    import docker.errors
+
     try:
         client.volumes.get(name).remove(force=True)
     except docker.errors.NotFound:
@@ -864,7 +898,7 @@ def remove_volume(client: docker.DockerClient, name: str) -> None:
         logger.warning("could not remove volume %s: %s", name, exc)
 
 
-def _explain_create_failure(exc: docker.errors.APIError, posture: Confinement) -> str:
+def _explain_create_failure(exc: APIError, posture: Confinement) -> str:
     text = str(exc.explanation or exc)
     if posture.disk_mb is not None and "storage" in text.lower():
         return (

@@ -38,12 +38,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import docker
-import docker.errors
 
 from server.core.environments import EnvironmentSpec, LimitedNetwork
 from server.core.errors import SandboxUnavailableError
@@ -61,6 +59,10 @@ from server.hands.docker.sandbox import (
     volume_name,
 )
 from server.hands.helper.channel import ChannelClosedError, HelperError
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 
 __all__ = ["WarmPool", "definition_key"]
 
@@ -92,7 +94,7 @@ class WarmPool:
 
     def __init__(
         self,
-        docker_of: Callable[[], tuple[docker.DockerClient, ImagePreparer]],
+        docker_of: Callable[[], tuple[DockerClient, ImagePreparer]],
         settings: SandboxSettings,
         networks: SandboxNetworks,
         task_group: anyio.abc.TaskGroup,
@@ -258,6 +260,8 @@ class WarmPool:
 
     async def fill(self, key: str) -> None:
         """Starts containers until the pool for `key` is full. Never raises: a failure leaves it short, logged."""
+        import docker.errors
+
         try:
             while not self._closed and key in self._targets:
                 environment, size = self._targets[key]
@@ -342,6 +346,8 @@ class WarmPool:
         self._changed()
 
     async def _remove(self, pooled: Pooled) -> None:
+        import docker.errors
+
         with anyio.CancelScope(shield=True):
             await pooled.channel.aclose()
             try:
@@ -350,6 +356,8 @@ class WarmPool:
                 logger.warning("warm pool: could not remove %s (the next start reaps it): %s", pooled.volumes, exc)
 
     def _remove_now(self, container_id: str, volumes: str) -> None:
+        import docker.errors
+
         client, _ = self._docker_of()
         with contextlib.suppress(docker.errors.NotFound):
             client.containers.get(container_id).remove(force=True)
