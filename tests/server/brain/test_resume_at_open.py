@@ -62,6 +62,7 @@ class ReapWitness(FakeSandboxes):
 
     database: Path = Path()
     results_at_reap: list[int] = field(default_factory=list)
+    reaped: anyio.Event = field(default_factory=anyio.Event)
 
     async def reap(self, sessions: Mapping[str, bool]) -> Leftovers:
         db = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)
@@ -70,6 +71,7 @@ class ReapWitness(FakeSandboxes):
         finally:
             db.close()
         self.results_at_reap.append(count)
+        self.reaped.set()
         return Leftovers()
 
 
@@ -104,5 +106,6 @@ async def test_every_interrupted_tool_is_answered_before_the_first_docker_call_a
                 assert "interrupted" in str(result["content"])
                 [message] = [e for e in events if e["type"] == "agent.message"]
                 assert "interrupted" in str(message["content"])  # the model was told, and the turn ended
+            await witness.reaped.wait()  # the reap waits for start-up to be over (the first answer)
     assert witness.results_at_reap == [SESSIONS]
     assert witness.calls == []  # nothing was run again
