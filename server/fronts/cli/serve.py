@@ -10,6 +10,7 @@ import anyio
 from server.core.config import ServerConfig
 from server.core.errors import ConfigError
 from server.core.heap import settle_heap
+from server.core.listening import announce_url, local_url
 from server.core.lock import hold_data_dir
 from server.fronts.mcp.server import build_server
 from server.services.runtime import open_runtime
@@ -29,7 +30,8 @@ def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, 
         if transport == "http":
             from server.fronts.http import serve_http
 
-            serve_http(config, host, port)
+            with announce_url(config.data_dir, local_url(host, port)):  # `sessions watch` finds it there
+                serve_http(config, host, port)
         else:
             anyio.run(_serve_stdio, config)
 
