@@ -7,6 +7,7 @@ import hashlib
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -123,6 +124,24 @@ def _digest(path: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir()) if p.is_file()}
 
 
+def _interrupted_follow(session_id: str, env: dict[str, str]) -> int:
+    """`watch --follow` of an idle session goes on past the idle; Ctrl-C ends it. Returns its exit status."""
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "server", "sessions", "watch", session_id, "--follow"],
+        env=python_path_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert follow.stdout is not None
+    while not follow.stdout.readline().startswith("■ idle"):
+        assert follow.poll() is None, "the watch ended before showing the idle"
+    assert follow.poll() is None  # still watching
+    follow.send_signal(signal.SIGINT)
+    return follow.wait(timeout=WAIT_S)
+
+
 def test_watch_and_list_read_the_data_dir_read_only_when_no_http_server_runs(
     config: ServerConfig, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
 ) -> None:
@@ -140,6 +159,7 @@ def test_watch_and_list_read_the_data_dir_read_only_when_no_http_server_runs(
 
     watched = run_command(["sessions", "watch", session.id], subprocess_env)
     listed = run_command(["sessions", "list"], {**subprocess_env, "NO_COLOR": "1"})
+    interrupted = _interrupted_follow(session.id, subprocess_env)
 
     assert watched.returncode == 0, watched.stderr
     lines = watched.stdout.splitlines()
@@ -156,6 +176,7 @@ def test_watch_and_list_read_the_data_dir_read_only_when_no_http_server_runs(
     assert row.startswith(f"{session.id}  idle ")
     assert "list the files" in row
     assert "lister" in row
+    assert interrupted == 130
     # Nothing was written: the store is byte for byte the same, and the lock was never taken.
     assert _digest(config.data_dir) == before
     assert not (config.data_dir / "server.lock").exists()

@@ -43,7 +43,8 @@ def add_sessions_parser(commands: _Subparsers[argparse.ArgumentParser]) -> None:
         parents=[server],
         help="follow a session's log until it goes idle",
         description="Prints the session's log so far, then each event as it comes. Exits 0 when the session goes "
-        "idle, 1 when its turn failed, 2 when it was terminated or deleted, 130 on Ctrl-C.",
+        "idle, 1 when its turn failed, 2 when it was terminated or deleted, 130 on Ctrl-C. A session waiting for a "
+        "confirmation or a custom tool's result is shown waiting, and the watch goes on.",
     )
     watch.add_argument("session_id", help="sesn_ id ('sessions list' shows them)")
     watch.add_argument("--follow", action="store_true", help="keep watching after the session goes idle")

@@ -22,7 +22,7 @@ __all__ = ["SPINNER_FRAMES", "Watch", "exit_status"]
 
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPIN_S = 0.1
-QUEUE_ITEMS = 1_000
+QUEUE_ITEMS = 100
 """Items the reader may get ahead by; past this it waits (memory stays bounded whatever the log holds)."""
 PREVIEW_CHARS = 400
 _END: Final = object()
