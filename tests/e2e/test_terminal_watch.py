@@ -218,3 +218,38 @@ def test_watch_follows_a_running_session_by_polling_the_store_beside_a_server_wi
     assert watch.returncode == 0, err
     assert seen[1].startswith("reading the data dir ")
     assert out.splitlines()[-2:] == ["● Done at last.", "■ idle (end_turn)"]
+
+
+def test_the_http_feed_pages_through_a_long_log_then_streams_what_comes_next(
+    config: ServerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.fronts.cli.feeds import CAUGHT_UP
+    from server.fronts.cli.http_feed import HttpFeed
+
+    with driven_server(config, monkeypatch) as driven:
+        client = driven.server.client()
+        agent = client.beta.agents.create(name="long", model="claude-test")
+        session = client.beta.sessions.create(agent=agent.id, environment_id=make_environment(config))
+        for n in range(105):  # more than one page of the event list
+            client.beta.sessions.update(session.id, title=f"title {n}")
+        logged = [event.id for event in client.beta.sessions.events.list(session.id, limit=100)]
+        feed = HttpFeed(driven.server.base_url, driven.server.token)
+        items = feed.events(session.id)
+        history = list(iter(lambda: next(items), CAUGHT_UP))
+        assert [item["id"] for item in history if isinstance(item, dict)] == logged
+
+        driven.model.enqueue(reply("Hi there."))
+        client.beta.sessions.events.send(session.id, events=[_message("hello")])
+        live: list[dict[str, object]] = []
+        for item in items:
+            assert isinstance(item, dict)
+            live.append(item)
+            if item["type"] == "session.status_idle":
+                break
+        items.close()  # hangs up the stream, which would hold the server's shutdown
+    stored = [item for item in live if "seq" in item]
+    assert stored[0]["type"] == "user.message"
+    assert stored[0]["seq"] == len(logged) + 1  # nothing between the history and the stream was lost
+    assert [item["seq"] for item in stored] == list(range(len(logged) + 1, len(logged) + 1 + len(stored)))
+    assert "agent.message" in [item["type"] for item in stored]
+    assert len(logged) == 105
