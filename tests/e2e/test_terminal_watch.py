@@ -101,6 +101,7 @@ def test_watch_in_a_terminal_shows_the_steps_live_and_exits_when_the_session_goe
         title = tmux("display-message", "-p", "-t", "watch", "#{pane_title}")
         listed = run_command(["sessions", "list"], env)
 
+    assert not (Path(subprocess_env["MANAGED_SESSIONS_DATA_DIR"]) / "server.url").exists()  # gone with its server
     lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
     assert lines[0].startswith(f"session {session.id}  list the files  (agent lister)")
     assert lines[1] == f"reading the server at http://127.0.0.1:{port}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 from typing import Literal
 
 import anyio
@@ -30,6 +32,7 @@ def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, 
         if transport == "http":
             from server.fronts.http import serve_http
 
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
             with announce_url(config.data_dir, local_url(host, port)):  # `sessions watch` finds it there
                 serve_http(config, host, port)
         else:
@@ -41,3 +44,10 @@ async def _serve_stdio(config: ServerConfig) -> None:
         server = build_server(runtime)
         settle_heap("start-up")
         await server.run_stdio_async()
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then raises it again: this handler makes that second one unwind
+    like Ctrl-C does, so the `with` blocks above end (`server.url` goes with the server) instead of the process
+    dying mid-stack."""
+    raise SystemExit(128 + signum)

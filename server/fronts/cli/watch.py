@@ -70,11 +70,11 @@ class Watch:
     width: int
     spinner: bool
     follow: bool = False
-    _answering: bool = False
-    _preview: str = ""
-    _frame: int = 0
-    _drawn: bool = False
-    _queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(QUEUE_ITEMS))
+    _answering: bool = field(default=False, init=False)  # a model request is out: the spinner turns
+    _preview: str = field(default="", init=False)  # the tail of the text it has streamed so far
+    _frame: int = field(default=0, init=False)
+    _drawn: bool = field(default=False, init=False)  # the spinner's line is on screen (cleared before any output)
+    _queue: queue.Queue[object] = field(default_factory=lambda: queue.Queue(QUEUE_ITEMS), init=False)
 
     def run(self, session_id: str) -> int:
         session = self.feed.session(session_id)
