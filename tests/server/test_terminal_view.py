@@ -1,15 +1,19 @@
-"""`sessions watch`'s formatting: events folded to a few lines, event text escaped, colours only on a terminal."""
+"""`sessions watch` without a server: events folded to a few lines, event text escaped, colours and the spinner only
+on a terminal, and when the watch ends."""
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from server.fronts.cli.event_lines import RESULT_LINES, EventLines
+from server.fronts.cli.feeds import CAUGHT_UP, FeedItem
 from server.fronts.cli.terminal_text import Palette, escape, fold, one_line, palette_for
-from server.fronts.cli.watch import exit_status
+from server.fronts.cli.watch import Watch, exit_status
 
 PLAIN = Palette(on=False)
 OURS = re.compile(r"\x1b\[(?:[0-9]+)?m")
@@ -154,3 +158,78 @@ def test_the_watch_ends_on_idle_with_a_status_that_says_how(
     status: str, reason: str | None, pending: bool, follow: bool, expected: int | None
 ) -> None:
     assert exit_status(status, reason, pending, follow) == expected
+
+
+class ListFeed:
+    """A `SessionFeed` over a fixed list of items (the port's test double: the watch loop is what is tested)."""
+
+    source = "a list"
+
+    def __init__(self, items: list[FeedItem], status: str = "running") -> None:
+        self._items = items
+        self._status = status
+
+    def sessions(self, limit: int, include_archived: bool) -> list[dict[str, Any]]:
+        return []
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        return {"id": session_id, "status": self._status, "title": "t", "agent": {"name": "a"}}
+
+    def events(self, session_id: str) -> Iterator[FeedItem]:
+        yield from self._items
+
+    def close(self) -> None:
+        pass
+
+
+def _watch(items: list[FeedItem], *, spinner: bool, follow: bool = False) -> tuple[int, str]:
+    out = io.StringIO()
+    status = Watch(ListFeed(items), out, Palette(on=spinner), 80, spinner, follow).run("sesn_x")
+    return status, out.getvalue()
+
+
+LIVE_TURN: list[FeedItem] = [
+    {"type": "user.message", "content": [{"type": "text", "text": "hi"}]},
+    CAUGHT_UP,
+    {"type": "span.model_request_start"},
+    {"type": "event_start", "event": {"type": "agent.message", "id": "sevt_m"}},
+    {"type": "event_delta", "event_id": "sevt_m", "delta": {"content": {"type": "text", "text": "Hel\x1b[2Jlo"}}},
+    {"type": "agent.message", "content": [{"type": "text", "text": "Hello"}]},
+    {"type": "span.model_request_end"},
+    {"type": "session.status_idle", "stop_reason": {"type": "end_turn"}},
+]
+
+
+def test_on_a_terminal_a_spinner_shows_the_streamed_text_escaped_and_is_cleared_before_the_next_line() -> None:
+    status, out = _watch(LIVE_TURN, spinner=True)
+    assert status == 0
+    assert "model answering" in out
+    assert "Hel\\x1b[2Jlo" in out
+    assert "\x1b[2J" not in out
+    spun = out.index("model answering")
+    assert out.index("\r\x1b[K", spun) < out.index("● Hello", spun)  # the spinner's line is wiped first
+
+
+def test_off_a_terminal_the_watch_prints_lines_only() -> None:
+    status, out = _watch(LIVE_TURN, spinner=False)
+    assert status == 0
+    assert "\x1b" not in out
+    assert "\r" not in out
+    assert out.splitlines()[2:] == ["> hi", "● Hello", "■ idle (end_turn)"]
+
+
+def test_an_idle_seen_while_catching_up_ends_the_watch_only_once_the_log_is_read() -> None:
+    items: list[FeedItem] = [
+        {"type": "session.status_idle", "stop_reason": {"type": "end_turn"}},
+        {"type": "user.message", "content": [{"type": "text", "text": "again"}]},  # the next turn is coming
+        CAUGHT_UP,
+        {"type": "session.status_running"},
+        {"type": "session.status_idle", "stop_reason": {"type": "retries_exhausted"}},
+    ]
+    status, out = _watch(items, spinner=False)
+    assert status == 1
+    assert out.splitlines()[-1] == "■ idle (retries_exhausted)"
+
+
+def test_a_feed_that_ends_ends_the_watch_as_if_the_session_were_gone() -> None:
+    assert _watch([CAUGHT_UP, {"type": "session.status_running"}], spinner=False)[0] == 2

@@ -125,9 +125,15 @@ class Watch:
     def _header(self, session: dict[str, Any]) -> None:
         agent = session.get("agent")
         name = agent.get("name") if isinstance(agent, dict) else None
-        title = one_line(str(session.get("title") or "untitled"), 60)
-        line = f"session {one_line(str(session.get('id')), 40)}  {title}  (agent {one_line(str(name), 40)})"
-        self._show([self.palette.paint("bold", line), self.palette.paint("dim", f"reading {self.feed.source}")])
+        title = session.get("title") or "untitled"
+        line = f"session {session.get('id')}  {title}  (agent {name})"
+        source = f"reading {self.feed.source}"
+        self._show(
+            [
+                self.palette.paint("bold", one_line(line, self.width)),
+                self.palette.paint("dim", one_line(source, self.width)),
+            ]
+        )
 
     def _track_model(self, item: dict[str, Any]) -> None:
         """The spinner runs from a model request's start to its end; previews of its text ride along."""
