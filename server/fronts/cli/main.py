@@ -1,8 +1,8 @@
 """The `managed-sessions` command: serve, doctor, image build, token, vault, sessions.
 
-Output for people goes to stderr (and `doctor`/`token show` print to stdout,
-since they never run as a transport); on `serve` over stdio, stdout carries
-nothing but the protocol.
+Output for people goes to stderr (and `doctor`, `token show`, `vault` and `sessions`
+print to stdout, since they never run as a transport); on `serve` over stdio, stdout
+carries nothing but the protocol.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ colours only on a terminal and never with `NO_COLOR`.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -61,6 +62,9 @@ def run_sessions_command(args: argparse.Namespace, config: ServerConfig) -> int:
         width = shutil.get_terminal_size().columns - 1 if on_terminal else PIPE_WIDTH
         watch = Watch(feed, sys.stdout, palette_for(sys.stdout), max(width, 40), on_terminal, args.follow)
         return watch.run(args.session_id)
+    except BrokenPipeError:  # the reader went away (`watch ... | head`): nothing is left to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
+        return 0
     finally:
         feed.close()
 
