@@ -12,7 +12,7 @@ import pytest
 
 from server.fronts.cli.event_lines import RESULT_LINES, EventLines
 from server.fronts.cli.feeds import CAUGHT_UP, FeedItem
-from server.fronts.cli.terminal_text import Palette, escape, fold, one_line, palette_for
+from server.fronts.cli.terminal_text import Palette, columns, escape, fold, one_line, palette_for
 from server.fronts.cli.watch import Watch, exit_status
 
 PLAIN = Palette(on=False)
@@ -233,3 +233,10 @@ def test_an_idle_seen_while_catching_up_ends_the_watch_only_once_the_log_is_read
 
 def test_a_feed_that_ends_ends_the_watch_as_if_the_session_were_gone() -> None:
     assert _watch([CAUGHT_UP, {"type": "session.status_running"}], spinner=False)[0] == 2
+
+
+def test_wide_characters_count_as_two_columns_when_a_line_is_cut() -> None:
+    assert one_line("日本語のテキスト", 9) == "日本語の…"
+    assert columns(one_line("日本語のテキスト" * 20, 40)) <= 40
+    assert one_line("short", 9) == "short"
+    assert one_line("e\u0301te\u0301", 4) == "e\u0301te\u0301"  # combining accents take no column

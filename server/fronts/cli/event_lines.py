@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.fronts.cli.terminal_text import Palette, fold, one_line
+from server.fronts.cli.terminal_text import Palette, columns, fold, one_line
 
 __all__ = ["MESSAGE_LINES", "RESULT_LINES", "EventLines"]
 
@@ -40,7 +40,7 @@ class EventLines:
 
     def _line(self, style: str, mark: str, text: str, rest: str = "") -> str:
         head = one_line(text, max(self.width - len(mark) - 1, 8))
-        room = self.width - len(mark) - 1 - len(head) - 2
+        room = self.width - len(mark) - 1 - columns(head) - 2
         tail = "  " + self.palette.paint("dim", one_line(rest, room)) if rest and room > 8 else ""
         return self.palette.paint(style, f"{mark} {head}") + tail
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-__all__ = ["MAX_SCAN_CHARS", "Palette", "escape", "fold", "one_line", "palette_for"]
+__all__ = ["MAX_SCAN_CHARS", "Palette", "columns", "escape", "fold", "one_line", "palette_for"]
 
 MAX_SCAN_CHARS = 16_384
 """Of any text, only this much is split and escaped: enough for the few lines shown of it."""
@@ -33,13 +34,10 @@ def escape(text: str) -> str:
 
 
 def one_line(text: str, width: int) -> str:
-    """The text's first line, escaped and cut to `width` characters (an ellipsis says it was cut)."""
+    """The text's first line, escaped and cut to `width` columns (an ellipsis says something was left out)."""
     head = text[: max(width * 4, 64)]
     first, newline, _ = head.partition("\n")
-    line = escape(first.rstrip("\r"))
-    if len(line) > width or newline or len(text) > len(head):
-        return line[: max(width - 1, 0)] + "…"
-    return line
+    return _cut(escape(first.rstrip("\r")), width, more=bool(newline) or len(text) > len(head))
 
 
 def fold(text: str, max_lines: int, width: int) -> list[str]:
@@ -54,8 +52,32 @@ def fold(text: str, max_lines: int, width: int) -> list[str]:
     return shown
 
 
-def _cut(line: str, width: int) -> str:
-    return line if len(line) <= width else line[: max(width - 1, 0)] + "…"
+def columns(text: str) -> int:
+    """How many terminal columns `text` (escaped: no control characters) takes: wide characters two, combining
+    marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(_columns(char) for char in text)
+
+
+def _columns(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _cut(line: str, width: int, more: bool = False) -> str:
+    """`line` in at most `width` columns, ending in an ellipsis when it was cut or when `more` follows it."""
+    if not more and columns(line) <= width:
+        return line
+    kept: list[str] = []
+    used = 0
+    for char in line:
+        used += _columns(char)
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 def _size(chars: int) -> str:
