@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from types import FrameType
 from typing import Literal
 
 import anyio
@@ -12,6 +13,7 @@ import anyio
 from server.core.config import ServerConfig
 from server.core.errors import ConfigError
 from server.core.heap import settle_heap
+from server.core.listening import announce_url, local_url
 from server.core.lock import hold_data_dir
 from server.fronts.mcp.server import build_server
 from server.services.runtime import Runtime, open_runtime
@@ -41,7 +43,9 @@ def serve(config: ServerConfig, transport: Literal["stdio", "http"], host: str, 
         if transport == "http":
             from server.fronts.http import serve_http
 
-            serve_http(config, host, port)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            with announce_url(config.data_dir, local_url(host, port)):  # `sessions watch` finds it there
+                serve_http(config, host, port)
         else:
             anyio.run(_serve_stdio, config)
 
@@ -78,3 +82,10 @@ async def _exit_if_stuck(runtime: Runtime, served: anyio.Event) -> None:
     await runtime.stop_unneeded_sandboxes()
     logging.shutdown()
     os._exit(0)
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then raises it again: this handler makes that second one unwind
+    like Ctrl-C does, so the `with` blocks above end (`server.url` goes with the server) instead of the process
+    dying mid-stack."""
+    raise SystemExit(128 + signum)
