@@ -1,0 +1,150 @@
+"""The live view at `/ui` in a real browser (Debian's chromium, driven by Playwright) against a real server with
+real Docker sandboxes and the scripted model: log in, open a running session, watch a tool call arrive, allow it
+from the page, see the output image, reload mid-turn and find everything still there. A screenshot of the session
+view is kept as an artifact."""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from model_server import ModelServer, hang, reply, tool_use
+from rest_serving import RestServer, rest_server
+
+from server.core.config import ServerConfig
+from vault.memory_store import MemoryStore
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+
+HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+SLOW_S = 60_000  # ms: a first tool call starts the session's container
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A one-colour PNG, made here so the test carries no binary file."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+SQUARE = png(24, 24, (47, 95, 208))
+PAINT = (
+    f"printf %s {base64.b64encode(SQUARE).decode()} | base64 -d > /mnt/session/outputs/square.png"
+    f" && printf '%s\\n' '{HOSTILE}'"
+)
+
+
+@pytest.fixture
+def served(docker_loop_config: ServerConfig, model: ModelServer) -> Iterator[RestServer]:
+    with rest_server(docker_loop_config, secrets=MemoryStore()) as server:
+        yield server
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go: `MANAGED_SESSIONS_ARTIFACTS`, else a folder in the system's temp dir."""
+    path = Path(
+        os.environ.get("MANAGED_SESSIONS_ARTIFACTS") or Path(tempfile.gettempdir()) / "managed-sessions-artifacts"
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_session(server: RestServer) -> str:
+    """A session whose agent asks before every tool call, sent its first message (it is running when this returns)."""
+    ask = [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}]
+    with server.client() as client:
+        agent = client.beta.agents.create(name="painter", model="claude-test", tools=ask)  # type: ignore[list-item]
+        environment = client.beta.environments.create(name="studio")
+        session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, title="Paint a square")
+        message = {"type": "user.message", "content": [{"type": "text", "text": "Paint a blue square."}]}
+        client.beta.sessions.events.send(session.id, events=[message])  # type: ignore[list-item]
+        return session.id
+
+
+def test_the_page_follows_a_running_session_live(
+    served: RestServer, model: ModelServer, chromium: str, artifacts: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    first, second = threading.Event(), threading.Event()
+    model.enqueue(
+        hang(then=reply(tool_use("bash", {"command": PAINT})), release=first),
+        hang("Looking at the square", then=reply("Painted square.png."), release=second),
+    )
+    session_id = start_session(served)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+
+            page.goto(f"{served.base_url}/ui")
+            page.fill("#token", served.token)
+            page.click("#login-form button[type=submit]")
+            row = page.locator(f'tr[data-session-id="{session_id}"]')
+            expect(row).to_contain_text("running")
+            expect(row).to_contain_text("Paint a square")
+            row.click()
+
+            expect(page.locator("#session-status")).to_have_text("running")
+            expect(page.locator("#log .entry.user")).to_contain_text("Paint a blue square.")
+            tool = page.locator("#log .entry.tool")
+            expect(tool).to_have_count(0)
+            expect(page.locator("#connection")).to_have_text("live")
+
+            first.set()  # the model answers with the tool call: the page gets it over the stream
+            expect(tool).to_contain_text("bash")
+            expect(tool.locator(".state")).to_have_text("waiting for your confirmation")
+            expect(page.locator("#pending")).to_be_visible()
+            tool.locator("button.allow").click()
+            expect(tool.locator(".state")).to_have_text("done", timeout=SLOW_S)
+            expect(page.locator("#pending")).to_be_hidden()
+
+            preview = page.locator("#log .entry.preview")
+            expect(preview).to_contain_text("Looking at the square")  # the model's second turn, as it streams
+            before = page.locator("#log [data-event-id]").evaluate_all("nodes => nodes.map(n => n.dataset.eventId)")
+            page.reload()
+            expect(page.locator("#connection")).to_have_text("live")
+            expect(tool.locator(".state")).to_have_text("done")
+            after = page.locator("#log [data-event-id]").evaluate_all("nodes => nodes.map(n => n.dataset.eventId)")
+            assert after == before
+
+            second.set()
+            agent = page.locator("#log .entry.agent")
+            expect(agent).to_have_count(2)
+            expect(agent.first).to_have_text("AgentLooking at the square")
+            expect(agent.last).to_have_text("AgentPainted square.png.")
+            expect(page.locator("#session-status")).to_have_text("idle")
+
+            result = tool.locator("details.result")
+            result.locator("summary").click()
+            expect(result.locator("pre")).to_contain_text(HOSTILE)
+            assert result.locator("img").count() == 0
+            assert page.evaluate("window.pwned") is None
+
+            square = page.locator("#files li", has_text="square.png")
+            square.locator("button.preview").click()
+            image = page.locator("#file-preview img")
+            expect(image).to_be_visible()
+            page.wait_for_function("document.querySelector('#file-preview img').naturalWidth === 24")
+
+            shot = artifacts / f"session-view-{session_id}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the session view: {shot}")
+            assert problems == []
+        finally:
+            browser.close()
