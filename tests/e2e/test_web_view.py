@@ -1,7 +1,10 @@
-"""The live view at `/ui` in a real browser (Debian's chromium, driven by Playwright) against a real server with
-real Docker sandboxes and the scripted model: log in, open a running session, watch a tool call arrive, allow it
-from the page, see the output image, reload mid-turn and find everything still there. A screenshot of the session
-view is kept as an artifact."""
+"""The live view at `/ui` in a real browser (Debian's chromium, driven by Playwright) against a real server and the
+scripted model.
+
+With real Docker sandboxes: log in, open a running session, watch a tool call arrive, allow it from the page, see
+the output image, reload mid-turn and find everything still there; a screenshot of the session view is kept as an
+artifact. With fake sandboxes (the page is under test, not the tools): send a message, get a 10 MB tool result
+shown cut short and downloadable whole, answer a custom tool from the result box, interrupt a turn."""
 
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_sandboxes import FakeSandboxes
 from model_server import ModelServer, hang, reply, tool_use
+from playwright.sync_api import Page, expect, sync_playwright
 from rest_serving import RestServer, rest_server
 
-from server.core.config import ServerConfig
+from server.core.config import DEFAULT_IMAGE, ServerConfig
 from vault.memory_store import MemoryStore
 
-pytestmark = [pytest.mark.docker, pytest.mark.browser]
+pytestmark = [pytest.mark.browser]
 
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 SLOW_S = 60_000  # ms: a first tool call starts the session's container
@@ -52,6 +57,18 @@ def served(docker_loop_config: ServerConfig, model: ModelServer) -> Iterator[Res
 
 
 @pytest.fixture
+def fakes() -> FakeSandboxes:
+    return FakeSandboxes()
+
+
+@pytest.fixture
+def served_on_fakes(data_dir: Path, model: ModelServer, fakes: FakeSandboxes) -> Iterator[RestServer]:
+    config = ServerConfig(data_dir=data_dir, image=DEFAULT_IMAGE, model="claude-test", model_key_present=True)
+    with rest_server(config, sandboxes=lambda _tg: fakes, secrets=MemoryStore()) as server:
+        yield server
+
+
+@pytest.fixture
 def artifacts() -> Path:
     """Where screenshots go: `MANAGED_SESSIONS_ARTIFACTS`, else a folder in the system's temp dir."""
     path = Path(
@@ -73,11 +90,21 @@ def start_session(server: RestServer) -> str:
         return session.id
 
 
+def log_in(page: Page, server: RestServer) -> None:
+    page.goto(f"{server.base_url}/ui")
+    page.fill("#token", server.token)
+    page.click("#login-form button[type=submit]")
+
+
+def entry_ids(page: Page) -> list[str]:
+    ids: list[str] = page.locator("#log [data-event-id]").evaluate_all("nodes => nodes.map(n => n.dataset.eventId)")
+    return ids
+
+
+@pytest.mark.docker
 def test_the_page_follows_a_running_session_live(
     served: RestServer, model: ModelServer, chromium: str, artifacts: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
     first, second = threading.Event(), threading.Event()
     model.enqueue(
         hang(then=reply(tool_use("bash", {"command": PAINT})), release=first),
@@ -92,9 +119,7 @@ def test_the_page_follows_a_running_session_live(
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
 
-            page.goto(f"{served.base_url}/ui")
-            page.fill("#token", served.token)
-            page.click("#login-form button[type=submit]")
+            log_in(page, served)
             row = page.locator(f'tr[data-session-id="{session_id}"]')
             expect(row).to_contain_text("running")
             expect(row).to_contain_text("Paint a square")
@@ -116,12 +141,11 @@ def test_the_page_follows_a_running_session_live(
 
             preview = page.locator("#log .entry.preview")
             expect(preview).to_contain_text("Looking at the square")  # the model's second turn, as it streams
-            before = page.locator("#log [data-event-id]").evaluate_all("nodes => nodes.map(n => n.dataset.eventId)")
+            before = entry_ids(page)
             page.reload()
             expect(page.locator("#connection")).to_have_text("live")
             expect(tool.locator(".state")).to_have_text("done")
-            after = page.locator("#log [data-event-id]").evaluate_all("nodes => nodes.map(n => n.dataset.eventId)")
-            assert after == before
+            assert entry_ids(page) == before
 
             second.set()
             agent = page.locator("#log .entry.agent")
@@ -146,5 +170,72 @@ def test_the_page_follows_a_running_session_live(
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot of the session view: {shot}")
             assert problems == []
+        finally:
+            browser.close()
+
+
+BIG = "".join(f"line {n:07d} of a long build log\n" for n in range(10 * 1024 * 1024 // 32))
+LOOKUP = {"type": "custom", "name": "lookup", "description": "Look a word up.", "input_schema": {"type": "object"}}
+
+
+def test_a_huge_result_a_custom_tool_and_an_interrupt_from_the_page(
+    served_on_fakes: RestServer, model: ModelServer, fakes: FakeSandboxes, chromium: str
+) -> None:
+    fakes.outputs["make"] = BIG
+    stalled = threading.Event()
+    model.enqueue(
+        reply(tool_use("bash", {"command": "make"})),
+        reply(tool_use("lookup", {"word": "cat"})),
+        hang("Now I will", then=reply("never said"), release=stalled),
+    )
+    with served_on_fakes.client() as client:
+        agent = client.beta.agents.create(
+            name="builder",
+            model="claude-test",
+            tools=[{"type": "agent_toolset_20260401"}, LOOKUP],  # type: ignore[list-item]
+        )
+        environment = client.beta.environments.create(name="shop")
+        session_id = client.beta.sessions.create(agent=agent.id, environment_id=environment.id).id
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page()
+            log_in(page, served_on_fakes)
+            page.locator(f'tr[data-session-id="{session_id}"]').click()
+            expect(page.locator("#connection")).to_have_text("live")
+
+            page.fill("#message", "Build it.")
+            page.click("#send-form button[type=submit]")
+            expect(page.locator("#message")).to_have_value("")
+            expect(page.locator("#log .entry.user")).to_have_text("YouBuild it.")
+
+            build = page.locator("#log .entry.tool", has_text="bash")
+            expect(build.locator(".state")).to_have_text("done")
+            expect(build.locator("details.result summary")).to_contain_text(f"{len(BIG)} characters")
+            expect(build.locator("details.result .truncated")).to_contain_text(f"of {len(BIG)} characters")
+            build.locator("details.result summary").click()
+            assert len(build.locator("details.result pre").inner_text()) <= 4000
+            with page.expect_download() as download:
+                build.locator("details.result button", has_text="Download all").click()
+            assert Path(download.value.path()).read_text(encoding="utf-8") == BIG
+
+            lookup = page.locator("#log .entry.tool", has_text="lookup")
+            expect(lookup.locator(".state")).to_have_text("waiting for your result")
+            lookup.locator(".answer textarea").fill("a small feline")
+            lookup.locator("button.send-result").click()
+            expect(lookup.locator(".state")).to_have_text("answered")
+            expect(lookup.locator("details.result")).to_contain_text("result: 14 characters")
+
+            expect(page.locator("#log .entry.preview")).to_contain_text("Now I will")
+            page.click("#interrupt")
+            expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
+            expect(page.locator("#session-status")).to_have_text("idle")
+            expect(page.locator("#log .entry.preview")).to_have_count(0)
+
+            before = entry_ids(page)
+            page.reload()
+            expect(page.locator("#connection")).to_have_text("live")
+            expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
+            assert entry_ids(page) == before
         finally:
             browser.close()
