@@ -16,7 +16,8 @@ STATIC = files("server.fronts.web") / "static"
 
 
 def test_the_page_and_its_files_load_without_the_token_under_a_strict_policy(rest: RestServer) -> None:
-    for path, media_type in [("/ui", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/app.css", "text/css")]:
+    assets = [("/ui", "text/html"), ("/ui/view.js", "text/javascript"), ("/ui/page.js", "text/javascript")]
+    for path, media_type in [*assets, ("/ui/app.css", "text/css")]:
         response = httpx.get(rest.base_url + path)
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith(media_type)
@@ -31,7 +32,7 @@ def test_the_page_and_its_files_load_without_the_token_under_a_strict_policy(res
     assert httpx.get(rest.base_url + "/ui/").headers["location"] == "/ui"
 
 
-@pytest.mark.parametrize("path", ["/v1/sessions", "/ui/secrets", "/uix", "/ui/app.js.map", "/UI", "/mcp"])
+@pytest.mark.parametrize("path", ["/v1/sessions", "/ui/secrets", "/uix", "/ui/view.js.map", "/UI", "/mcp"])
 def test_every_other_path_still_needs_the_token(rest: RestServer, path: str) -> None:
     assert httpx.get(rest.base_url + path).status_code == 401
 
@@ -66,13 +67,14 @@ class _Tags(HTMLParser):
 def test_the_page_has_no_inline_script_or_handler() -> None:
     tags = _Tags()
     tags.feed((STATIC / "index.html").read_text(encoding="utf-8"))
-    assert [s.get("src") for s in tags.scripts] == ["/ui/app.js"]
+    assert [s.get("src") for s in tags.scripts] == ["/ui/view.js", "/ui/page.js"]
     assert tags.script_text.strip() == ""
     assert tags.handlers == []
 
 
-def test_the_script_never_parses_a_string_as_html_or_code() -> None:
-    source = (STATIC / "app.js").read_text(encoding="utf-8")
+@pytest.mark.parametrize("script", ["view.js", "page.js", "bridge.js"])
+def test_the_scripts_never_parse_a_string_as_html_or_code(script: str) -> None:
+    source = (STATIC / script).read_text(encoding="utf-8")
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
     for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "srcdoc"]:
         assert sink not in code, sink

@@ -1,6 +1,10 @@
-"""The live session view at `/ui`: one HTML page, a stylesheet and a script, shipped in the package.
+"""The live session view at `/ui`: one HTML page, a stylesheet and two scripts, shipped in the package.
 
-Trust model. The three files hold no data and no secret, so they are served without the token (the page must
+`view.js` is the session view itself, over a backend; `page.js` is the page around it (log in, the session list)
+and the backend that reads the REST API. The MCP App (`server.fronts.mcp.app`) inlines the same page and view
+with `bridge.js`, a backend that calls the MCP tools through the host.
+
+Trust model. The page's files hold no data and no secret, so they are served without the token (the page must
 load before anyone can log in); everything the page shows comes from `/v1`, which needs the token. The script
 keeps the token in the tab's `sessionStorage` and sends it as `Authorization: Bearer` on every request, never
 in a URL (URLs end up in history, logs and `Referer`s). The event stream is read with `fetch` for the same
@@ -44,7 +48,8 @@ class _Asset:
 
 ASSETS = {
     "/ui": _Asset("index.html", "text/html; charset=utf-8"),
-    "/ui/app.js": _Asset("app.js", "text/javascript; charset=utf-8"),
+    "/ui/view.js": _Asset("view.js", "text/javascript; charset=utf-8"),
+    "/ui/page.js": _Asset("page.js", "text/javascript; charset=utf-8"),
     "/ui/app.css": _Asset("app.css", "text/css; charset=utf-8"),
 }
 PUBLIC_PATHS = frozenset({*ASSETS, "/ui/"})
@@ -65,5 +70,5 @@ async def _to_page(_request: Request) -> Response:
 
 
 def web_routes() -> list[BaseRoute]:
-    """The page and its two files, and `/ui/` sent to `/ui`."""
+    """The page and its files, and `/ui/` sent to `/ui`."""
     return [*(_asset_route(path, asset) for path, asset in ASSETS.items()), Route("/ui/", _to_page)]

@@ -1,17 +1,19 @@
-// The live session view: the session list and one session's log, followed over the REST API's event stream.
+// The session view: one session's log, its pending tool calls and its output files, as they happen. It reads
+// the session through a backend (page.js: the REST API and its event stream; bridge.js: an MCP host's tools),
+// so the browser page and the MCP App show the same view.
 //
 // Rules this file keeps: every value from the server goes into the page through textContent (never as HTML);
-// the token lives in sessionStorage and travels only in the Authorization header; big texts are cut for
-// display, with the whole a click away, so a 10 MB tool result cannot freeze the page.
+// big texts are cut for display, with the whole a click away, so a 10 MB tool result cannot freeze the page.
+//
+// A backend has: session(id, signal) -> Session; history(id, signal, onEvent) (every stored event, oldest
+// first); follow(id, lastId(), signal, onEvent(event, storedId), onState(text)) (new events, until aborted);
+// send(id, events); files(id, signal) -> [{key, filename, size_bytes, mime_type}]; imageUrl(id, file, signal);
+// text(id, file, maxBytes, signal); blob(id, file, signal).
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "managed-sessions.token";
   const SHOWN_CHARS = 4000; // of a tool input or result, inline; the rest is downloadable
   const PREVIEW_BYTES = 64 * 1024; // of a text file, in the preview pane
-  const PAGE = 100; // events per history request (the API's largest page)
-  const RECONNECT_MS = [250, 500, 1000, 2000, 5000];
-  const LIST_REFRESH_MS = 5000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -34,69 +36,13 @@
     box.hidden = !message;
   }
 
-  // --- the API ------------------------------------------------------------------------------------------
-
-  class Unauthorized extends Error {}
-
-  function token() {
-    return sessionStorage.getItem(TOKEN_KEY);
+  // An error for the user; aborts (a view closing) and errors already dealt with (`quiet`) are not shown.
+  function failed(error) {
+    if (!error || error.name === "AbortError" || error.quiet) return;
+    notice(String(error.message || error));
   }
 
-  async function api(path, { method = "GET", json, signal, headers = {} } = {}) {
-    const sent = { authorization: "Bearer " + token(), ...headers };
-    if (json !== undefined) sent["content-type"] = "application/json";
-    const response = await fetch(path, {
-      method, headers: sent, signal, cache: "no-store",
-      body: json === undefined ? undefined : JSON.stringify(json),
-    });
-    if (response.status === 401) {
-      logOut("The server refused the token; log in again.");
-      throw new Unauthorized("unauthorized");
-    }
-    if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const body = await response.json();
-        if (body && body.error && body.error.message) message = body.error.message;
-      } catch (_) { /* not the API's error body */ }
-      throw Object.assign(new Error(message), { status: response.status });
-    }
-    return response;
-  }
-
-  const apiJson = async (path, options) => (await api(path, options)).json();
-  const sendEvents = (sessionId, events) =>
-    apiJson(`/v1/sessions/${encodeURIComponent(sessionId)}/events`, { method: "POST", json: { events } });
-
-  // Server-Sent Events read with fetch, so the token goes in a header (EventSource cannot send one).
-  async function readSse(response, onMessage) {
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    let scanned = 0; // where to look for the next frame's end: never rescan a long frame from its start
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n", Math.max(0, scanned - 1))) !== -1) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        scanned = 0;
-        const fields = { event: "message", id: null, data: [] };
-        for (const line of frame.split("\n")) {
-          const colon = line.indexOf(":");
-          if (colon <= 0) continue;
-          const name = line.slice(0, colon);
-          const text = line.slice(colon + 1).replace(/^ /, "");
-          if (name === "data") fields.data.push(text);
-          else if (name === "event") fields.event = text;
-          else if (name === "id") fields.id = text;
-        }
-        if (fields.event === "message" && fields.data.length) onMessage(JSON.parse(fields.data.join("\n")), fields.id);
-      }
-      scanned = buffer.length;
-    }
-  }
+  let active = null; // the session view the message box and Interrupt button act on
 
   // --- small formatters ---------------------------------------------------------------------------------
 
@@ -130,11 +76,13 @@
     }).join("\n");
   }
 
-  function saveText(text, filename) {
-    const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+  function saveBlob(blob, filename) {
+    const url = URL.createObjectURL(blob);
     el("a", { href: url, download: filename }).click();
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
+
+  const saveText = (text, filename) => saveBlob(new Blob([text], { type: "text/plain;charset=utf-8" }), filename);
 
   // A <pre> with at most SHOWN_CHARS of `text`, and a download of the whole when it is longer.
   function boundedText(text, filename) {
@@ -149,79 +97,10 @@
     return box;
   }
 
-  // --- views --------------------------------------------------------------------------------------------
-
-  let current = null; // the open view; stop() ends its timers and streams
-
-  function show(view) {
-    for (const id of ["login-view", "list-view", "session-view"]) $(id).hidden = id !== view;
-    $("logout").hidden = view === "login-view";
-    if (view !== "session-view") $("connection").textContent = "";
-  }
-
-  function logOut(message) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    if (current) current.stop();
-    current = null;
-    show("login-view");
-    notice(message || "");
-  }
-
-  function route() {
-    if (current) current.stop();
-    current = null;
-    if (!token()) {
-      show("login-view");
-      return;
-    }
-    const match = /^#\/sessions\/([A-Za-z0-9_]+)$/.exec(location.hash);
-    current = match ? new SessionView(match[1]) : new ListView();
-    current.start().catch(failed);
-  }
-
-  function failed(error) {
-    if (error instanceof Unauthorized || (error && error.name === "AbortError")) return;
-    notice(String(error && error.message ? error.message : error));
-  }
-
-  class ListView {
-    constructor() {
-      this.timer = null;
-    }
-
-    async start() {
-      show("list-view");
-      await this.refresh();
-      this.timer = setInterval(() => this.refresh().catch(failed), LIST_REFRESH_MS);
-    }
-
-    stop() {
-      clearInterval(this.timer);
-    }
-
-    async refresh() {
-      const listed = await apiJson("/v1/sessions?limit=100");
-      const rows = listed.data.map((s) => {
-        const row = el("tr", { "data-session-id": s.id },
-          el("td", {}, el("span", { class: `status ${s.status}`, textContent: s.status })),
-          el("td", { textContent: s.title || s.id }),
-          el("td", { textContent: s.agent ? s.agent.name : "" }),
-          el("td", { textContent: age(s.created_at), title: s.created_at }),
-          el("td", { textContent: usage(s.usage) }),
-        );
-        row.addEventListener("click", () => { location.hash = `#/sessions/${s.id}`; });
-        return row;
-      });
-      $("sessions").replaceChildren(...rows);
-      $("no-sessions").hidden = rows.length > 0;
-      notice("");
-    }
-  }
-
   class SessionView {
-    constructor(sessionId) {
+    constructor(backend, sessionId) {
+      this.backend = backend;
       this.id = sessionId;
-      this.base = `/v1/sessions/${encodeURIComponent(sessionId)}`;
       this.abort = new AbortController();
       this.lastId = null; // the newest stored event shown: the stream resumes after it
       this.seen = new Set();
@@ -234,27 +113,28 @@
     stop() {
       this.abort.abort();
       clearTimeout(this.filesTimer);
+      if (active === this) active = null;
     }
 
     async start() {
-      show("session-view");
+      active = this;
       $("log").replaceChildren();
       $("files").replaceChildren();
       $("file-preview").replaceChildren();
       $("session-id").textContent = this.id;
       this.showPending();
       const signal = this.abort.signal;
-      this.head(await apiJson(this.base, { signal }));
+      this.head(await this.backend.session(this.id, signal));
       this.refreshFiles();
-      let page = null;
-      do {
-        const query = `limit=${PAGE}&order=asc` + (page ? `&page=${encodeURIComponent(page)}` : "");
-        const listed = await apiJson(`${this.base}/events?${query}`, { signal });
-        for (const event of listed.data) this.handle(event, event.id);
-        page = listed.next_page;
-      } while (page);
+      await this.backend.history(this.id, signal, (event) => this.handle(event, event.id));
       notice("");
-      this.follow();
+      const state = (text) => { $("connection").textContent = text; };
+      this.backend.follow(this.id, () => this.lastId, signal, (event, id) => this.handle(event, id), state)
+        .catch(failed);
+    }
+
+    send(events) {
+      return this.backend.send(this.id, events);
     }
 
     head(session) {
@@ -267,28 +147,6 @@
       const badge = $("session-status");
       badge.textContent = value;
       badge.className = `status ${value}`;
-    }
-
-    async follow() {
-      const signal = this.abort.signal;
-      for (let attempt = 0; !signal.aborted; attempt++) {
-        try {
-          const headers = this.lastId ? { "last-event-id": this.lastId } : {};
-          const response = await api(`${this.base}/events/stream?event_deltas[]=agent.message`, { signal, headers });
-          $("connection").textContent = "live";
-          attempt = 0;
-          await readSse(response, (event, id) => this.handle(event, id));
-        } catch (error) {
-          if (signal.aborted || error instanceof Unauthorized) return;
-          if (error.status === 404 || error.status === 400) {
-            failed(error);
-            return;
-          }
-        }
-        if (signal.aborted) return;
-        $("connection").textContent = "reconnecting…";
-        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]));
-      }
     }
 
     handle(event, storedId) {
@@ -488,7 +346,7 @@
       const send = (result) => {
         const event = { type: "user.tool_confirmation", tool_use_id: useId, result };
         if (result === "deny" && reason.value) event.deny_message = reason.value;
-        sendEvents(this.id, [event]).catch(failed);
+        this.send([event]).catch(failed);
       };
       return el("div", { class: "answer" }, reason, el("div", { class: "buttons" },
         el("button", { type: "button", class: "allow", textContent: "Allow", onclick: () => send("allow") }),
@@ -502,7 +360,7 @@
       const send = () => {
         const event = { type: "user.custom_tool_result", custom_tool_use_id: useId, is_error: isError.checked,
           content: text.value ? [{ type: "text", text: text.value }] : [] };
-        sendEvents(this.id, [event]).catch(failed);
+        this.send([event]).catch(failed);
       };
       return el("div", { class: "answer" }, text, el("div", { class: "buttons" },
         el("label", {}, isError, " is an error"),
@@ -519,9 +377,8 @@
 
     async refreshFiles() {
       try {
-        const listed = await apiJson(`/v1/files?scope_id=${encodeURIComponent(this.id)}&limit=1000`,
-          { signal: this.abort.signal });
-        const items = listed.data.map((file) => el("li", { "data-file-id": file.id },
+        const files = await this.backend.files(this.id, this.abort.signal);
+        const items = files.map((file) => el("li", { "data-file-id": file.key },
           el("span", { class: "name", textContent: file.filename }),
           el("span", { class: "size", textContent: bytes(file.size_bytes) }),
           el("button", { type: "button", class: "preview", textContent: "Preview",
@@ -536,70 +393,42 @@
       }
     }
 
-    content(file) {
-      return api(`/v1/files/${encodeURIComponent(file.id)}/content`, { signal: this.abort.signal });
-    }
-
     async preview(file) {
       const pane = $("file-preview");
       const title = el("h2", { textContent: file.filename });
+      const signal = this.abort.signal;
       if (/^image\/(png|jpeg|gif|webp|bmp)$/.test(file.mime_type)) {
-        const blob = await (await this.content(file)).blob();
-        const image = el("img", { alt: file.filename, src: URL.createObjectURL(blob) });
+        const image = el("img", { alt: file.filename, src: await this.backend.imageUrl(this.id, file, signal) });
         pane.replaceChildren(title, image);
         return;
       }
-      const response = await this.content(file);
-      const reader = response.body.getReader();
-      const chunks = [];
-      let size = 0;
-      while (size < PREVIEW_BYTES) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        size += value.length;
-      }
-      reader.cancel().catch(() => {});
-      const text = new TextDecoder().decode(await new Blob(chunks).slice(0, PREVIEW_BYTES).arrayBuffer());
+      const text = await this.backend.text(this.id, file, PREVIEW_BYTES, signal);
       const cut = file.size_bytes > PREVIEW_BYTES
         ? el("p", { class: "truncated", textContent: `The first ${bytes(PREVIEW_BYTES)} of ${bytes(file.size_bytes)}.` })
-        : null;
-      pane.replaceChildren(title, el("pre", { textContent: text }), cut || "");
+        : "";
+      pane.replaceChildren(title, el("pre", { textContent: text }), cut);
     }
 
     async download(file) {
-      const blob = await (await this.content(file)).blob();
-      const url = URL.createObjectURL(blob);
-      el("a", { href: url, download: file.filename }).click();
-      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      saveBlob(await this.backend.blob(this.id, file, this.abort.signal), file.filename);
     }
   }
 
-  // --- wiring -------------------------------------------------------------------------------------------
 
-  function wire() {
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
-      $("token").value = "";
-      notice("");
-      route();
-    });
-    $("logout").addEventListener("click", () => logOut(""));
+  function wireControls() {
     $("send-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const text = $("message").value;
-      if (!text.trim() || !(current instanceof SessionView)) return;
-      sendEvents(current.id, [{ type: "user.message", content: [{ type: "text", text }] }])
+      if (!text.trim() || !active) return;
+      active.send([{ type: "user.message", content: [{ type: "text", text }] }])
         .then(() => { $("message").value = ""; })
         .catch(failed);
     });
     $("interrupt").addEventListener("click", () => {
-      if (current instanceof SessionView) sendEvents(current.id, [{ type: "user.interrupt" }]).catch(failed);
+      if (active) active.send([{ type: "user.interrupt" }]).catch(failed);
     });
-    window.addEventListener("hashchange", route);
-    route();
   }
 
-  wire();
+  wireControls();
+  window.SessionViews = { $, el, notice, failed, age, usage, SessionView };
 })();
