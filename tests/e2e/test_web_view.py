@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import struct
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from fake_sandboxes import FakeSandboxes
+from mcp_app_host import host_page
 from model_server import ModelServer, hang, reply, tool_use
 from playwright.sync_api import Page, expect, sync_playwright
 from rest_serving import RestServer, rest_server
@@ -205,7 +207,7 @@ def test_a_huge_result_a_custom_tool_and_an_interrupt_from_the_page(
             expect(page.locator("#connection")).to_have_text("live")
 
             page.fill("#message", "Build it.")
-            page.click("#send-form button[type=submit]")
+            page.click("#send")
             expect(page.locator("#message")).to_have_value("")
             expect(page.locator("#log .entry.user")).to_have_text("YouBuild it.")
 
@@ -237,5 +239,64 @@ def test_a_huge_result_a_custom_tool_and_an_interrupt_from_the_page(
             expect(page.locator("#connection")).to_have_text("live")
             expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
             assert entry_ids(page) == before
+        finally:
+            browser.close()
+
+
+def test_the_mcp_app_follows_a_session_through_a_hosts_bridge(
+    served_on_fakes: RestServer, model: ModelServer, fakes: FakeSandboxes, chromium: str
+) -> None:
+    """The view as an MCP App in a minimal host (`tests/mcp_app_host.py`): every call it makes is a tool call
+    through the host's postMessage bridge, under the CSP its metadata asks for (no network at all)."""
+    fakes.outputs["make"] = HOSTILE
+    model.enqueue(reply(tool_use("bash", {"command": "make"})), reply("Built."), reply("Built again."))
+    session_id = start_session(served_on_fakes)
+    fakes.files[session_id] = {"square.png": SQUARE}
+    fakes.mime_types["square.png"] = "image/png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.route(
+                f"{served_on_fakes.base_url}/host",
+                lambda route: route.fulfill(body=host_page(served_on_fakes.token), content_type="text/html"),
+            )
+            page.goto(f"{served_on_fakes.base_url}/host")
+            page.evaluate("id => window.openView(id)", session_id)
+            view = page.frame_locator("iframe")
+
+            expect(view.locator("#session-title")).to_have_text("Paint a square")
+            tool = view.locator("#log .entry.tool")
+            expect(tool.locator(".state")).to_have_text("waiting for your confirmation")
+            tool.locator("button.allow").click()
+            expect(tool.locator(".state")).to_have_text("done")
+            expect(view.locator("#log .entry.agent")).to_have_text("AgentBuilt.")
+            expect(view.locator("#session-status")).to_have_text("idle")
+
+            result = tool.locator("details.result")
+            result.locator("summary").click()
+            expect(result.locator("pre")).to_have_text(HOSTILE)
+            assert result.locator("img").count() == 0
+            app = next(frame for frame in page.frames if frame != page.main_frame)
+            assert app.evaluate("window.pwned") is None
+
+            view.locator("#message").fill("Once more.")
+            view.locator("#send").click()
+            expect(view.locator("#log .entry.user").last).to_have_text("YouOnce more.")
+            expect(view.locator("#log .entry.agent").last).to_have_text("AgentBuilt again.")
+
+            square = view.locator("#files li", has_text="square.png")
+            square.locator("button.preview").click()
+            expect(view.locator("#file-preview img")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+            app.wait_for_function("document.querySelector('#file-preview img').naturalWidth === 24")
+
+            log = page.evaluate("window.hostLog")
+            assert log[0] == "ui/initialize"
+            assert log.index("ui/notifications/initialized") < log.index("tools/call")
+            assert {"ui/notifications/size-changed"} <= set(log)
+            assert problems == []
         finally:
             browser.close()

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-__all__ = ["PUBLIC_PATHS", "SECURITY_HEADERS", "web_routes"]
+__all__ = ["PUBLIC_PATHS", "SECURITY_HEADERS", "app_document", "web_routes"]
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -72,3 +72,23 @@ async def _to_page(_request: Request) -> Response:
 def web_routes() -> list[BaseRoute]:
     """The page and its files, and `/ui/` sent to `/ui`."""
     return [*(_asset_route(path, asset) for path, asset in ASSETS.items()), Route("/ui/", _to_page)]
+
+
+_STYLESHEET = '<link rel="stylesheet" href="/ui/app.css">'
+_PAGE_SCRIPTS = '<script src="/ui/view.js" defer></script>\n<script src="/ui/page.js" defer></script>\n'
+
+
+def _static(name: str) -> str:
+    return (files(__name__) / "static" / name).read_text(encoding="utf-8")
+
+
+def app_document() -> str:
+    """The page as one self-contained document for an MCP App: the stylesheet and the view inlined, with
+    `bridge.js` (tool calls through the host) in place of `page.js` (the REST API). An app's document is loaded
+    from a string, so it has no server to fetch its files from."""
+    page = _static("index.html")
+    script = _static("view.js") + "\n" + _static("bridge.js")
+    if _STYLESHEET not in page or _PAGE_SCRIPTS not in page or "</script" in script.lower():
+        raise RuntimeError("index.html or the scripts changed shape; update app_document() with them")
+    page = page.replace(_STYLESHEET, "<style>\n" + _static("app.css") + "</style>").replace(_PAGE_SCRIPTS, "")
+    return page.replace("</body>", "<script>\n" + script + "</script>\n</body>")

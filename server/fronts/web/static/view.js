@@ -415,14 +415,18 @@
   }
 
 
+  // Buttons, not a form: a sandboxed MCP App frame may not submit forms.
   function wireControls() {
-    $("send-form").addEventListener("submit", (event) => {
-      event.preventDefault();
+    const send = () => {
       const text = $("message").value;
       if (!text.trim() || !active) return;
       active.send([{ type: "user.message", content: [{ type: "text", text }] }])
         .then(() => { $("message").value = ""; })
         .catch(failed);
+    };
+    $("send").addEventListener("click", send);
+    $("message").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send();
     });
     $("interrupt").addEventListener("click", () => {
       if (active) active.send([{ type: "user.interrupt" }]).catch(failed);
