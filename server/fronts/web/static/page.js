@@ -93,6 +93,11 @@
             { signal, headers });
           onState("live");
           attempt = 0;
+          if (!lastId()) {
+            // Without a cursor the stream starts after the newest event when it opened; anything appended
+            // between the history read and that moment is read again here (what was shown is skipped).
+            await restBackend.history(id, signal, (event) => onEvent(event, event.id));
+          }
           await readSse(response, onEvent);
         } catch (error) {
           if (signal.aborted || error.status === 401 || error.status === 404 || error.status === 400) throw error;
