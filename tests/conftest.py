@@ -4,6 +4,7 @@ rules for tests that need real external parts (Docker, a SecretService keyring, 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ REQUIRED_PARTS = {
     "inspector": "MANAGED_SESSIONS_REQUIRE_INSPECTOR",
     "claude_code": "MANAGED_SESSIONS_REQUIRE_CLAUDE_CODE",
     "old_sdk": "MANAGED_SESSIONS_REQUIRE_OLD_SDK",
+    "browser": "MANAGED_SESSIONS_REQUIRE_BROWSER",
 }
 
 
@@ -172,6 +174,21 @@ def subprocess_env(data_dir: Path) -> dict[str, str]:
         # Tests find a session's container by its session label, which a pooled one lacks (test_warm_pool.py).
         "MANAGED_SESSIONS_WARM_POOL": "0",
     }
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium (or the one `MANAGED_SESSIONS_CHROMIUM` names) for Playwright, which is pointed at it
+    with `executable_path`: Playwright's own browser download is never used."""
+    path = os.environ.get("MANAGED_SESSIONS_CHROMIUM") or shutil.which("chromium")
+    if path is None:
+        missing_part("browser", "no chromium on PATH (Debian: apt-get install chromium)")
+        raise AssertionError  # missing_part skips or fails; this line only tells type checkers so
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        missing_part("browser", f"{exc} (the dev dependencies in requirements.lock have it)")
+    return path
 
 
 @pytest.fixture

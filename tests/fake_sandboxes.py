@@ -64,6 +64,8 @@ class FakeSandboxes:
     built: list[str] = field(default_factory=list)
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     """Output files by session id, then path under /mnt/session/outputs/."""
+    mime_types: dict[str, str] = field(default_factory=dict)
+    """An output file's mime type by its path; text/plain for any other."""
     put: list[tuple[str, str]] = field(default_factory=list)
     placed: dict[str, dict[str, Path]] = field(default_factory=dict)
     """The read-only files by session id, then target path."""
@@ -99,7 +101,13 @@ class FakeSandboxes:
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
         files = self.files.get(session_id, {})
         return [
-            OutputFileInfo(path, len(data), "text/plain", hashlib.sha256(data).hexdigest(), "2026-01-01T00:00:00Z")
+            OutputFileInfo(
+                path,
+                len(data),
+                self.mime_types.get(path, "text/plain"),
+                hashlib.sha256(data).hexdigest(),
+                "2026-01-01T00:00:00Z",
+            )
             for path, data in sorted(files.items())
         ]
 
@@ -110,7 +118,8 @@ class FakeSandboxes:
         if data is None:
             raise InvalidRequestError(f"no output file {path!r}")
         chunk = data[offset : offset + max_bytes]
-        return OutputChunkData("text/plain", len(data), chunk, offset + len(chunk) >= len(data))
+        mime_type = self.mime_types.get(path, "text/plain")
+        return OutputChunkData(mime_type, len(data), chunk, offset + len(chunk) >= len(data))
 
     async def put_directory(self, session_id: str, environment: EnvironmentSpec, source: Path, target: str) -> bool:
         self.put.append((session_id, target))

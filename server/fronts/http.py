@@ -8,6 +8,8 @@ Security, in order of the checks a request meets:
    nothing else (not which part was wrong). Tokens are compared in constant time. This is a static shared
    secret, not OAuth, so no OAuth metadata is advertised (a client would go looking for an authorization
    server that does not exist).
+   The live view's own files under `/ui` (`server.fronts.web`) are the one exception: they hold no data, and
+   the page must load before its user can log in.
 2. For `/mcp`, Host/Origin checks (DNS-rebinding protection) from the MCP SDK, always on: loopback names, the
    bound host, and `MANAGED_SESSIONS_ALLOWED_HOSTS`.
 
@@ -38,6 +40,7 @@ from server.core.heap import settle_heap
 from server.fronts.mcp.event_store import MemoryEventStore
 from server.fronts.mcp.server import build_server
 from server.fronts.rest import rest_mount
+from server.fronts.web import PUBLIC_PATHS, web_routes
 from server.services.http_token import HttpSetupError, HttpToken
 from server.services.runtime import Runtime, http_token, open_runtime
 
@@ -91,12 +94,13 @@ class BearerAuth:
 
     The token comes as `Authorization: Bearer <token>` (MCP clients, `anthropic` SDK 2.10+) or as
     `x-api-key: <token>` (older `anthropic` SDKs). Under `/v1` the 401 is the Managed Agents API's error body,
-    so the SDK raises `AuthenticationError`."""
+    so the SDK raises `AuthenticationError`. `public_paths` (exact paths) need no token."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, public_paths: frozenset[str] = frozenset()) -> None:
         self._app = app
         self._bearer = f"Bearer {token}".encode()
         self._key = token.encode()
+        self._public = public_paths
 
     def _admits(self, headers: dict[bytes, bytes]) -> bool:
         bearer = hmac.compare_digest(headers.get(b"authorization", b""), self._bearer)
@@ -107,7 +111,7 @@ class BearerAuth:
         if scope["type"] != "http":
             await self._app(scope, receive, send)  # lifespan events carry no headers
             return
-        if self._admits(dict(scope["headers"])):
+        if self._admits(dict(scope["headers"])) or scope.get("path") in self._public:
             await self._app(scope, receive, send)
             return
         if str(scope.get("path", "")).startswith("/v1/"):
@@ -166,8 +170,9 @@ class _Forward:
 def http_app(
     config: ServerConfig, token: str, host: str, port: int, *, opener: RuntimeOpener = open_runtime
 ) -> ASGIApp:
-    """One ASGI app with one lifespan: it opens the runtime and serves, behind one token, the MCP front at `/mcp`
-    and the Managed Agents REST API at `/v1`. `opener` is `open_runtime`, or (in tests) it with fake adapters."""
+    """One ASGI app with one lifespan: it opens the runtime and serves, behind one token, the MCP front at `/mcp`,
+    the Managed Agents REST API at `/v1` and the live view at `/ui`. `opener` is `open_runtime`, or (in tests) it
+    with fake adapters."""
     mcp_app = _Forward()
 
     @asynccontextmanager
@@ -187,13 +192,13 @@ def http_app(
             async with mcp.session_manager.run():  # a mounted app's own lifespan never runs
                 yield
 
-    routes = [rest_mount(), Mount("/", app=mcp_app)]
-    return BearerAuth(Starlette(routes=routes, lifespan=lifespan), token)
+    routes = [rest_mount(), *web_routes(), Mount("/", app=mcp_app)]
+    return BearerAuth(Starlette(routes=routes, lifespan=lifespan), token, PUBLIC_PATHS)
 
 
 def serve_http(config: ServerConfig, host: str, port: int) -> None:
     """Serves until interrupted."""
     token = resolve_token(config, host)
     app = http_app(config, token, host, port)
-    logger.info("serving MCP at http://%s:%d/mcp and the REST API at http://%s:%d/v1", host, port, host, port)
+    logger.info("serving MCP at http://%s:%d/mcp, the REST API at /v1 and the live view at /ui", host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from mcp.server import MCPServer
 
 from server.core.version import __version__
+from server.fronts.mcp.app import AppLinks, register_app_resource
 from server.fronts.mcp.guard import GuardedMCPServer
 from server.fronts.mcp.registry import Registry
 from server.fronts.mcp.tools.agents import register_agent_tools
@@ -43,6 +44,7 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     register_file_tools(registry)
     register_message_tools(registry)
     register_vault_tools(registry)
+    register_app_resource(registry)
     mcp = GuardedMCPServer[Runtime](
         "managed-sessions",
         version=__version__,
@@ -50,6 +52,7 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
         lifespan=lifespan,
         log_level="INFO",
         tools=registry.tools,
+        middleware=[AppLinks()],
     )
     mcp.on_answer = runtime.start_up.answered  # the runtime's background work waits for the first answer
     registry.add_resources_to(mcp)
