@@ -181,18 +181,25 @@ class Relay:
         """Runs the direction on a worker thread, slice by slice: True once `source` ended, False once it went quiet."""
         assert self._threads is not None
         stop_read, stop_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        failure: OSError | None = None  # raised after the task group, which would wrap it in an exception group
+        ended = False
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_wake_on_cancel, stop_write)
-                while True:
-                    moved, ended = await anyio.to_thread.run_sync(
-                        _splice_slice, source.fileno(), sink.fileno(), pipe, stop_read, limiter=self._threads
-                    )
-                    if moved:
-                        self.touch()
-                    if ended or not moved:
-                        break
+                try:
+                    while True:
+                        moved, ended = await anyio.to_thread.run_sync(
+                            _splice_slice, source.fileno(), sink.fileno(), pipe, stop_read, limiter=self._threads
+                        )
+                        if moved:
+                            self.touch()
+                        if ended or not moved:
+                            break
+                except OSError as exc:  # an end is gone (reset, say): the relay's usual failure
+                    failure = exc
                 group.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
             return ended
         finally:
             os.close(stop_read)

@@ -4,9 +4,12 @@ megabytes intact, both ways, with a half-close passed on; a bulk direction's thr
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,13 +86,14 @@ def test_a_plain_http_download_arrives_whole(proxy: tuple[EgressProxy, int]) -> 
 
 @pytest.fixture
 def slices(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every bulk-direction thread slice's byte count: the real `_splice_slice`, counted."""
+    """Every bulk-direction thread slice's byte count (0 for one that raised): the real `_splice_slice`, counted."""
     moved: list[int] = []
     real = relay._splice_slice
 
     def counted(source: int, sink: int, pipe: relay._Pipe, stop: int) -> tuple[int, bool]:
+        moved.append(0)
         result = real(source, sink, pipe, stop)
-        moved.append(result[0])
+        moved[-1] = result[0]
         return result
 
     monkeypatch.setattr(relay, "_splice_slice", counted)
@@ -173,3 +177,36 @@ def test_closing_the_proxy_ends_a_bulk_transfer_and_its_thread(
             assert not closer.is_alive(), "the proxy closed while a relay thread was waiting for bytes"
             assert sock.recv(65536) == b"", "the tunnel ended with the proxy"
     assert slices
+
+
+@pytest.mark.skipif(not relay._SPLICE, reason="os.splice is Linux's")
+def test_an_upstream_reset_in_the_middle_of_a_bulk_transfer_ends_the_relay_quietly(
+    monkeypatch: pytest.MonkeyPatch, slices: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(relay, "BULK_BYTES", 0)
+    caplog.set_level(logging.DEBUG, logger="server.egress")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def send_then_reset() -> None:
+            connection, _ = listener.accept()
+            connection.sendall(b"z" * (4 * 1024 * 1024))
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()  # linger 0: a reset, not a close
+
+        upstream = threading.Thread(target=send_then_reset)
+        upstream.start()
+        egress = EgressProxy(allow_private=True, resolver=resolve, idle_timeout_s=30)
+        egress.admit("127.0.0.1", "sesn_a")
+        try:
+            port = listener.getsockname()[1]
+            egress.set_policy("sesn_a", EgressPolicy(HostRules.parse([f"reset.test:{port}"])))
+            with socket.create_connection(("127.0.0.1", egress.listen("127.0.0.1")), timeout=WAIT_S) as sock:
+                sock.sendall(f"CONNECT reset.test:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                upstream.join(WAIT_S)  # all sent and reset while the client read nothing: the relay is mid-way
+                with contextlib.suppress(ConnectionResetError):
+                    read_to_end(sock)
+            eventually(lambda: egress.open_connections("sesn_a") == 0, "the relay ended")
+        finally:
+            egress.close()
+    assert slices, "the transfer was on a thread when the reset came"
+    assert "failed unexpectedly" not in caplog.text
