@@ -52,6 +52,9 @@ DRAIN_S = 2.0
 """After answering a request itself, how long the proxy reads what else the client sent, before closing: closing
 with unread bytes resets the connection, which can destroy the answer before the client reads it."""
 
+BULK_THREADS = 32
+"""Bulk transfers that may each have a worker thread at once (`relay.py`); more go on on the event loop."""
+
 ALLOW_PRIVATE_HINT = "set MANAGED_SESSIONS_EGRESS_ALLOW_PRIVATE=1 on the server to allow private addresses (mirrors)"
 
 
@@ -89,6 +92,7 @@ class EgressProxy:
         self._thread: threading.Thread | None = None
         self._portal: BlockingPortal | None = None
         self._listeners: anyio.abc.TaskGroup | None = None
+        self._bulk_threads: anyio.CapacityLimiter | None = None
 
     def start(self) -> None:
         """Starts the proxy's thread and event loop, once."""
@@ -145,6 +149,7 @@ class EgressProxy:
         return self._principals.open_connections(principal)
 
     async def _run(self, ready: threading.Event) -> None:
+        self._bulk_threads = anyio.CapacityLimiter(BULK_THREADS)  # made on the proxy's own loop
         async with BlockingPortal() as portal, anyio.create_task_group() as listeners:
             self._portal, self._listeners = portal, listeners
             ready.set()
@@ -262,7 +267,7 @@ class EgressProxy:
     async def _relay(
         self, request: ProxyRequest, client: SocketStream, reader: BufferedByteReceiveStream, upstream: SocketStream
     ) -> None:
-        relay = Relay(self._idle_timeout_s, self._half_closed_timeout_s)
+        relay = Relay(self._idle_timeout_s, self._half_closed_timeout_s, threads=self._bulk_threads)
         if request.is_connect:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await relay.both_ways(reader, client, upstream)
