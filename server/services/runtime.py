@@ -7,8 +7,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from server.services.messages import Inbox
 from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
+from server.services.skills import SkillService
 from server.services.vaults import VaultService
 from server.store.disk_files import DiskFileStore
 from server.store.ports import SessionStore, Storage
@@ -52,7 +53,7 @@ from vault.secret import Secret
 from vault.store import SecretStore
 from vault.vaults import Vaults
 
-__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime"]
+__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime", "open_skills"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Runtime:
     follower: LogFollower
     files: FileService
     session_files: SessionFiles
+    skills: SkillService
 
 
 @asynccontextmanager
@@ -211,6 +213,7 @@ def _wire(
         follower,
         files,
         session_files,
+        SkillService(store),
     )
 
 
@@ -339,6 +342,16 @@ def docker_sandboxes(
 def keyring_secrets() -> SecretStore:
     """The production secret store: the OS keyring, under the service name the vault uses."""
     return KeyringStore(KEYRING_SERVICE)
+
+
+@contextmanager
+def open_skills(config: ServerConfig) -> Iterator[SkillService]:
+    """The skills of the data dir's store, for the CLI (SQLite lets it write beside a running server)."""
+    store = SqliteStore.open(config.database_path)
+    try:
+        yield SkillService(store)
+    finally:
+        store.close()
 
 
 def http_token(config: ServerConfig) -> HttpToken:

@@ -1,0 +1,110 @@
+"""Skills as every front sees them: add (a host folder or zip, or file contents), list, show, delete.
+
+Each front door calls this service and nothing else of the skills; the rules about what a skill may hold are
+`server.core.skills.check_skill`'s, the bounds on reading one from the host are `skill_sources`'. A check that
+fails stores nothing: a version is written in one transaction, after every check passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from pathlib import Path
+
+from server.core.blocking import in_thread
+from server.core.common import now_rfc3339
+from server.core.errors import InvalidRequestError, TooLargeError
+from server.core.ids import is_id
+from server.core.pagination import check_cursor, page_cursor
+from server.core.skills import (
+    MAX_SKILL_FILES,
+    SkillDeleted,
+    SkillDetail,
+    SkillFileInput,
+    SkillList,
+    SkillSource,
+    SkillVersion,
+    check_skill,
+)
+from server.services.skill_sources import read_skill_path
+from server.store.ports import SkillStore
+
+__all__ = ["MAX_INLINE_SKILL_BYTES", "SkillService"]
+
+MAX_INLINE_SKILL_BYTES = 1024 * 1024
+"""A skill sent as file contents (MCP) passes through a client's, often a model's, context: 1 MiB of text is
+already ~250,000 tokens. Bigger skills are added from the host with `managed-sessions skill add`."""
+MAX_LIST_LIMIT = 100
+
+
+class SkillService:
+    def __init__(self, store: SkillStore) -> None:
+        self._store = store
+
+    async def add_path(self, path: Path) -> SkillVersion:
+        """Adds a folder or zip on this host as a new skill, or as the next version of the skill of its name."""
+        sources = await in_thread(read_skill_path, path)
+        return await self._add(sources)
+
+    async def add_contents(self, files: Sequence[SkillFileInput]) -> SkillVersion:
+        """Adds a skill sent as file contents, bounded by `MAX_INLINE_SKILL_BYTES`."""
+        if len(files) > MAX_SKILL_FILES:
+            raise TooLargeError(f"a skill holds at most {MAX_SKILL_FILES} files; {len(files)} were sent")
+        sources = [SkillSource(f.path, _decoded(f), f.executable) for f in files]
+        total = sum(len(s.content) for s in sources)
+        if total > MAX_INLINE_SKILL_BYTES:
+            raise TooLargeError(
+                f"a skill sent as file contents holds at most {MAX_INLINE_SKILL_BYTES} bytes; this one has {total}: "
+                "add bigger skills on the server's host with `managed-sessions skill add PATH`"
+            )
+        return await self._add(sources)
+
+    async def add_files(self, sources: Sequence[SkillSource]) -> SkillVersion:
+        """Adds a skill from files already read (REST multipart, whose size the front bounds while reading)."""
+        return await self._add(sources)
+
+    async def _add(self, sources: Sequence[SkillSource]) -> SkillVersion:
+        checked = check_skill(sources)
+        return await in_thread(self._store.add_skill_version, checked, now_rfc3339())
+
+    async def get(self, skill: str) -> SkillDetail:
+        """A skill (by id or name) with its versions."""
+        found = await in_thread(self._store.get_skill, skill)
+        versions = await in_thread(self._store.list_skill_versions, found.id)
+        return SkillDetail(**found.model_dump(), versions=versions)
+
+    async def get_version(self, skill: str, version: int | None = None) -> SkillVersion:
+        """One version of a skill (by id or name); None: the latest."""
+        skill_id = await self._skill_id(skill)
+        return await in_thread(self._store.get_skill_version, skill_id, version)
+
+    async def list(self, limit: int = 20, cursor: str | None = None) -> SkillList:
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidRequestError(f"limit must be 1-{MAX_LIST_LIMIT}; got {limit}")
+        rows = await in_thread(self._store.list_skills, limit + 1, check_cursor(cursor, "skill"))
+        return SkillList(skills=rows[:limit], next_cursor=page_cursor([s.id for s in rows], limit))
+
+    async def delete(self, skill: str, version: int | None = None) -> SkillDeleted:
+        """Deletes a skill (every version), or one version of it. Sessions that pinned a deleted version lose it
+        from their next container on; agents that name the skill are refused at their next session."""
+        skill_id = await self._skill_id(skill)
+        if version is None:
+            await in_thread(self._store.delete_skill, skill_id)
+        else:
+            await in_thread(self._store.delete_skill_version, skill_id, version)
+        return SkillDeleted(id=skill_id, version=version)
+
+    async def _skill_id(self, skill: str) -> str:
+        if is_id(skill, "skill"):
+            return skill
+        return (await in_thread(self._store.get_skill, skill)).id
+
+
+def _decoded(file: SkillFileInput) -> bytes:
+    if file.encoding == "utf-8":
+        return file.content.encode("utf-8")
+    try:
+        return base64.b64decode(file.content, validate=True)
+    except binascii.Error as exc:
+        raise InvalidRequestError(f"file {file.path!r} is not valid base64: {exc}") from exc
