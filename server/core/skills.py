@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.core.errors import InvalidRequestError, TooLargeError
 
 __all__ = [
+    "MAX_INLINE_SKILL_BYTES",
     "MAX_SKILL_BYTES",
     "MAX_SKILL_FILES",
     "MAX_SKILL_FILE_BYTES",
@@ -52,6 +53,9 @@ MAX_SKILL_FILES = 1_000
 MAX_SKILL_FILE_BYTES = 10 * 1024 * 1024
 MAX_SKILL_BYTES = 30 * 1024 * 1024
 """The whole of one version, as the hosted Skills API bounds an upload; every session's sandbox gets a copy."""
+MAX_INLINE_SKILL_BYTES = 1024 * 1024
+"""A skill sent as file contents (MCP) passes through a client's, often a model's, context: 1 MiB of text is
+already ~250,000 tokens. Bigger skills are added from the host with `managed-sessions skill add`."""
 MAX_NAME_CHARS = 64
 MAX_DESCRIPTION_CHARS = 1_024
 """The Agent Skills format's limits: the description goes into every system prompt of a session using it."""
@@ -249,7 +253,10 @@ class SkillFileInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(max_length=MAX_PATH_CHARS, description="Relative to the skill's folder, e.g. 'SKILL.md'.")
-    content: str = Field(description="The file's text, or its bytes in base64 when `encoding` is 'base64'.")
+    content: str = Field(
+        max_length=(MAX_INLINE_SKILL_BYTES + 2) // 3 * 4,
+        description="The file's text, or its bytes in base64 when `encoding` is 'base64'.",
+    )
     encoding: Literal["utf-8", "base64"] = "utf-8"
     executable: bool = Field(default=False, description="Whether the file is a script run as `./path`.")
 

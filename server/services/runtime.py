@@ -7,8 +7,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +53,7 @@ from vault.secret import Secret
 from vault.store import SecretStore
 from vault.vaults import Vaults
 
-__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime", "open_skills"]
+__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime"]
 
 logger = logging.getLogger(__name__)
 
@@ -342,16 +342,6 @@ def docker_sandboxes(
 def keyring_secrets() -> SecretStore:
     """The production secret store: the OS keyring, under the service name the vault uses."""
     return KeyringStore(KEYRING_SERVICE)
-
-
-@contextmanager
-def open_skills(config: ServerConfig) -> Iterator[SkillService]:
-    """The skills of the data dir's store, for the CLI (SQLite lets it write beside a running server)."""
-    store = SqliteStore.open(config.database_path)
-    try:
-        yield SkillService(store)
-    finally:
-        store.close()
 
 
 def http_token(config: ServerConfig) -> HttpToken:

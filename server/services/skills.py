@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from server.core.blocking import in_thread
 from server.core.common import now_rfc3339
+from server.core.config import ServerConfig
 from server.core.errors import InvalidRequestError, TooLargeError
 from server.core.ids import is_id
 from server.core.pagination import check_cursor, page_cursor
 from server.core.skills import (
+    MAX_INLINE_SKILL_BYTES,
     MAX_SKILL_FILES,
     SkillDeleted,
     SkillDetail,
@@ -29,12 +32,10 @@ from server.core.skills import (
 )
 from server.services.skill_sources import read_skill_path
 from server.store.ports import SkillStore
+from server.store.sqlite.store import Store as SqliteStore
 
-__all__ = ["MAX_INLINE_SKILL_BYTES", "SkillService"]
+__all__ = ["SkillService", "open_skills"]
 
-MAX_INLINE_SKILL_BYTES = 1024 * 1024
-"""A skill sent as file contents (MCP) passes through a client's, often a model's, context: 1 MiB of text is
-already ~250,000 tokens. Bigger skills are added from the host with `managed-sessions skill add`."""
 MAX_LIST_LIMIT = 100
 
 
@@ -101,10 +102,23 @@ class SkillService:
         return (await in_thread(self._store.get_skill, skill)).id
 
 
+@contextmanager
+def open_skills(config: ServerConfig) -> Iterator[SkillService]:
+    """The skills of the data dir's store, for the CLI (SQLite takes this writer beside a running server's)."""
+    store = SqliteStore.open(config.database_path)
+    try:
+        yield SkillService(store)
+    finally:
+        store.close()
+
+
 def _decoded(file: SkillFileInput) -> bytes:
     if file.encoding == "utf-8":
-        return file.content.encode("utf-8")
+        try:
+            return file.content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestError(f"file {file.path!r} is not valid text ({exc.reason}); send base64") from exc
     try:
         return base64.b64decode(file.content, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
         raise InvalidRequestError(f"file {file.path!r} is not valid base64: {exc}") from exc

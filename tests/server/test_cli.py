@@ -163,11 +163,13 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["vault", "--help"], ["vault", "list"], ["serve", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["vault", "--help"], ["vault", "list"], ["skill", "list"], ["serve", "--help"]]
+)
 def test_commands_that_serve_nothing_import_neither_mcp_nor_a_model_sdk(
     subprocess_env: dict[str, str], argv: list[str]
 ) -> None:
-    """Help and the vault commands answer at once: the MCP SDK and the model SDKs are the slow imports."""
+    """Help and the vault and skill commands answer at once: the MCP SDK and the model SDKs are the slow imports."""
     env = python_path_env({**subprocess_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
     result = subprocess.run(
         [sys.executable, "-c", LOADED, *argv], env=env, capture_output=True, text=True, timeout=60, check=True

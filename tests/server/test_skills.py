@@ -11,30 +11,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from skill_folders import make_folder, skill_md
 
 from server.core.errors import InvalidRequestError, NotFoundError, ServerError, TooLargeError
-from server.core.skills import SkillFileInput
-from server.services.skills import MAX_INLINE_SKILL_BYTES, SkillService
+from server.core.skills import MAX_INLINE_SKILL_BYTES, SkillFileInput
+from server.services.skills import SkillService
 from server.store.sqlite.store import Store
 
 pytestmark = pytest.mark.anyio
-
-
-def skill_md(name: str, description: str = "Fills in PDF forms.") -> str:
-    return f"---\nname: {name}\ndescription: {description}\n---\n\n# {name}\n\nRun scripts/fill.sh.\n"
-
-
-def make_folder(root: Path, name: str = "pdf-forms", extra: dict[str, str] | None = None) -> Path:
-    root.mkdir(parents=True)
-    (root / "SKILL.md").write_text(skill_md(name), encoding="utf-8")
-    (root / "scripts").mkdir()
-    script = root / "scripts" / "fill.sh"
-    script.write_text("#!/bin/sh\necho filled\n", encoding="utf-8")
-    script.chmod(0o755)
-    for path, text in (extra or {}).items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text, encoding="utf-8")
-    return root
 
 
 @pytest.fixture
@@ -201,9 +185,10 @@ async def test_contents_are_bounded_and_base64_is_decoded(skills: SkillService) 
         ]
     )
     assert {f.path: f.size_bytes for f in version.files} == {"SKILL.md": len(skill_md("inline")), "b.bin": 8}
-    big = SkillFileInput(path="big.txt", content="x" * (MAX_INLINE_SKILL_BYTES + 1))
+    big = SkillFileInput(path="big.txt", content="x" * (MAX_INLINE_SKILL_BYTES // 2 + 1))
+    big2 = big.model_copy(update={"path": "big2.txt"})
     with pytest.raises(TooLargeError, match="managed-sessions skill add"):
-        await skills.add_contents([SkillFileInput(path="SKILL.md", content=skill_md("inline")), big])
+        await skills.add_contents([SkillFileInput(path="SKILL.md", content=skill_md("inline")), big, big2])
 
 
 async def test_a_page_of_skills_and_its_cursor(skills: SkillService, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The `managed-sessions` command: serve, doctor, image build, token, vault.
+"""The `managed-sessions` command: serve, doctor, image build, token, vault, skill.
 
 Output for people goes to stderr (and `doctor`/`token show` print to stdout,
 since they never run as a transport); on `serve` over stdio, stdout carries
@@ -17,6 +17,7 @@ from server.core.config import DEFAULT_HTTP_PORT, ServerConfig
 from server.core.errors import ServerError
 from server.core.log import configure_logging
 from server.core.version import __version__
+from server.fronts.cli.skills import add_skill_parser, run_skill_command
 from server.fronts.cli.vault import add_vault_parser, run_vault_command
 
 __all__ = ["main"]
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     token_commands.add_parser("rotate", help="replace the token kept in the keyring (clients need the new one)")
 
     add_vault_parser(commands)
+    add_skill_parser(commands)
     return parser
 
 
@@ -97,6 +99,8 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig) -> int:
         return 0
     if args.command == "vault":
         return run_vault_command(args, config)
+    if args.command == "skill":
+        return run_skill_command(args, config)
     from server.fronts.cli.token import rotate_token, show_token
 
     if args.token_command == "show":  # noqa: S105 - a subcommand's name
