@@ -163,6 +163,7 @@ def _wire(
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
     file_store = DiskFileStore(config.data_dir / "files")
     session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
+    skills = SkillService(store)
     sessions = SessionManager(
         store,
         config.data_dir,
@@ -173,6 +174,7 @@ def _wire(
         repositories=repositories,
         files=session_files,
         providers=config.providers,
+        skills=skills,
     )
     files = FileService(file_store, sessions, config.max_upload_bytes)
     remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
@@ -192,7 +194,12 @@ def _wire(
         previews=previews,
     )
     definitions = Definitions(
-        store, default_model=config.model, providers=config.providers, warm=sandboxes, default_image=config.image
+        store,
+        default_model=config.model,
+        providers=config.providers,
+        warm=sandboxes,
+        default_image=config.image,
+        skills=skills,
     )
     inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
@@ -213,7 +220,7 @@ def _wire(
         follower,
         files,
         session_files,
-        SkillService(store),
+        skills,
     )
 
 

@@ -13,10 +13,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from server.core.agents import SkillRef
 from server.core.blocking import in_thread
 from server.core.common import now_rfc3339
 from server.core.config import ServerConfig
-from server.core.errors import InvalidRequestError, TooLargeError
+from server.core.errors import InvalidRequestError, NotFoundError, TooLargeError
 from server.core.ids import is_id
 from server.core.pagination import check_cursor, page_cursor
 from server.core.skills import (
@@ -80,7 +81,7 @@ class SkillService:
         skill_id = await self._skill_id(skill)
         return await in_thread(self._store.get_skill_version, skill_id, version)
 
-    async def list(self, limit: int = 20, cursor: str | None = None) -> SkillList:
+    async def page(self, limit: int = 20, cursor: str | None = None) -> SkillList:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidRequestError(f"limit must be 1-{MAX_LIST_LIMIT}; got {limit}")
         rows = await in_thread(self._store.list_skills, limit + 1, check_cursor(cursor, "skill"))
@@ -95,6 +96,22 @@ class SkillService:
         else:
             await in_thread(self._store.delete_skill_version, skill_id, version)
         return SkillDeleted(id=skill_id, version=version)
+
+    async def resolve(self, refs: Sequence[SkillRef], *, pin: bool) -> list[SkillRef]:
+        """An agent's skills with each `skill_id` an id (a name is looked up) and a version that exists; with
+        `pin`, a missing version becomes the latest (a session's snapshot). Unknown ones: `InvalidRequestError`."""
+        resolved = []
+        for ref in refs:
+            try:
+                found = await in_thread(self._store.get_skill, ref.skill_id)
+                version = ref.version if isinstance(ref.version, int) else None
+                if version is not None:
+                    await in_thread(self._store.get_skill_version, found.id, version)
+            except NotFoundError as exc:
+                raise InvalidRequestError(f"skills: {exc}") from exc
+            pinned = found.latest_version if pin and version is None else version
+            resolved.append(SkillRef(type="custom", skill_id=found.id, version=pinned))
+        return resolved
 
     async def _skill_id(self, skill: str) -> str:
         if is_id(skill, "skill"):

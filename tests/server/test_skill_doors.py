@@ -95,3 +95,69 @@ async def test_create_skill_refuses_bad_files_and_stores_nothing(
 ) -> None:
     assert words in await call_error(client, "create_skill", {"files": files})
     assert (await call_ok(client, "list_skills", {}))["skills"] == []
+
+
+async def two_versions(client: Client, name: str) -> str:
+    for text in ("First.", "Second."):
+        made = await call_ok(client, "create_skill", {"files": [{"path": "SKILL.md", "content": skill_md(name, text)}]})
+    return str(made["skill_id"])
+
+
+@pytest.mark.anyio
+async def test_an_agent_names_skills_and_each_session_pins_their_versions(client: Client) -> None:
+    forms = await two_versions(client, "pdf-forms")
+    notes = await two_versions(client, "release-notes")
+    agent = await call_ok(
+        client,
+        "create_agent",
+        {
+            "name": "writer",
+            "skills": [
+                {"type": "custom", "skill_id": "pdf-forms"},
+                {"type": "custom", "skill_id": notes, "version": 1},
+            ],
+        },
+    )
+    assert agent["skills"] == [
+        {"type": "custom", "skill_id": forms, "version": None},
+        {"type": "custom", "skill_id": notes, "version": 1},
+    ]
+
+    first = await call_ok(client, "create_session", {"agent_id": agent["id"]})
+    await call_ok(client, "create_skill", {"files": [{"path": "SKILL.md", "content": skill_md("pdf-forms", "Third.")}]})
+    second = await call_ok(client, "create_session", {"agent_id": agent["id"]})
+
+    assert [s["version"] for s in first["agent"]["skills"]] == [2, 1]
+    assert [s["version"] for s in second["agent"]["skills"]] == [3, 1]
+    again = await call_ok(client, "get_session", {"session_id": first["id"]})
+    assert [s["version"] for s in again["agent"]["skills"]] == [2, 1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"skills": [{"type": "custom", "skill_id": "no-such-skill"}]}, "no skill 'no-such-skill'"),
+        ({"skills": [{"type": "custom", "skill_id": "pdf-forms", "version": 9}]}, "has no version 9"),
+        ({"skills": [{"type": "custom", "skill_id": "pdf-forms"}] * 2}, "list each skill once"),
+        (
+            {
+                "skills": [{"type": "custom", "skill_id": "pdf-forms"}],
+                "tools": [{"type": "agent_toolset_20260401", "configs": [{"name": "read", "enabled": False}]}],
+            },
+            "skills need the built-in `read` tool",
+        ),
+        ({"skills": [{"type": "custom", "skill_id": "pdf-forms"}], "tools": []}, "skills need the built-in `read`"),
+        ({"skills": [{"type": "anthropic", "skill_id": "pdf"}]}, "custom"),
+    ],
+)
+async def test_an_agent_with_unusable_skills_is_refused(client: Client, fields: dict[str, object], words: str) -> None:
+    await two_versions(client, "pdf-forms")
+    assert words in await call_error(client, "create_agent", {"name": "a", **fields})
+    assert (await call_ok(client, "list_agents", {}))["agents"] == []
+
+
+@pytest.mark.anyio
+async def test_more_than_twenty_skills_are_refused(client: Client) -> None:
+    refs = [{"type": "custom", "skill_id": await two_versions(client, f"s{i}")} for i in range(21)]
+    assert "at most 20 skills" in await call_error(client, "create_agent", {"name": "a", "skills": refs})

@@ -194,7 +194,7 @@ async def test_contents_are_bounded_and_base64_is_decoded(skills: SkillService) 
 async def test_a_page_of_skills_and_its_cursor(skills: SkillService, tmp_path: Path) -> None:
     for name in ("one", "two", "three"):
         await skills.add_path(make_folder(tmp_path / name, name=name))
-    first = await skills.list(limit=2)
-    rest = await skills.list(limit=2, cursor=first.next_cursor)
+    first = await skills.page(limit=2)
+    rest = await skills.page(limit=2, cursor=first.next_cursor)
     assert [s.name for s in first.skills + rest.skills] == ["three", "two", "one"]
     assert rest.next_cursor is None

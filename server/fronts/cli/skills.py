@@ -68,7 +68,7 @@ async def _list(skills: SkillService, args: argparse.Namespace) -> int:
     found = []
     cursor = None
     while True:
-        page = await skills.list(100, cursor)
+        page = await skills.page(100, cursor)
         found.extend(page.skills)
         if page.next_cursor is None:
             break

@@ -23,7 +23,7 @@ def register_skill_tools(mcp: Registry) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def list_skills(ctx: Ctx, limit: Limit = 20, cursor: Cursor = None) -> Annotated[CallToolResult, SkillList]:
         """List skills, newest first: each one's id, name, description and latest version."""
-        page = await runtime(ctx).skills.list(limit, cursor)
+        page = await runtime(ctx).skills.page(limit, cursor)
         return reply(page, f"{len(page.skills)} skill(s).")
 
     @mcp.tool(annotations=READ_ONLY)
