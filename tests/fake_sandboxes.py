@@ -67,6 +67,8 @@ class FakeSandboxes:
     put: list[tuple[str, str]] = field(default_factory=list)
     placed: dict[str, dict[str, Path]] = field(default_factory=dict)
     """The read-only files by session id, then target path."""
+    archives: dict[str, list[Path]] = field(default_factory=dict)
+    """The read-only trees (skills) by session id."""
 
     def __call__(self, task_group: anyio.abc.TaskGroup) -> FakeSandboxes:
         return self
@@ -118,6 +120,9 @@ class FakeSandboxes:
 
     async def place_files(self, session_id: str, environment: EnvironmentSpec, files: Mapping[str, Path]) -> None:
         self.placed[session_id] = dict(files)
+
+    async def place_archives(self, session_id: str, environment: EnvironmentSpec, archives: Sequence[Path]) -> None:
+        self.archives[session_id] = list(archives)
 
     async def aclose(self) -> None:
         pass

@@ -30,6 +30,7 @@ __all__ = [
     "SKILLS_ROOT",
     "SKILL_FILE",
     "CheckedSkill",
+    "InvokedSkill",
     "Skill",
     "SkillDeleted",
     "SkillDetail",
@@ -37,11 +38,14 @@ __all__ = [
     "SkillFileInput",
     "SkillList",
     "SkillSource",
+    "SkillSummary",
     "SkillVersion",
     "SkillVersionList",
     "check_path",
     "check_skill",
     "front_matter",
+    "invoked_name",
+    "skills_prompt",
 ]
 
 SKILL_FILE = "SKILL.md"
@@ -271,3 +275,48 @@ class SkillDeleted(BaseModel):
     id: str
     type: Literal["skill_deleted"] = "skill_deleted"
     version: int | None = Field(default=None, description="The version deleted; null when the whole skill was.")
+
+
+@dataclass(frozen=True)
+class SkillSummary:
+    """What a session's system prompt says of one of its skills."""
+
+    name: str
+    description: str
+
+    @property
+    def path(self) -> str:
+        return f"{SKILLS_ROOT}/{self.name}"
+
+
+class InvokedSkill(BaseModel):
+    """The skill a user message invoked with `/name`: its SKILL.md goes into that turn, and stays in the log."""
+
+    skill_id: str
+    version: int
+    name: str
+    instructions: str = Field(description="The version's SKILL.md, as the model was given it.")
+
+
+def skills_prompt(skills: Sequence[SkillSummary]) -> str:
+    """The part of a system prompt that lists a session's skills (empty when it has none)."""
+    if not skills:
+        return ""
+    lines = [
+        "# Skills",
+        "",
+        "You have skills: folders of instructions, scripts and references, read-only in the sandbox. When a task "
+        "matches a skill's description, read its SKILL.md with the `read` tool first and follow it; read its other "
+        "files only as SKILL.md says.",
+        "",
+    ]
+    lines += [f"- {s.name} ({s.path}/{SKILL_FILE}): {' '.join(s.description.split())}" for s in skills]
+    return "\n".join(lines)
+
+
+def invoked_name(text: str) -> str | None:
+    """The skill name a message asks for by starting with `/name` (then a space, a newline or its end)."""
+    if not text.startswith("/"):
+        return None
+    word = text[1:].split(maxsplit=1)[0] if text[1:].strip() else ""
+    return word if word and _NAME.match(word) and text[1:].startswith(word) else None

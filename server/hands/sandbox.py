@@ -191,6 +191,12 @@ class SandboxBackend(Protocol):
         placed before and absent from `files` is removed."""
         ...
 
+    async def place_archives(self, session_id: str, environment: EnvironmentSpec, archives: Sequence[Path]) -> None:
+        """Unpacks the host tar `archives` (members named from `/`, owned by root, read-only modes) into the
+        session's sandbox, now and in every sandbox made for the session later; the same list again is a no-op.
+        A session's skills come this way: one archive per set of skill versions, made once on the host."""
+        ...
+
     def posture(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> Confinement:
         """The confinement the session's sandbox gets (from its definition), with what its egress refused."""
         ...

@@ -43,6 +43,7 @@ from server.services.messages import Inbox
 from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
+from server.services.skill_delivery import SessionSkills
 from server.services.skills import SkillService
 from server.services.vaults import VaultService
 from server.store.disk_files import DiskFileStore
@@ -164,6 +165,7 @@ def _wire(
     file_store = DiskFileStore(config.data_dir / "files")
     session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
     skills = SkillService(store)
+    session_skills = SessionSkills(store, config.data_dir / "skills", sandboxes)
     sessions = SessionManager(
         store,
         config.data_dir,
@@ -186,12 +188,13 @@ def _wire(
         task_group,
         builtin_tools=BUILTIN_TOOL_SPECS,
         remote_mcp=remote_mcp,
-        resources=SessionResourceDelivery(repositories, session_files),
+        resources=SessionResourceDelivery(repositories, session_files, session_skills),
         files=files,
         retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
         model_limits=lambda model_id: config.providers.limits(model_id, config.context_budget_tokens),
         engine_wait_s=config.engine_wait_s,
         previews=previews,
+        skills=session_skills,
     )
     definitions = Definitions(
         store,
@@ -201,7 +204,7 @@ def _wire(
         default_image=config.image,
         skills=skills,
     )
-    inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
+    inbox = Inbox(store, sessions, runner, check_files=files.check_sources, skills=session_skills)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
     follower = LogFollower(store, sessions.notifier, previews)

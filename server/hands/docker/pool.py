@@ -420,6 +420,10 @@ class SandboxPool:
         """The session's read-only files (see `DockerSandbox.place_files`)."""
         await self.sandbox(session_id, environment).place_files(files)
 
+    async def place_archives(self, session_id: str, environment: EnvironmentSpec, archives: Sequence[Path]) -> None:
+        """Read-only trees unpacked into the session's sandbox (see `DockerSandbox.place_archives`)."""
+        await self.sandbox(session_id, environment).place_archives(archives)
+
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
         """The output files, never starting a container (see the module docstring)."""
         source = await self.sandbox(session_id, environment).output_source()

@@ -44,7 +44,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -277,6 +277,8 @@ class DockerSandbox:
         self.container_id: str | None = None
         self._files: dict[str, Path] = {}  # the read-only files: target -> host file
         self._files_in: str | None = None  # the container that has exactly them
+        self._archives: tuple[Path, ...] = ()  # read-only trees (skills), unpacked into every container
+        self._archives_in: str | None = None  # the container that has them
         self._calls = 0  # in flight; a sandbox with one is never idle
         self.last_used = time.monotonic()
         """When the last call ended (`time.monotonic()`): what idling is measured from."""
@@ -461,7 +463,7 @@ class DockerSandbox:
         self._claiming = pooled.volumes  # from here on the store may hold it as the session's: never pooled again
         self._records.own_volumes(self.session_id, pooled.volumes)
         self._volumes = pooled.volumes
-        if self._files:
+        if self._files or self._archives:
             self._place_all(pooled.container_id)
         else:
             self._files_in = pooled.container_id
@@ -605,6 +607,32 @@ class DockerSandbox:
     def _place_all(self, container_id: str) -> None:
         self._files_in = None
         self._place(container_id, self._files, [])
+        if self._archives:
+            self._unpack(container_id)
+
+    async def place_archives(self, archives: Sequence[Path]) -> None:
+        """Unpacks `archives` into the container, now (unless it has them) and into every container made later."""
+        async with self._lock:
+            wanted = tuple(archives)
+            if wanted == self._archives and self._archives_in is not None:
+                return
+            self._archives = wanted
+            container_id = await self._container()
+            if self._archives_in != container_id:
+                await in_engine(self._unpack, container_id)
+
+    def _unpack(self, container_id: str) -> None:
+        """One `put_archive` per archive: the engine unpacks it as root, keeping the members' owner and modes."""
+        self._archives_in = None
+        try:
+            container = self._client.containers.get(container_id)
+            for archive in self._archives:
+                with archive.open("rb") as data:
+                    if not container.put_archive("/", data):
+                        raise SandboxUnavailableError(f"the Docker engine refused to unpack {archive.name!r}")
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailableError(f"could not place the session's skills in the sandbox: {exc}") from exc
+        self._archives_in = container_id
 
     def _place(self, container_id: str, files: Mapping[str, Path], gone: list[str]) -> None:
         try:

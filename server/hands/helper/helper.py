@@ -3,8 +3,8 @@
 Trust model: everything here runs as the sandbox user, inside the container, so
 the helper guards nothing the model could not also reach with `bash`. The path
 policy of the file tools still matters: it keeps their answers about the
-session's own files (workdir, outputs, uploads), keeps uploads read-only for
-them, and keeps container paths the caller never gave out of messages.
+session's own files (workdir, outputs, uploads, skills), keeps uploads and
+skills read-only for them, and keeps container paths the caller never gave out of messages.
 
 Why one large module: the host copies this single file into arbitrary images
 and runs `python3 -u helper.py`, so it is standard library only, runs on Python
@@ -56,6 +56,7 @@ HELPER_FILE = os.path.abspath(__file__)
 DEFAULT_WORKDIR = "/workspace"
 DEFAULT_OUTPUTS = "/mnt/session/outputs"
 DEFAULT_UPLOADS = "/mnt/session/uploads"
+DEFAULT_SKILLS = "/mnt/skills"
 
 BASH_OUTPUT_LIMIT_BYTES = 100 * 1024
 """About 25k tokens: more would crowd the model's context; the tail is kept because errors come last."""
@@ -208,11 +209,12 @@ def _printable(name: str) -> str:
 
 @dataclass(frozen=True)
 class Roots:
-    """The directories the file tools may reach; uploads are read-only for them."""
+    """The directories the file tools may reach; uploads and skills are read-only for them."""
 
     workdir: str
     outputs: str
     uploads: str
+    skills: str = DEFAULT_SKILLS
 
     @classmethod
     def from_env(cls) -> Roots:
@@ -221,6 +223,7 @@ class Roots:
             env.get("MS_WORKDIR", DEFAULT_WORKDIR),
             env.get("MS_OUTPUTS", DEFAULT_OUTPUTS),
             env.get("MS_UPLOADS", DEFAULT_UPLOADS),
+            env.get("MS_SKILLS", DEFAULT_SKILLS),
         )
 
     def real(self, root: str) -> str:
@@ -289,11 +292,13 @@ def resolve_path(roots: Roots, op: str, given: str, writing: bool = False) -> st
     workdir = roots.real(roots.workdir)
     with _os_errors(op, given):
         canonical = _canonicalize(os.path.join(workdir, given))
-    allowed = (workdir, roots.real(roots.outputs), roots.real(roots.uploads))
+    allowed = (workdir, roots.real(roots.outputs), roots.real(roots.uploads), roots.real(roots.skills))
     if not any(_within(canonical, root) for root in allowed):
         raise ToolFailed(f"{op}: {given}: outside the sandbox's files")
     if writing and _within(canonical, roots.real(roots.uploads)):
         raise ToolFailed(f"{op}: {given}: the uploads directory is read-only")
+    if writing and _within(canonical, roots.real(roots.skills)):
+        raise ToolFailed(f"{op}: {given}: skills are read-only")
     return canonical
 
 
