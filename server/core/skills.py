@@ -43,6 +43,7 @@ __all__ = [
     "SkillVersionList",
     "check_path",
     "check_skill",
+    "common_folder",
     "front_matter",
     "invoked_name",
     "skills_prompt",
@@ -320,3 +321,14 @@ def invoked_name(text: str) -> str | None:
         return None
     word = text[1:].split(maxsplit=1)[0] if text[1:].strip() else ""
     return word if word and _NAME.match(word) and text[1:].startswith(word) else None
+
+
+def common_folder(names: list[str]) -> str:
+    """The one top folder every path is in (`folder/`, with SKILL.md in it), or "": a zip of a folder, or an upload
+    of one, holds `folder/SKILL.md`..., and that folder is dropped so paths are the skill's own."""
+    if SKILL_FILE in names or not names:
+        return ""
+    tops = {name.split("/", 1)[0] for name in names}
+    if len(tops) == 1 and all("/" in name for name in names):
+        return tops.pop() + "/"
+    return ""

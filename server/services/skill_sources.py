@@ -15,7 +15,14 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from server.core.errors import InvalidRequestError, TooLargeError
-from server.core.skills import MAX_SKILL_BYTES, MAX_SKILL_FILE_BYTES, MAX_SKILL_FILES, SKILL_FILE, SkillSource
+from server.core.skills import (
+    MAX_SKILL_BYTES,
+    MAX_SKILL_FILE_BYTES,
+    MAX_SKILL_FILES,
+    SKILL_FILE,
+    SkillSource,
+    common_folder,
+)
 
 __all__ = ["MAX_ZIP_RATIO", "read_skill_path"]
 
@@ -65,7 +72,7 @@ def _read_zip(path: Path) -> list[SkillSource]:
             total += member.file_size
             _check_member(member)
             _check_bounds(count, total, member.filename, member.file_size)
-        prefix = _common_folder([m.filename for m in members])
+        prefix = common_folder([m.filename for m in members])
         return [
             SkillSource(m.filename[len(prefix) :], _read_member(archive, m), bool((m.external_attr >> 16) & 0o111))
             for m in members
@@ -102,13 +109,3 @@ def _check_bounds(count: int, total: int, name: str, size: int) -> None:
 
 def _skipped(name: str) -> bool:
     return any(part in _SKIPPED for part in PurePosixPath(name).parts)
-
-
-def _common_folder(names: list[str]) -> str:
-    """A zip of a folder holds `folder/SKILL.md`...: that one top folder is dropped, so paths are the skill's own."""
-    if SKILL_FILE in names or not names:
-        return ""
-    tops = {name.split("/", 1)[0] for name in names}
-    if len(tops) == 1 and all("/" in name for name in names):
-        return tops.pop() + "/"
-    return ""

@@ -30,6 +30,7 @@ from server.core.skills import (
     SkillSource,
     SkillVersion,
     check_skill,
+    common_folder,
 )
 from server.services.skill_sources import read_skill_path
 from server.store.ports import SkillStore
@@ -62,9 +63,26 @@ class SkillService:
             )
         return await self._add(sources)
 
-    async def add_files(self, sources: Sequence[SkillSource]) -> SkillVersion:
-        """Adds a skill from files already read (REST multipart, whose size the front bounds while reading)."""
-        return await self._add(sources)
+    async def add_upload(self, sources: Sequence[SkillSource], *, skill: str | None = None) -> SkillVersion:
+        """Adds a skill from uploaded files (REST multipart, bounded by the front while it reads them), whose
+        paths may all sit in one top folder; with `skill`, only as that skill's next version."""
+        prefix = common_folder([s.path for s in sources])
+        if prefix:
+            sources = [SkillSource(s.path[len(prefix) :], s.content, s.executable) for s in sources]
+        if skill is None:
+            return await self._add(sources)
+        checked = check_skill(sources)
+        existing = await in_thread(self._store.get_skill, skill)
+        if checked.name != existing.name:
+            raise InvalidRequestError(
+                f"this version's SKILL.md names {checked.name!r}, but skill {existing.id!r} is {existing.name!r}: "
+                "a skill keeps its name; create a new skill for another name"
+            )
+        return await in_thread(self._store.add_skill_version, checked, now_rfc3339())
+
+    async def versions(self, skill: str) -> list[SkillVersion]:
+        """A skill's versions, newest first."""
+        return await in_thread(self._store.list_skill_versions, await self._skill_id(skill))
 
     async def _add(self, sources: Sequence[SkillSource]) -> SkillVersion:
         checked = check_skill(sources)
