@@ -92,6 +92,7 @@ class Runtime:
     files: FileService
     session_files: SessionFiles
     skills: SkillService
+    session_skills: SessionSkills
 
 
 @asynccontextmanager
@@ -224,6 +225,7 @@ def _wire(
         files,
         session_files,
         skills,
+        session_skills,
     )
 
 
