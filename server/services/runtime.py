@@ -166,7 +166,7 @@ def _wire(
     file_store = DiskFileStore(config.data_dir / "files")
     session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
     skills = SkillService(store)
-    session_skills = SessionSkills(store, config.data_dir / "skills", sandboxes)
+    session_skills = SessionSkills(store, skill_store_dir(config), sandboxes)
     sessions = SessionManager(
         store,
         config.data_dir,
@@ -343,12 +343,21 @@ def docker_sandboxes(
     store's record of which pooled volume sets sessions own (see `warm_pool.py`)."""
     settings = SandboxSettings(
         store_id=store_id,
+        skill_store=skill_store_dir(config),
         extra_ca_bundle=config.extra_ca_bundle,
         package_hosts=lambda: package_index_hosts(os.environ, Path.home(), defaults=default_registries(os.environ)),
         egress_allow_private=config.egress_allow_private,
     )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
     return SandboxPool(settings, config.image, fetch_policy, task_group, records=records)
+
+
+def skill_store_dir(config: ServerConfig) -> Path:
+    """Where skill versions are written for sandboxes to read (made here: the engine would make a missing one as
+    root, and the server could not write it)."""
+    folder = config.data_dir / "skills" / "versions"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def keyring_secrets() -> SecretStore:

@@ -1,23 +1,23 @@
-"""A session's skills: unpacked read-only under /mnt/skills/<name>/, listed in its system prompt, invoked by
-`/name`.
+"""A session's skills: read-only under /mnt/skills/<name>/, listed in its system prompt, invoked by `/name`.
 
-The files reach a sandbox as one tar archive per set of pinned skill versions, made once from the store under
-`<data_dir>/skills/` and reused by every session with that set (versions are immutable, so an archive never goes
-stale): starting a session with skills costs one `put_archive`, not a copy per file. Members are root-owned, files
-0444 (0555 when executable) in 0555 folders, so the agent (uid 1000) reads and runs them but cannot change them.
+Each skill version's files are written once, the first time a session needs them, into the host's skill store
+(`<data_dir>/skills/versions/<skill_id>/<version>/`: files 0444, or 0555 when executable, in 0555 folders;
+written aside, then renamed into place). Every sandbox has that store mounted read-only, and a session's
+`/mnt/skills/<name>` is a link to its pinned version: starting a session with skills costs one helper request,
+not a copy, whatever their size. Versions are immutable, so a folder never goes stale.
+
+Trust: the store holds every skill version of this server, so a session's sandbox can read skills its agent does
+not list. Any client of the server can already run a session with any skill, so this exposes nothing a client
+could not read; skills are not a place for secrets.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
-import posixpath
-import tarfile
+import shutil
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 from server.core.agents import SkillRef
@@ -25,7 +25,7 @@ from server.core.blocking import in_thread
 from server.core.errors import NotFoundError
 from server.core.events import EventBody
 from server.core.sessions import Session
-from server.core.skills import SKILL_FILE, SKILLS_ROOT, InvokedSkill, SkillSummary, SkillVersion, invoked_name
+from server.core.skills import SKILL_FILE, InvokedSkill, SkillSummary, SkillVersion, invoked_name
 from server.hands.sandbox import SandboxBackend
 from server.store.ports import SkillStore
 
@@ -37,16 +37,16 @@ logger = logging.getLogger(__name__)
 class SessionSkills:
     """What a session's pinned skills need from the store and the sandbox."""
 
-    def __init__(self, store: SkillStore, cache_dir: Path, sandboxes: SandboxBackend) -> None:
+    def __init__(self, store: SkillStore, store_dir: Path, sandboxes: SandboxBackend) -> None:
         self._store = store
-        self._cache_dir = cache_dir
+        self._store_dir = store_dir
         self._sandboxes = sandboxes
 
     async def deliver(self, session: Session) -> list[EventBody]:
-        """Unpacks the session's skills into its sandbox (a no-op when that sandbox has them)."""
+        """Links the session's skills into its sandbox, writing any version the store has not on disk yet."""
         if session.agent.skills:
-            archive = await in_thread(self._archive, _pinned(session.agent.skills))
-            await self._sandboxes.place_archives(session.id, session.environment, [archive])
+            links = await in_thread(self._materialised, _pinned(session.agent.skills))
+            await self._sandboxes.link_skills(session.id, session.environment, links)
         return []
 
     async def summaries(self, session: Session) -> list[SkillSummary]:
@@ -83,62 +83,49 @@ class SessionSkills:
                 )
         return found
 
-    def _archive(self, pinned: Sequence[tuple[str, int]]) -> Path:
-        """The archive of these versions, made on first use (blocking); written aside, then renamed into place."""
-        key = hashlib.sha256(repr(sorted(pinned)).encode()).hexdigest()[:32]
-        path = self._cache_dir / f"{key}.tar"
-        if path.exists():
-            return path
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        scratch = self._cache_dir / f".{key}.{uuid.uuid4().hex}.tmp"
-        try:
-            with tarfile.open(scratch, "w", format=tarfile.PAX_FORMAT) as tar:
-                _add_dir(tar, SKILLS_ROOT, 0)
-                for version in self._versions(pinned):
-                    self._add_version(tar, version)
-            os.replace(scratch, path)
-        finally:
-            scratch.unlink(missing_ok=True)
-        return path
+    def _materialised(self, pinned: Sequence[tuple[str, int]]) -> dict[str, str]:
+        """name -> `<skill_id>/<version>` of each pinned version, its folder written if missing (blocking)."""
+        links = {}
+        for version in self._versions(pinned):
+            relative = f"{version.skill_id}/{version.version}"
+            folder = self._store_dir / relative
+            if not folder.exists():
+                self._write_version(version, folder)
+            links[version.name] = relative
+        return links
 
-    def _add_version(self, tar: tarfile.TarFile, version: SkillVersion) -> None:
-        root = f"{SKILLS_ROOT}/{version.name}"
-        mtime = int(datetime.fromisoformat(version.created_at).timestamp())
-        _add_dir(tar, root, mtime)
-        made = {root}
-        for file in self._store.skill_files(version.skill_id, version.version):
-            target = f"{root}/{file.path}"
-            for folder in _parents(target, root):
-                if folder not in made:
-                    _add_dir(tar, folder, mtime)
-                    made.add(folder)
-            info = _member(target, tarfile.REGTYPE, 0o555 if file.executable else 0o444, mtime)
-            info.size = len(file.content)
-            tar.addfile(info, io.BytesIO(file.content))
+    def _write_version(self, version: SkillVersion, folder: Path) -> None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = folder.parent / f".{version.version}.{uuid.uuid4().hex}"
+        try:
+            for file in self._store.skill_files(version.skill_id, version.version):
+                target = scratch / file.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(file.content)
+                target.chmod(0o555 if file.executable else 0o444)
+            for path in sorted(scratch.rglob("*"), reverse=True):
+                if path.is_dir():
+                    path.chmod(0o555)
+            scratch.chmod(0o555)
+            os.replace(scratch, folder)
+        except OSError:
+            if not folder.exists():
+                _remove(scratch)
+                raise
+        _remove(scratch)  # left only when another session wrote the same immutable files meanwhile
+
+
+def _remove(folder: Path) -> None:
+    """Removes a folder of read-only files (made writable first, as deleting needs)."""
+    if not folder.exists():
+        return
+    for path in folder.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)
+    folder.chmod(0o755)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _pinned(refs: Sequence[SkillRef]) -> list[tuple[str, int]]:
     """(skill_id, version) of a session's skills, which its snapshot pinned (an unpinned one is skipped)."""
     return [(r.skill_id, r.version) for r in refs if isinstance(r.version, int)]
-
-
-def _parents(target: str, root: str) -> list[str]:
-    """The folders between `root` and `target`, outermost first."""
-    folders = []
-    folder = posixpath.dirname(target)
-    while folder != root:
-        folders.append(folder)
-        folder = posixpath.dirname(folder)
-    return folders[::-1]
-
-
-def _add_dir(tar: tarfile.TarFile, path: str, mtime: int) -> None:
-    tar.addfile(_member(path, tarfile.DIRTYPE, 0o555, mtime))
-
-
-def _member(path: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(path.lstrip("/"))
-    info.type, info.mode, info.mtime = kind, mode, mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    return info

@@ -420,9 +420,9 @@ class SandboxPool:
         """The session's read-only files (see `DockerSandbox.place_files`)."""
         await self.sandbox(session_id, environment).place_files(files)
 
-    async def place_archives(self, session_id: str, environment: EnvironmentSpec, archives: Sequence[Path]) -> None:
-        """Read-only trees unpacked into the session's sandbox (see `DockerSandbox.place_archives`)."""
-        await self.sandbox(session_id, environment).place_archives(archives)
+    async def link_skills(self, session_id: str, environment: EnvironmentSpec, links: Mapping[str, str]) -> None:
+        """The session's skills under /mnt/skills (see `DockerSandbox.link_skills`)."""
+        await self.sandbox(session_id, environment).link_skills(links)
 
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
         """The output files, never starting a container (see the module docstring)."""
