@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import docker
 import pytest
 from mcp import Client
 from model_server import ModelServer, RecordedRequest, reply, tool_use
@@ -13,6 +14,7 @@ from serving import connected
 from skill_folders import skill_md
 
 from server.core.config import ServerConfig
+from server.hands.docker.sandbox import LABEL_SESSION
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -46,7 +48,7 @@ async def events_of(client: Client, session_id: str) -> list[dict[str, Any]]:
 
 
 async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_versions(
-    docker_loop_config: ServerConfig, model: ModelServer
+    docker_loop_config: ServerConfig, model: ModelServer, docker_client: docker.DockerClient
 ) -> None:
     model.enqueue(
         reply(tool_use("read", {"file_path": "/mnt/skills/pdf-forms/SKILL.md"})),
@@ -57,6 +59,7 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
             )
         ),
         reply("Filled."),
+        reply(tool_use("bash", {"command": "cat /mnt/skills/pdf-forms/SKILL.md"})),
         reply("Following the skill."),
         reply("Plain text."),
     )
@@ -86,7 +89,9 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
         assert "filled by fill.sh" in results[1]["content"][0]["text"]
         assert "read-only" in results[1]["content"][0]["text"]
 
-        # A new version reaches new sessions only; this one stays on version 1.
+        # A new container (the old one removed) has the skills too; a new version reaches new sessions only.
+        [container] = docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={sid}"})
+        container.remove(force=True)
         await call_ok(
             client,
             "create_skill",
@@ -94,10 +99,12 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
         )
         invoked = await call_ok(client, "send_message", {"session_id": sid, "text": "/pdf-forms the tax form"})
         assert invoked["reply"] == "Following the skill."
-        sent = last_user_text(model.requests[-1])
+        sent = last_user_text(model.requests[3])
         assert "Version one." in sent
         assert "Version two." not in sent
         assert sent.endswith("/pdf-forms the tax form")
+        [catted] = [e for e in invoked["events"] if e["type"] == "agent.tool_result"]
+        assert "Version one." in catted["content"][0]["text"]
         message = next(e for e in invoked["events"] if e["type"] == "user.message")
         assert (message["skill"]["name"], message["skill"]["version"]) == ("pdf-forms", 1)
 
