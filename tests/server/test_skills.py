@@ -14,7 +14,7 @@ import pytest
 from skill_folders import make_folder, skill_md
 
 from server.core.errors import InvalidRequestError, NotFoundError, ServerError, TooLargeError
-from server.core.skills import MAX_INLINE_SKILL_BYTES, SkillFileInput
+from server.core.skills import MAX_INLINE_SKILL_BYTES, SkillFileInput, SkillSummary, invoked_name, skills_prompt
 from server.services.skills import SkillService
 from server.store.sqlite.store import Store
 
@@ -198,3 +198,27 @@ async def test_a_page_of_skills_and_its_cursor(skills: SkillService, tmp_path: P
     rest = await skills.page(limit=2, cursor=first.next_cursor)
     assert [s.name for s in first.skills + rest.skills] == ["three", "two", "one"]
     assert rest.next_cursor is None
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("/pdf-forms fill it", "pdf-forms"),
+        ("/pdf-forms", "pdf-forms"),
+        ("/pdf-forms\nthe form", "pdf-forms"),
+        ("/pdf-forms, please", None),
+        ("/ pdf-forms", None),
+        ("pdf-forms", None),
+        ("/", None),
+        ("/Caps", None),
+    ],
+)
+def test_a_message_invokes_a_skill_only_with_slash_and_a_skill_name_first(text: str, name: str | None) -> None:
+    assert invoked_name(text) == name
+
+
+def test_the_system_prompt_lists_each_skill_with_its_path_and_description() -> None:
+    listed = skills_prompt([SkillSummary("pdf-forms", "Fills in\n  PDF forms.")])
+    assert listed.startswith("# Skills\n")
+    assert listed.endswith("- pdf-forms (/mnt/skills/pdf-forms/SKILL.md): Fills in PDF forms.")
+    assert skills_prompt([]) == ""
