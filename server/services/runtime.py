@@ -356,7 +356,10 @@ def skill_store_dir(config: ServerConfig) -> Path:
     """Where skill versions are written for sandboxes to read (made here: the engine would make a missing one as
     root, and the server could not write it)."""
     folder = config.data_dir / "skills" / "versions"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # an unwritable data dir: doctor says so; a session's skills then fail with the cause
+        logger.warning("could not make the skill store %s: %s", folder, exc)
     return folder
 
 
