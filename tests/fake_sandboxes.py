@@ -69,6 +69,8 @@ class FakeSandboxes:
     put: list[tuple[str, str]] = field(default_factory=list)
     placed: dict[str, dict[str, Path]] = field(default_factory=dict)
     """The read-only files by session id, then target path."""
+    skill_links: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The skills by session id: name -> skill_id/version."""
 
     def __call__(self, task_group: anyio.abc.TaskGroup) -> FakeSandboxes:
         return self
@@ -127,6 +129,9 @@ class FakeSandboxes:
 
     async def place_files(self, session_id: str, environment: EnvironmentSpec, files: Mapping[str, Path]) -> None:
         self.placed[session_id] = dict(files)
+
+    async def link_skills(self, session_id: str, environment: EnvironmentSpec, links: Mapping[str, str]) -> None:
+        self.skill_links[session_id] = dict(links)
 
     async def aclose(self) -> None:
         pass

@@ -60,6 +60,7 @@ from server.core.events import (
     UserMessage,
     UserToolConfirmation,
 )
+from server.core.skills import SKILL_FILE, SKILLS_ROOT, InvokedSkill
 
 __all__ = [
     "TRIMMED",
@@ -136,11 +137,12 @@ class ConversationBuilder:
             case SpanModelRequestEnd():
                 self._in_flight = False
                 self._flush_arrivals()
-            case UserMessage(content=content):
+            case UserMessage(content=content, skill=skill):
+                blocks = _blocks(content) if skill is None else [_skill_block(skill), *_blocks(content)]
                 if self._in_flight:  # sent while the model was answering: it comes after that answer
-                    self._arrived_during_request.extend(_blocks(content))
+                    self._arrived_during_request.extend(blocks)
                 else:
-                    _add(self._messages, "user", _blocks(content))
+                    _add(self._messages, "user", blocks)
             case AgentMessage(content=content):
                 self._assistant(_text_block(content))
             case AgentToolUse() | AgentCustomToolUse() | AgentMcpToolUse() as use:
@@ -262,6 +264,16 @@ def estimated_tokens(messages: Sequence[Message]) -> int:
 
 def _blocks(content: list[ContentBlock]) -> list[JsonValue]:
     return [block.model_dump(mode="json", exclude_unset=True) for block in content]
+
+
+def _skill_block(skill: InvokedSkill) -> JsonValue:
+    """The SKILL.md of the skill a message invoked (`/name`), ahead of the message's own blocks."""
+    text = (
+        f'<skill name="{skill.name}" path="{SKILLS_ROOT}/{skill.name}/{SKILL_FILE}">\n'
+        f"The user invoked the skill {skill.name!r}; follow its instructions (its files are in "
+        f"{SKILLS_ROOT}/{skill.name}/):\n\n{skill.instructions}\n</skill>"
+    )
+    return {"type": "text", "text": text}
 
 
 def _text_block(content: list[ContentBlock]) -> JsonValue:

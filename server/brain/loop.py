@@ -69,7 +69,15 @@ from server.brain.conversation import (
     needs_action,
 )
 from server.brain.model import ModelClient, ModelError, ModelTurn
-from server.brain.ports import FileContents, Previews, RemoteMcp, ResourceDelivery, SessionLog, SessionSandboxes
+from server.brain.ports import (
+    FileContents,
+    Previews,
+    RemoteMcp,
+    ResourceDelivery,
+    SessionLog,
+    SessionSandboxes,
+    SkillListing,
+)
 from server.brain.tools import OfferedTool, offered_tools
 from server.core.errors import (
     EngineUnreachableError,
@@ -104,6 +112,7 @@ from server.core.events import (
 from server.core.ids import new_id
 from server.core.models import ModelLimits
 from server.core.sessions import Session
+from server.core.skills import skills_prompt
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
 __all__ = ["RETRY_DELAYS_S", "SessionRunner"]
@@ -157,6 +166,7 @@ class SessionRunner:
         engine_wait_s: float = ENGINE_WAIT_S,
         previews: Previews | None = None,
         files: FileContents | None = None,
+        skills: SkillListing | None = None,
     ) -> None:
         self._log = log
         self._sandboxes = sandboxes
@@ -170,6 +180,7 @@ class SessionRunner:
         self._engine_wait_s = engine_wait_s
         self._previews = previews
         self._files = files
+        self._skills = skills
         self._runs: dict[str, _Run] = {}
         self._builders: dict[str, ConversationBuilder] = {}  # the log folded so far, per session with a run
         self._log_chars: dict[str, int] = {}  # its size: the conversation is never bigger
@@ -258,6 +269,7 @@ class SessionRunner:
         session_id = session.id
         if not await self._deliver_resources(session):
             return
+        session = await self._with_skills_listed(session)
         remote_tools = await self._open_mcp(session)
         offered = {tool.name: tool for tool in offered_tools(session.agent.tools, self._builtin_tools, remote_tools)}
         while True:
@@ -374,12 +386,21 @@ class SessionRunner:
             ) from exc
         logger.info("session %s: the sandbox image %s is ready", session_id, image)
 
+    async def _with_skills_listed(self, session: Session) -> Session:
+        """The session as this run sees it: its system prompt followed by the list of its skills, if it has any."""
+        if not session.agent.skills or self._skills is None:
+            return session
+        listed = skills_prompt(await self._skills.summaries(session))
+        system = "\n\n".join(part for part in (session.agent.system, listed) if part)
+        return session.model_copy(update={"agent": session.agent.model_copy(update={"system": system})})
+
     async def _deliver_resources(self, session: Session) -> bool:
-        """Clones the session's repositories into its sandbox before the first turn; False if one failed.
+        """Clones the session's repositories into its sandbox and places its files and skills, before the first
+        turn; False if one failed.
 
         A failure is a `session.error` (`repository_*_error`, saying what to fix) and the run stops there:
         the agent would work without the code it was given. The session's next message tries again."""
-        if not session.resources:
+        if not session.resources and not session.agent.skills:
             return True
         failures = await self._in_sandbox(session.id, lambda: self._resources.deliver(session))
         if failures:

@@ -15,6 +15,7 @@ from pydantic import JsonValue
 from server.core.environments import EnvironmentSpec
 from server.core.events import Event, EventBody
 from server.core.sessions import Session
+from server.core.skills import SkillSummary
 from server.core.tools import RemoteMcpError, RemoteTool, ToolResult
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ResourceDelivery",
     "SessionLog",
     "SessionSandboxes",
+    "SkillListing",
     "ToolRunner",
 ]
 
@@ -81,6 +83,12 @@ class ResourceDelivery(Protocol):
     async def deliver(self, session: Session) -> list[EventBody]:
         """The `session.error` events of the resources that could not be delivered (empty when all were)."""
         ...
+
+
+class SkillListing(Protocol):
+    """The names and descriptions of a session's pinned skills, for its system prompt."""
+
+    async def summaries(self, session: Session) -> list[SkillSummary]: ...
 
 
 class FileContents(Protocol):

@@ -25,7 +25,10 @@ __all__ = [
     "McpServer",
     "McpToolset",
     "ModelConfig",
+    "SkillRef",
+    "builtin_tool_enabled",
     "check_agent_definition",
+    "check_skill_refs",
 ]
 
 MAX_NAME_CHARS = 256
@@ -34,6 +37,7 @@ MAX_SYSTEM_CHARS = 100_000
 MAX_DESCRIPTION_CHARS = 2_048
 MAX_TOOLS = 128
 MAX_MCP_SERVERS = 20
+MAX_SKILLS = 20
 
 BuiltinToolName = Literal["bash", "read", "write", "edit", "glob", "grep", "web_fetch"]
 BUILTIN_TOOL_NAMES: tuple[BuiltinToolName, ...] = ("bash", "read", "write", "edit", "glob", "grep", "web_fetch")
@@ -141,6 +145,47 @@ class McpServer(Strict):
         return host if self.url.port in (None, 80, 443) else f"{host}:{self.url.port}"
 
 
+class SkillRef(Strict):
+    """A skill the agent may use. Without a version, a session pins the latest one when it is created."""
+
+    type: Literal["custom"] = Field(description="'custom': a skill of this server (list_skills).")
+    skill_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="The skill's id (skill_...); its name is taken too, and stored as the id."
+    )
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | Literal["latest"] | None = Field(
+        default=None, description="A version to pin; null or 'latest': the latest when a session starts."
+    )
+
+
+def builtin_tool_enabled(tools: list[AgentTool], name: BuiltinToolName) -> bool:
+    """Whether the agent's built-in toolset offers `name` (its own config, else the toolset's default, else on)."""
+    for tool in tools:
+        if isinstance(tool, AgentToolset):
+            config = next((c for c in tool.configs if c.name == name), None)
+            if config is not None and config.enabled is not None:
+                return config.enabled
+            default = tool.default_config.enabled if tool.default_config else None
+            return default is not False
+    return False
+
+
+def check_skill_refs(tools: list[AgentTool], skills: list[SkillRef]) -> None:
+    """Checks the agent's skills against its tools; raises `ValueError` naming the fix."""
+    if not skills:
+        return
+    if len(skills) > MAX_SKILLS:
+        raise ValueError(f"an agent has at most {MAX_SKILLS} skills, got {len(skills)}")
+    ids = [s.skill_id for s in skills]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"list each skill once; repeated: {repeated}")
+    if not builtin_tool_enabled(tools, "read"):
+        raise ValueError(
+            "skills need the built-in `read` tool (the model reads a skill's SKILL.md with it), which this agent's "
+            "tools disable or lack: enable `read` in agent_toolset_20260401, or remove the skills"
+        )
+
+
 def check_agent_definition(tools: list[AgentTool], mcp_servers: list[McpServer]) -> None:
     """Checks the rules that span fields; raises `ValueError` naming the fix."""
     if len(tools) > MAX_TOOLS:
@@ -177,6 +222,9 @@ class AgentSnapshot(BaseModel):
     system: str | None = None
     tools: list[AgentTool]
     mcp_servers: list[McpServer] = Field(default_factory=list)
+    skills: list[SkillRef] = Field(
+        default_factory=list, description="On an agent, as given; on a session, each pinned to a version."
+    )
 
 
 class Agent(AgentSnapshot):

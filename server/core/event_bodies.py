@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from typing_extensions import override
 
 from server.core.content import ContentBlock, TextBlock
+from server.core.skills import InvokedSkill
 
 __all__ = [
     "BODY_TYPES",
@@ -110,6 +111,11 @@ class SessionErrorDetail(_Part):
 class UserMessage(_Body):
     type: Literal["user.message"] = "user.message"
     content: list[ContentBlock]
+    skill: InvokedSkill | None = Field(
+        default=None,
+        description="Set by the server when the message starts with `/<skill name>` (a skill of the session's "
+        "agent): the skill whose SKILL.md went into the turn with this message.",
+    )
 
     @classmethod
     def text(cls, text: str) -> UserMessage:

@@ -16,9 +16,20 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-__all__ = ["AgentId", "EnvironmentId", "EventId", "FileId", "IdPrefix", "SessionId", "VaultId", "is_id", "new_id"]
+__all__ = [
+    "AgentId",
+    "EnvironmentId",
+    "EventId",
+    "FileId",
+    "IdPrefix",
+    "SessionId",
+    "SkillId",
+    "VaultId",
+    "is_id",
+    "new_id",
+]
 
-IdPrefix = Literal["agent", "env", "sesn", "sevt", "sesrsc", "file"]
+IdPrefix = Literal["agent", "env", "sesn", "sevt", "sesrsc", "file", "skill"]
 
 # Ids as arguments, defined once for every front and request model: a well-formed id that names nothing is a
 # NotFoundError from the service, so these only bound the length (and vault ids, their shape).
@@ -27,6 +38,7 @@ AgentId = Annotated[str, Field(min_length=1, max_length=64, description="An agen
 EnvironmentId = Annotated[str, Field(min_length=1, max_length=64, description="An environment id (env_...).")]
 EventId = Annotated[str, Field(min_length=1, max_length=64, description="The event id (sevt_...) waiting for you.")]
 VaultId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^vlt_[0-9a-z]+$")]
+SkillId = Annotated[str, Field(min_length=1, max_length=64, description="A skill id (skill_...) or name.")]
 FileId = Annotated[str, Field(min_length=1, max_length=64, description="A file id (file_...).")]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

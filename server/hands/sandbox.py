@@ -7,8 +7,8 @@
 `SandboxBackend` is everything the services and the loop ask of sandboxes: a
 session's tools, stopping (files kept) and destroying them, stopping idle ones,
 reaping strays, output files (read without starting anything), copying a
-checked-out repository in, placing read-only files, and the posture shown on a
-session. Every method takes the session's id and its environment snapshot, so a
+checked-out repository in, placing read-only files, linking skills, and the
+posture shown on a session. Every method takes the session's id and its environment snapshot, so a
 backend may make the sandbox lazily and anew. The Docker backend
 (`hands/docker/pool.py`) satisfies it structurally; a Kubernetes one would sit
 beside it. Failures come already translated: `SandboxUnavailableError` (the
@@ -189,6 +189,12 @@ class SandboxBackend(Protocol):
         """Makes `files` (absolute target -> host file) the session's read-only files: owned by root, mode 0444,
         parents created root-owned; in the sandbox now and in every sandbox made for the session later. A file
         placed before and absent from `files` is removed."""
+        ...
+
+    async def link_skills(self, session_id: str, environment: EnvironmentSpec, links: Mapping[str, str]) -> None:
+        """Makes `/mnt/skills/<name>` the skill version `<skill_id>/<version>` (each of `links`) of the server's skill
+        store, which every sandbox has read-only; now and in every sandbox made for the session later, and other
+        names there go. Raises `SandboxUnavailableError`."""
         ...
 
     def posture(self, session_id: str, environment: EnvironmentSpec, *, mcp_hosts: Sequence[str] = ()) -> Confinement:

@@ -21,7 +21,9 @@ from server.core.agents import (
     McpServer,
     ModelConfig,
     ModelId,
+    SkillRef,
     check_agent_definition,
+    check_skill_refs,
 )
 from server.core.blocking import in_thread, point_read
 from server.core.common import apply_metadata_patch, now_rfc3339
@@ -31,6 +33,7 @@ from server.core.ids import new_id
 from server.core.models import Providers
 from server.core.pagination import NEXT_CURSOR, PUBLISHED_AS_OBJECTS, Listing, check_cursor, page_cursor
 from server.core.validation import problem_lines
+from server.services.skills import SkillService
 from server.store.ports import DefinitionStore
 
 
@@ -67,6 +70,7 @@ class AgentChanges(BaseModel):
     tools: list[AgentTool] | None = None
     mcp_servers: list[McpServer] | None = None
     metadata: dict[str, str | None] | None = None
+    skills: list[SkillRef] | None = None
 
 
 class EnvironmentChanges(BaseModel):
@@ -94,8 +98,10 @@ class Definitions:
         *,
         warm: WarmPools | None = None,
         default_image: str | None = None,
+        skills: SkillService | None = None,
     ) -> None:
         self._store = store
+        self._skills = skills
         self._default_model = default_model
         self._providers = providers or Providers()
         self._warm = warm
@@ -136,6 +142,7 @@ class Definitions:
                 "system": changes.system or None,
                 "tools": FULL_TOOLSET if changes.tools is None else changes.tools,
                 "mcp_servers": changes.mcp_servers or [],
+                "skills": await self._skill_refs(changes.skills or []),
                 "metadata": _metadata({}, changes.metadata or {}),
                 "created_at": now,
                 "updated_at": now,
@@ -153,7 +160,7 @@ class Definitions:
                 f"agent {agent_id!r} is at version {current.version}, not {expected_version}; get_agent and retry"
             )
         fields = current.model_dump(exclude={"archived_at"})
-        given = changes.model_dump(exclude_none=True, exclude={"metadata", "model"})
+        given = changes.model_dump(exclude_none=True, exclude={"metadata", "model", "skills"})
         for key in ("system", "description"):
             if key in given and given[key] == "":
                 given[key] = None  # an empty string clears the field
@@ -162,6 +169,8 @@ class Definitions:
             fields["model"] = self._model(changes.model)
         if changes.metadata is not None:
             fields["metadata"] = _metadata(current.metadata, changes.metadata)
+        if changes.skills is not None:
+            fields["skills"] = await self._skill_refs(changes.skills)
         candidate = _validated_agent(fields)
         if candidate == current:
             return current  # nothing changed: no new version
@@ -169,6 +178,14 @@ class Definitions:
         updated = candidate.model_copy(update={"version": current.version + 1, "updated_at": now})
         await in_thread(self._store.add_agent_version, updated)
         return updated
+
+    async def _skill_refs(self, refs: list[SkillRef]) -> list[SkillRef]:
+        """The skills by id, each one known (and its version, if pinned); the rest is `check_skill_refs`'."""
+        if not refs:
+            return []
+        if self._skills is None:
+            raise InvalidRequestError("this server keeps no skills; remove `skills`")
+        return await self._skills.resolve(refs, pin=False)
 
     def _model(self, model: str | ModelConfig) -> ModelConfig:
         """The model, once a provider is known to serve it (an unknown prefix fails here, not at the first turn)."""
@@ -290,6 +307,7 @@ def _validated_agent(fields: dict[str, object]) -> Agent:
     try:
         agent = Agent.model_validate(fields)
         check_agent_definition(agent.tools, agent.mcp_servers)
+        check_skill_refs(agent.tools, agent.skills)
     except (ValidationError, ValueError) as exc:
         raise InvalidRequestError(_plain(exc)) from exc
     return agent

@@ -189,11 +189,15 @@ def _link(source: Path, target: Path) -> None:
 
 
 class SessionResourceDelivery:
-    """Everything a session's sandbox needs before a turn: its repositories cloned, its files placed."""
+    """Everything a session's sandbox needs before a turn: its repositories cloned, its files and skills placed."""
 
-    def __init__(self, repositories: ResourceDelivery, files: SessionFiles) -> None:
+    def __init__(
+        self, repositories: ResourceDelivery, files: SessionFiles, skills: ResourceDelivery | None = None
+    ) -> None:
         self._repositories = repositories
         self._files = files
+        self._skills = skills
 
     async def deliver(self, session: Session) -> list[EventBody]:
-        return [*await self._files.deliver(session), *await self._repositories.deliver(session)]
+        skills = [] if self._skills is None else await self._skills.deliver(session)
+        return [*skills, *await self._files.deliver(session), *await self._repositories.deliver(session)]

@@ -33,6 +33,7 @@ from server.core.events import (
 )
 from server.core.sessions import Session, SessionStatus
 from server.services.sessions import SessionManager, bounded
+from server.services.skill_delivery import SessionSkills
 from server.services.user_events import MAX_MESSAGE_CHARS, UserEvent, check_user_events
 from server.store.ports import SessionStore
 
@@ -60,12 +61,18 @@ FileCheck = Callable[[Sequence[ContentBlock]], Awaitable[None]]
 
 class Inbox:
     def __init__(
-        self, store: SessionStore, sessions: SessionManager, runner: SessionRunner, check_files: FileCheck | None = None
+        self,
+        store: SessionStore,
+        sessions: SessionManager,
+        runner: SessionRunner,
+        check_files: FileCheck | None = None,
+        skills: SessionSkills | None = None,
     ) -> None:
         self._store = store
         self._sessions = sessions
         self._runner = runner
         self._check_files = check_files
+        self._skills = skills
 
     async def send(self, session_id: str, events: Sequence[UserEvent]) -> list[Event]:
         """Records what a client sent, in order and in one append, then acts on it; returns the recorded events.
@@ -81,6 +88,7 @@ class Inbox:
         session = await self._open_session(session_id)
         answered = await self._check_answers(session, events)
         starts = any(isinstance(event, UserMessage) for event in events)
+        events = [await self._with_skill(session, event) for event in events]
         bodies: list[EventBody] = list(events)
         if starts and session.status != "running":  # the turn starts now: say so before this call returns
             bodies.append(SessionStatusRunning())
@@ -92,6 +100,18 @@ class Inbox:
         elif answered:
             await self._run_on_if_answered(session.id)
         return recorded[: len(events)]
+
+    async def _with_skill(self, session: Session, event: UserEvent) -> UserEvent:
+        """A message starting with `/name` (one of the session's skills) records that skill, SKILL.md included, for
+        its turn; the server alone sets `skill`, so whatever a client sent there is dropped."""
+        if not isinstance(event, UserMessage):
+            return event
+        plain = event if "skill" not in event.model_fields_set else UserMessage(content=event.content)
+        first = next(iter(plain.content), None)
+        if self._skills is None or not isinstance(first, TextBlock):
+            return plain
+        invoked = await self._skills.invocation(session.agent.skills, first.text)
+        return plain if invoked is None else plain.model_copy(update={"skill": invoked})
 
     async def send_message(
         self, session_id: str, text: str, wait_s: float, progress: Progress | None

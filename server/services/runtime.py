@@ -43,6 +43,8 @@ from server.services.messages import Inbox
 from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
+from server.services.skill_delivery import SessionSkills
+from server.services.skills import SkillService
 from server.services.start_up import StartUp
 from server.services.vaults import VaultService
 from server.store.disk_files import DiskFileStore
@@ -87,6 +89,8 @@ class Runtime:
     session_files: SessionFiles
     start_up: StartUp
     """A front door tells it when it answered a call: the reap, the warm pools and the model warm-up wait for it."""
+    skills: SkillService
+    session_skills: SessionSkills
 
     async def stop_unneeded_sandboxes(self) -> None:
         """Stops the sandboxes of sessions that are not running, within `SHUTDOWN_STOP_S` (see the function)."""
@@ -169,6 +173,8 @@ def _wire(
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
     file_store = DiskFileStore(config.data_dir / "files")
     session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
+    skills = SkillService(store)
+    session_skills = SessionSkills(store, skill_store_dir(config), sandboxes)
     sessions = SessionManager(
         store,
         config.data_dir,
@@ -179,6 +185,7 @@ def _wire(
         repositories=repositories,
         files=session_files,
         providers=config.providers,
+        skills=skills,
     )
     files = FileService(file_store, sessions, config.max_upload_bytes)
     remote_mcp = RemoteMcpSessions(task_group, _bearer_lookup(vaults))
@@ -190,17 +197,23 @@ def _wire(
         task_group,
         builtin_tools=BUILTIN_TOOL_SPECS,
         remote_mcp=remote_mcp,
-        resources=SessionResourceDelivery(repositories, session_files),
+        resources=SessionResourceDelivery(repositories, session_files, session_skills),
         files=files,
         retry_delays_s=config.model_retry_delays_s or RETRY_DELAYS_S,
         model_limits=lambda model_id: config.providers.limits(model_id, config.context_budget_tokens),
         engine_wait_s=config.engine_wait_s,
         previews=previews,
+        skills=session_skills,
     )
     definitions = Definitions(
-        store, default_model=config.model, providers=config.providers, warm=sandboxes, default_image=config.image
+        store,
+        default_model=config.model,
+        providers=config.providers,
+        warm=sandboxes,
+        default_image=config.image,
+        skills=skills,
     )
-    inbox = Inbox(store, sessions, runner, check_files=files.check_sources)
+    inbox = Inbox(store, sessions, runner, check_files=files.check_sources, skills=session_skills)
     lifecycle = SessionLifecycle(sessions, inbox, remote_mcp)
     vault_service = VaultService(vaults)
     follower = LogFollower(store, sessions.notifier, previews)
@@ -220,6 +233,8 @@ def _wire(
         files,
         session_files,
         StartUp(),
+        skills,
+        session_skills,
     )
 
 
@@ -358,12 +373,24 @@ def docker_sandboxes(
     store's record of which pooled volume sets sessions own (see `warm_pool.py`)."""
     settings = SandboxSettings(
         store_id=store_id,
+        skill_store=skill_store_dir(config),
         extra_ca_bundle=config.extra_ca_bundle,
         package_hosts=lambda: package_index_hosts(os.environ, Path.home(), defaults=default_registries(os.environ)),
         egress_allow_private=config.egress_allow_private,
     )
     fetch_policy = FetchPolicy(allow_private=config.web_fetch_allow_private)
     return SandboxPool(settings, config.image, fetch_policy, task_group, records=records)
+
+
+def skill_store_dir(config: ServerConfig) -> Path:
+    """Where skill versions are written for sandboxes to read (made here: the engine would make a missing one as
+    root, and the server could not write it)."""
+    folder = config.data_dir / "skills" / "versions"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # an unwritable data dir: doctor says so; a session's skills then fail with the cause
+        logger.warning("could not make the skill store %s: %s", folder, exc)
+    return folder
 
 
 def keyring_secrets() -> SecretStore:

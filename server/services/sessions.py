@@ -24,7 +24,9 @@ from server.core.agents import (
     AgentTool,
     McpServer,
     ModelConfig,
+    SkillRef,
     check_agent_definition,
+    check_skill_refs,
 )
 from server.core.blocking import in_thread, in_vault_thread, point_read
 from server.core.common import PLAIN_TEXT, MetadataPatch, apply_metadata_patch, now_rfc3339
@@ -54,6 +56,7 @@ from server.services.file_resources import FileResource, SessionFiles
 from server.services.listing import Order, Page, TimeFilter, Walk, time_bounds
 from server.services.notifier import EventNotifier
 from server.services.resources import GitHubRepositoryResource, SessionRepositories
+from server.services.skills import SkillService
 from server.store.ports import EventFilter, SessionFilter, Storage
 from server.store.sqlite.appender import Appender
 from vault.errors import VaultError
@@ -114,6 +117,8 @@ class NewSession(BaseModel):
     """Replaces the agent's tools for this session (None: the agent's own)."""
     mcp_servers: list[McpServer] | None = None
     """Replaces the agent's MCP servers for this session (None: the agent's own)."""
+    skills: list[SkillRef] | None = None
+    """Replaces the agent's skills for this session (None: the agent's own)."""
 
 
 class SessionChanges(BaseModel):
@@ -163,8 +168,10 @@ class SessionManager:
         repositories: SessionRepositories,
         files: SessionFiles | None = None,
         providers: Providers | None = None,
+        skills: SkillService | None = None,
     ) -> None:
         self._store = store
+        self._skills = skills
         self._providers = providers or Providers()
         self._data_dir = data_dir
         self._default_model = default_model
@@ -238,7 +245,11 @@ class SessionManager:
     async def _agent_snapshot(self, request: NewSession) -> AgentSnapshot:
         snapshot = await self._chosen_agent(request)
         self._providers.check(snapshot.model.id)  # an unknown provider fails here, not at the first turn
-        return snapshot
+        if not snapshot.skills:
+            return snapshot
+        if self._skills is None:
+            raise InvalidRequestError("this server keeps no skills; remove `skills`")
+        return snapshot.model_copy(update={"skills": await self._skills.resolve(snapshot.skills, pin=True)})
 
     async def _chosen_agent(self, request: NewSession) -> AgentSnapshot:
         if request.agent_id is None:
@@ -494,11 +505,13 @@ def _with_tools(snapshot: AgentSnapshot, request: NewSession) -> AgentSnapshot:
     """The snapshot with the session's own tools and MCP servers, where given (each replaces the agent's whole)."""
     tools = snapshot.tools if request.tools is None else request.tools
     mcp_servers = snapshot.mcp_servers if request.mcp_servers is None else request.mcp_servers
+    skills = snapshot.skills if request.skills is None else request.skills
     try:
         check_agent_definition(tools, mcp_servers)
+        check_skill_refs(tools, skills)
     except ValueError as exc:
         raise InvalidRequestError(f"the session's agent: {exc}") from exc
-    return snapshot.model_copy(update={"tools": tools, "mcp_servers": mcp_servers})
+    return snapshot.model_copy(update={"tools": tools, "mcp_servers": mcp_servers, "skills": skills})
 
 
 def _refuse_while_running(session: Session, action: str) -> None:

@@ -21,6 +21,7 @@ from server.core.errors import NotFoundError
 from server.core.events import Event, EventBody
 from server.core.files import FileMetadata
 from server.core.sessions import AnySessionResource, Session, SessionStatus
+from server.core.skills import CheckedSkill, Skill, SkillSource, SkillVersion
 from server.core.state import SessionState
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "OutputRecord",
     "SessionFilter",
     "SessionStore",
+    "SkillStore",
     "Storage",
     "TimeBounds",
 ]
@@ -91,6 +93,25 @@ class DefinitionStore(InlineReads, Protocol):
     def list_environments(self, limit: int, before: str | None, include_archived: bool) -> list[Environment]: ...
     def archive_environment(self, environment_id: str, at: str) -> None: ...
     def delete_environment(self, environment_id: str) -> None: ...
+
+
+class SkillStore(Protocol):
+    """Skills and their immutable versions, files included. Unknown ids and versions raise `NotFoundError`."""
+
+    def add_skill_version(self, checked: CheckedSkill, at: str) -> SkillVersion:
+        """Stores `checked` as the next version of the skill of its name (version 1 of a new skill if none)."""
+        ...
+
+    def get_skill(self, skill: str) -> Skill:
+        """A skill by id (skill_...) or by name."""
+        ...
+
+    def list_skills(self, limit: int, before: str | None) -> list[Skill]: ...
+    def get_skill_version(self, skill_id: str, version: int | None = None) -> SkillVersion: ...
+    def list_skill_versions(self, skill_id: str) -> list[SkillVersion]: ...
+    def skill_files(self, skill_id: str, version: int) -> list[SkillSource]: ...
+    def delete_skill(self, skill_id: str) -> None: ...
+    def delete_skill_version(self, skill_id: str, version: int) -> None: ...
 
 
 class SessionStore(InlineReads, Protocol):
@@ -187,7 +208,7 @@ class FileStore(Protocol):
     def output_record(self, file_id: str) -> OutputRecord: ...
 
 
-class Storage(DefinitionStore, SessionStore, Protocol):
+class Storage(DefinitionStore, SessionStore, SkillStore, Protocol):
     """Everything the services keep: what `open_runtime(config, store=...)` takes."""
 
     def close(self) -> None: ...

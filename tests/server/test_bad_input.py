@@ -218,6 +218,8 @@ async def valid_arguments(world: World, schema: dict[str, Any]) -> dict[str, Any
         "vault_id": "vlt_000000000000000000000000",
         "credential_id": "cred_000000000000000000000000",
         "filename": "a.txt",
+        "skill": "no-such-skill",
+        "files": [{"path": "SKILL.md", "content": "no front matter"}],
     }
     return {name: known[name] for name in schema.get("required", [])}
 

@@ -169,6 +169,7 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
         ["--help"],
         ["vault", "--help"],
         ["vault", "list"],
+        ["skill", "list"],
         ["serve", "--help"],
         ["sessions", "--help"],
         ["sessions", "watch", "--help"],
@@ -178,8 +179,8 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 def test_commands_that_serve_nothing_import_neither_mcp_nor_a_model_sdk(
     subprocess_env: dict[str, str], argv: list[str]
 ) -> None:
-    """Help, the vault commands and the terminal view of sessions answer at once: the MCP SDK and the model SDKs
-    are the slow imports."""
+    """Help, the vault and skill commands and the terminal view of sessions answer at once: the MCP SDK and the
+    model SDKs are the slow imports."""
     env = python_path_env({**subprocess_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
     result = subprocess.run(
         [sys.executable, "-c", LOADED, *argv], env=env, capture_output=True, text=True, timeout=60, check=True

@@ -1,4 +1,4 @@
-"""The `managed-sessions` command: serve, doctor, image build, token, vault, sessions.
+"""The `managed-sessions` command: serve, doctor, image build, token, vault, sessions, skill.
 
 Output for people goes to stderr (and `doctor`, `token show`, `vault` and `sessions`
 print to stdout, since they never run as a transport); on `serve` over stdio, stdout
@@ -18,6 +18,7 @@ from server.core.errors import ServerError
 from server.core.log import configure_logging
 from server.core.version import __version__
 from server.fronts.cli.sessions import add_sessions_parser, run_sessions_command
+from server.fronts.cli.skills import add_skill_parser, run_skill_command
 from server.fronts.cli.vault import add_vault_parser, run_vault_command
 
 __all__ = ["main"]
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_vault_parser(commands)
     add_sessions_parser(commands)
+    add_skill_parser(commands)
     return parser
 
 
@@ -101,6 +103,8 @@ def _dispatch(args: argparse.Namespace, config: ServerConfig) -> int:
         return run_vault_command(args, config)
     if args.command == "sessions":
         return run_sessions_command(args, config)
+    if args.command == "skill":
+        return run_skill_command(args, config)
     from server.fronts.cli.token import rotate_token, show_token
 
     if args.token_command == "show":  # noqa: S105 - a subcommand's name

@@ -17,6 +17,7 @@ from server.fronts.mcp.tools.files import register_file_tools
 from server.fronts.mcp.tools.messages import register_message_tools
 from server.fronts.mcp.tools.outputs import register_output_tools
 from server.fronts.mcp.tools.sessions import register_session_tools
+from server.fronts.mcp.tools.skills import register_skill_tools
 from server.fronts.mcp.tools.vaults import register_vault_tools
 from server.services.runtime import Runtime
 
@@ -45,6 +46,7 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     register_message_tools(registry)
     register_vault_tools(registry)
     register_app_resource(registry)
+    register_skill_tools(registry)
     mcp = GuardedMCPServer[Runtime](
         "managed-sessions",
         version=__version__,

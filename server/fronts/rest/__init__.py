@@ -16,6 +16,7 @@ from server.fronts.rest.events import event_routes
 from server.fronts.rest.files import file_routes
 from server.fronts.rest.resources import resource_routes
 from server.fronts.rest.sessions import session_routes
+from server.fronts.rest.skills import skill_routes
 from server.fronts.rest.stream import stream_routes
 from server.fronts.rest.vaults import vault_routes
 from server.fronts.rest.wire import http_error
@@ -34,6 +35,7 @@ def rest_routes() -> list[BaseRoute]:
         *vault_routes(),
         *file_routes(),
         *resource_routes(),
+        *skill_routes(),
     ]
 
 

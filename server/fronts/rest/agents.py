@@ -1,8 +1,8 @@
 """`/v1/agents`: create, retrieve (at a version), update (a new version), list, archive, versions.
 
-The hosted API's agent features this server does not have yet (skills, multiagent, a model's `effort`, `speed`
-and `inference_geo`) are refused with a 400 that says so, rather than stored and silently ignored; a null or
-empty value is accepted, so an SDK object sent back unchanged still validates.
+The hosted API's agent features this server does not have yet (Anthropic's prebuilt skills, multiagent, a
+model's `effort`, `speed` and `inference_geo`) are refused with a 400 that says so, rather than stored and
+silently ignored; a null or empty value is accepted, so an SDK object sent back unchanged still validates.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from server.core.agents import (
     AgentTool,
     McpServer,
     ModelId,
+    SkillRef,
 )
 from server.core.common import PLAIN_TEXT, MetadataPatch
 from server.fronts.rest.common import PageQuery, page, path_id, runtime
@@ -62,6 +63,26 @@ ModelField = Annotated[
 """A model id, or `{id, ...}`: one or the other, so an error names the form that was sent."""
 
 
+class SkillBody(RequestModel):
+    """An agent's skill as the hosted API takes it: `version` is a string there ('3' or 'latest')."""
+
+    type: Annotated[Literal["custom", "anthropic"], _not_yet("Anthropic's prebuilt skills", allowed="custom")]
+    skill_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    version: Annotated[str, StringConstraints(pattern=r"^(latest|[1-9][0-9]{0,9})$")] | Version | None = None
+
+    def ref(self) -> SkillRef:
+        version = None if self.version in (None, "latest") else int(self.version)
+        return SkillRef(type="custom", skill_id=self.skill_id, version=version)
+
+
+def shown_skills(skills: list[SkillRef]) -> list[dict[str, object]]:
+    """An agent's or a session's skills as the hosted API shows them (a version is a string; null: latest)."""
+    return [
+        {"type": "custom", "skill_id": s.skill_id, "version": None if s.version is None else str(s.version)}
+        for s in skills
+    ]
+
+
 class AgentBody(RequestModel):
     name: NameText | None = None
     model: ModelField | None = None
@@ -70,13 +91,15 @@ class AgentBody(RequestModel):
     tools: list[AgentTool] | None = None
     mcp_servers: list[McpServer] | None = None
     metadata: MetadataPatch | None = None
-    skills: Annotated[list[Any] | None, _not_yet("skills")] = None
+    skills: list[SkillBody] | None = None
     multiagent: Annotated[Any, _not_yet("multiagent orchestration")] = None
     execution_identity: dict[Literal["type"], Literal["service_account"]] | None = None
 
     def changes(self) -> AgentChanges:
         """The service's changes: an explicit null clears a field, as the API says ('' or [] to the service)."""
         given = self.model_dump(exclude_unset=True, exclude={"version", "skills", "multiagent", "execution_identity"})
+        if "skills" in self.model_fields_set:
+            given["skills"] = [s.ref() for s in self.skills or []]  # null clears, as [] does
         if isinstance(self.model, ModelBody):
             given["model"] = {"id": self.model.id}
         cleared = {"system": "", "description": "", "tools": [], "mcp_servers": []}
@@ -107,7 +130,7 @@ def shown(agent: Agent) -> dict[str, object]:
     return {
         **fields,
         "model": model,
-        "skills": [],
+        "skills": shown_skills(agent.skills),
         "multiagent": None,
         "execution_identity": {"type": "service_account"},
     }

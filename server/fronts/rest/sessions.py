@@ -19,6 +19,7 @@ from server.core.agents import MAX_SYSTEM_CHARS, MAX_VERSION, AgentTool, McpServ
 from server.core.common import PLAIN_TEXT, Metadata, MetadataPatch
 from server.core.ids import AgentId, EnvironmentId, VaultId
 from server.core.sessions import Session, SessionStatus
+from server.fronts.rest.agents import SkillBody, shown_skills
 from server.fronts.rest.common import page, path_id, runtime
 from server.fronts.rest.events import InitialEvents, user_events
 from server.fronts.rest.listing import CursorQuery
@@ -51,6 +52,7 @@ class AgentWithOverrides(RequestModel):
     system: Annotated[str, StringConstraints(max_length=MAX_SYSTEM_CHARS)] | None = None
     tools: list[AgentTool] | None = None
     mcp_servers: list[McpServer] | None = None
+    skills: list[SkillBody] | None = None
 
 
 class SessionCreate(RequestModel):
@@ -90,6 +92,8 @@ def _overrides(agent: AgentWithOverrides) -> dict[str, Any]:
         fields["tools"] = agent.tools or []
     if "mcp_servers" in given:
         fields["mcp_servers"] = agent.mcp_servers or []
+    if "skills" in given:
+        fields["skills"] = [s.ref() for s in agent.skills or []]
     return fields
 
 
@@ -134,7 +138,9 @@ class SessionListQuery(CursorQuery):
 def shown(session: Session) -> dict[str, Any]:
     """A session as the API shows it: this server's fields, and the hosted API's fields it lacks as empty."""
     body = session.model_dump(mode="json")
-    body["agent"].update(skills=[], multiagent=None, execution_identity={"type": "service_account"})
+    body["agent"].update(
+        skills=shown_skills(session.agent.skills), multiagent=None, execution_identity={"type": "service_account"}
+    )
     body["stats"].update(active_seconds=None, duration_seconds=_duration_s(session))
     body["usage"].update(cache_creation=None, server_tool_use=None, list_cost=None, active_seconds=None)
     return {**body, "budget": None, "outcome_evaluations": [], "deployment_id": None}

@@ -78,12 +78,12 @@ BuildNetwork = Callable[[], AbstractContextManager[tuple[str, dict[str, str]]]]
 
 HELPER_PATH = "/opt/managed-sessions/helper.py"
 SANDBOX_UID = 1000
-SESSION_DIRS = ("/workspace", "/mnt/session/outputs", "/mnt/session/uploads")
+SESSION_DIRS = ("/workspace", "/mnt/session/outputs", "/mnt/session/uploads", "/mnt/skills")
 ENV_IMAGE_REPOSITORY = "managed-sessions-env"
 KEY_LABEL = "io.managed-sessions.env-key"
 KIND_LABEL = "io.managed-sessions.image"
 BASE_LABEL = "io.managed-sessions.base"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Part of the cache key: bump it whenever `_recipe` changes what a derived image contains."""
 
 BUILD_TIMEOUT_S = 1200

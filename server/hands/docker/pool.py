@@ -430,6 +430,10 @@ class SandboxPool:
         """The session's read-only files (see `DockerSandbox.place_files`)."""
         await self.sandbox(session_id, environment).place_files(files)
 
+    async def link_skills(self, session_id: str, environment: EnvironmentSpec, links: Mapping[str, str]) -> None:
+        """The session's skills under /mnt/skills (see `DockerSandbox.link_skills`)."""
+        await self.sandbox(session_id, environment).link_skills(links)
+
     async def list_outputs(self, session_id: str, environment: EnvironmentSpec) -> list[OutputFileInfo]:
         """The output files, never starting a container (see the module docstring)."""
         source = await self.sandbox(session_id, environment).output_source()

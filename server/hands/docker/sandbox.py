@@ -30,8 +30,9 @@ Confinement (the posture `get_session` shows): uid 1000, all capabilities
 dropped, `no-new-privileges`, memory/CPU/pids limits, network `none` unless
 the environment asks for one (`limited`: the store's internal network, whose
 only way out is the egress proxy; `unrestricted`: the store's open network;
-see `networks.py`), no Docker socket, only the two volumes and,
-when configured, a CA bundle mounted read-only. The environment passed to the
+see `networks.py`), no Docker socket, only the two volumes, the server's
+skill store (read-only; see `link_skills`) and, when configured, a CA bundle
+mounted read-only. The environment passed to the
 container is built here from the environment definition; nothing of the
 server's own environment is inherited.
 """
@@ -59,7 +60,7 @@ from server.hands.docker.engine import in_engine
 from server.hands.docker.exec_stream import open_exec
 from server.hands.docker.images import HELPER_PATH, SANDBOX_UID, BuildNetwork, ImagePreparer
 from server.hands.docker.networks import NetworkPlan, SandboxNetworks
-from server.hands.helper.channel import ChannelClosedError, HelperChannel
+from server.hands.helper.channel import ChannelClosedError, HelperChannel, HelperError
 from server.hands.sandbox import (
     DEFAULT_CPUS,
     DEFAULT_MEMORY_MB,
@@ -97,6 +98,8 @@ LABEL_POOL = "io.managed-sessions.pool"
 WORKSPACE = "/workspace"
 OUTPUTS = "/mnt/session/outputs"
 CA_BUNDLE_IN_CONTAINER = "/etc/ssl/certs/ca-certificates.crt"
+SKILL_STORE = "/opt/managed-sessions/skill-store"
+LINK_SKILLS_TIMEOUT_S = 30.0
 CHANNEL_OPEN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 STOP_GRACE_S = 10
@@ -127,6 +130,9 @@ class SandboxSettings:
     default_image_base: str | None = None
     """The base the default image is built on when it is missing (`default_image.py`); None: the one
     `managed-sessions image build` picks by itself."""
+    skill_store: Path | None = None
+    """The host folder of skill versions (`<skill_id>/<version>/`), mounted read-only in every container at
+    `SKILL_STORE`; a session's `/mnt/skills/<name>` links point into it (`DockerSandbox.link_skills`)."""
 
 
 class VolumeRecords(Protocol):
@@ -279,6 +285,8 @@ class DockerSandbox:
         self.container_id: str | None = None
         self._files: dict[str, Path] = {}  # the read-only files: target -> host file
         self._files_in: str | None = None  # the container that has exactly them
+        self._skill_links: dict[str, str] = {}  # /mnt/skills/<name> -> <skill_id>/<version> in the skill store
+        self._linked: HelperChannel | None = None  # the channel (so the container) that has exactly those links
         self._calls = 0  # in flight; a sandbox with one is never idle
         self.last_used = time.monotonic()
         """When the last call ended (`time.monotonic()`): what idling is measured from."""
@@ -382,13 +390,13 @@ class DockerSandbox:
     async def _open_channel(self, reading: bool = False) -> HelperChannel:
         async with self._lock:
             if self._channel is not None and not self._channel.closed.is_set():
-                return self._channel
+                return await self._linked_channel(self._channel)
             container_id = await self._container(reading)
             if self._channel is not None and not self._channel.closed.is_set():  # a pooled one's, taken just now
-                return self._channel
+                return await self._linked_channel(self._channel)
             channel = await open_helper(self._client, container_id, self._task_group, f"session {self.session_id}")
             self._channel, self.container_id = channel, container_id
-            return channel
+            return await self._linked_channel(channel)
 
     async def _adopt(self, warm: WarmSource) -> Pooled | None:
         """A pooled container made this session's, if the session is new (it has no volumes yet) and one waits.
@@ -620,6 +628,24 @@ class DockerSandbox:
         self._files_in = None
         self._place(container_id, self._files, [])
 
+    async def link_skills(self, links: Mapping[str, str]) -> None:
+        """Makes `/mnt/skills/<name>` show `<skill_id>/<version>` of the read-only skill store for each of `links`,
+        now and in every container made for the session later (one helper request: no copy, no engine call).
+        Raises what `call` raises."""
+        if dict(links) != self._skill_links:
+            self._skill_links, self._linked = dict(links), None
+        await self._open_channel()
+
+    async def _linked_channel(self, channel: HelperChannel) -> HelperChannel:
+        """`channel`, once its container has the session's skill links (made on first use of each channel)."""
+        if self._skill_links and self._linked is not channel:
+            try:
+                await channel.request("link_skills", {"links": dict(self._skill_links)}, LINK_SKILLS_TIMEOUT_S)
+            except (HelperError, ChannelClosedError, TimeoutError) as exc:  # nothing ran: the next call tries again
+                raise SandboxUnavailableError(f"could not link the session's skills in the sandbox: {exc}") from exc
+            self._linked = channel
+        return channel
+
     def _place(self, container_id: str, files: Mapping[str, Path], gone: list[str]) -> None:
         import docker.errors
 
@@ -784,6 +810,8 @@ def start_container(
     }
     if settings.extra_ca_bundle is not None:
         mounts[str(settings.extra_ca_bundle)] = {"bind": CA_BUNDLE_IN_CONTAINER, "mode": "ro"}
+    if settings.skill_store is not None:
+        mounts[str(settings.skill_store)] = {"bind": SKILL_STORE, "mode": "ro"}
     options: dict[str, Any] = {}
     if posture.disk_mb is not None:
         options["storage_opt"] = {"size": f"{posture.disk_mb}m"}

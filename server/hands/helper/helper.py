@@ -3,8 +3,8 @@
 Trust model: everything here runs as the sandbox user, inside the container, so
 the helper guards nothing the model could not also reach with `bash`. The path
 policy of the file tools still matters: it keeps their answers about the
-session's own files (workdir, outputs, uploads), keeps uploads read-only for
-them, and keeps container paths the caller never gave out of messages.
+session's own files (workdir, outputs, uploads, skills), keeps uploads and
+skills read-only for them, and keeps container paths the caller never gave out of messages.
 
 Why one large module: the host copies this single file into arbitrary images
 and runs `python3 -u helper.py`, so it is standard library only, runs on Python
@@ -56,6 +56,8 @@ HELPER_FILE = os.path.abspath(__file__)
 DEFAULT_WORKDIR = "/workspace"
 DEFAULT_OUTPUTS = "/mnt/session/outputs"
 DEFAULT_UPLOADS = "/mnt/session/uploads"
+DEFAULT_SKILLS = "/mnt/skills"
+DEFAULT_SKILL_STORE = "/opt/managed-sessions/skill-store"
 
 BASH_OUTPUT_LIMIT_BYTES = 100 * 1024
 """About 25k tokens: more would crowd the model's context; the tail is kept because errors come last."""
@@ -208,11 +210,14 @@ def _printable(name: str) -> str:
 
 @dataclass(frozen=True)
 class Roots:
-    """The directories the file tools may reach; uploads are read-only for them."""
+    """The directories the file tools may reach; uploads and skills are read-only for them."""
 
     workdir: str
     outputs: str
     uploads: str
+    skills: str = DEFAULT_SKILLS
+    skill_store: str = DEFAULT_SKILL_STORE
+    """The server's skill versions, mounted read-only; `skills` holds links into it (`link_skills`)."""
 
     @classmethod
     def from_env(cls) -> Roots:
@@ -221,6 +226,8 @@ class Roots:
             env.get("MS_WORKDIR", DEFAULT_WORKDIR),
             env.get("MS_OUTPUTS", DEFAULT_OUTPUTS),
             env.get("MS_UPLOADS", DEFAULT_UPLOADS),
+            env.get("MS_SKILLS", DEFAULT_SKILLS),
+            env.get("MS_SKILL_STORE", DEFAULT_SKILL_STORE),
         )
 
     def real(self, root: str) -> str:
@@ -289,11 +296,14 @@ def resolve_path(roots: Roots, op: str, given: str, writing: bool = False) -> st
     workdir = roots.real(roots.workdir)
     with _os_errors(op, given):
         canonical = _canonicalize(os.path.join(workdir, given))
-    allowed = (workdir, roots.real(roots.outputs), roots.real(roots.uploads))
+    skills = (roots.real(roots.skills), roots.real(roots.skill_store))
+    allowed = (workdir, roots.real(roots.outputs), roots.real(roots.uploads), *skills)
     if not any(_within(canonical, root) for root in allowed):
         raise ToolFailed(f"{op}: {given}: outside the sandbox's files")
     if writing and _within(canonical, roots.real(roots.uploads)):
         raise ToolFailed(f"{op}: {given}: the uploads directory is read-only")
+    if writing and any(_within(canonical, root) for root in skills):
+        raise ToolFailed(f"{op}: {given}: skills are read-only")
     return canonical
 
 
@@ -1402,6 +1412,35 @@ def _bash_result(parts: list[str], exit_code: int | None, restarted: bool, trunc
     }
 
 
+# --- skills ---------------------------------------------------------------------------------------------------------
+
+_SKILL_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_SKILL_VERSION = re.compile(r"^skill_[0-9A-Z]{26}/[1-9][0-9]{0,9}$")
+
+
+def link_skills(roots: Roots, args: dict[str, Any]) -> dict[str, Any]:
+    """Makes `skills/<name>` a link to `skill_store/<skill_id>/<version>` for each of `links`, and removes the
+    links not among them: the session's skills, whose files are in the read-only skill store."""
+    links = args.get("links")
+    if not isinstance(links, dict):
+        raise ToolFailed("link_skills: links must be an object of name -> skill_id/version")
+    for name, target in links.items():
+        if not _SKILL_NAME.match(name) or not isinstance(target, str) or not _SKILL_VERSION.match(target):
+            raise ToolFailed(f"link_skills: {name!r} -> {target!r} is not a skill name and version")
+    for existing in os.listdir(roots.skills):
+        if existing not in links:
+            os.unlink(os.path.join(roots.skills, existing))
+    for name, target in links.items():
+        path = os.path.join(roots.skills, name)
+        wanted = os.path.join(roots.skill_store, target)
+        if os.path.islink(path) and os.readlink(path) == wanted:
+            continue
+        scratch = f"{path}.{os.getpid()}.{threading.get_ident()}"
+        os.symlink(wanted, scratch)
+        os.replace(scratch, path)
+    return {"linked": len(links)}
+
+
 # --- the protocol ---------------------------------------------------------------------------------------------------
 
 
@@ -1425,6 +1464,7 @@ class Helper:
             "grep": lambda args: grep_files(roots, args),
             "list_outputs": outputs.list,
             "read_output": outputs.read,
+            "link_skills": lambda args: link_skills(roots, args),
         }
         self._stdout = stdout
         self._stdout_lock = threading.Lock()

@@ -114,6 +114,45 @@ def m003_session_volumes(db: sqlite3.Connection) -> None:
     db.execute("create table session_volumes (session_id text primary key, volumes text not null unique) strict")
 
 
+@migration
+def m004_skills(db: sqlite3.Connection) -> None:
+    """Skills and their immutable versions; each version's files are stored once, here, and every session that
+    uses the version reads them from here (the sandbox side caches them per version, never per session)."""
+    _run_script(
+        db,
+        """
+        create table skills (
+            skill_id text primary key,
+            name text not null unique,
+            latest_version integer not null,
+            -- The highest version ever made: a deleted version's number is never given to another.
+            versions_made integer not null,
+            created_at text not null,
+            updated_at text not null
+        ) strict;
+        create table skill_versions (
+            skill_id text not null references skills(skill_id),
+            version integer not null,
+            body text not null,
+            created_at text not null,
+            primary key (skill_id, version)
+        ) strict;
+        create trigger skill_versions_immutable before update on skill_versions
+        begin select raise(abort, 'skill versions are immutable'); end;
+        create table skill_files (
+            skill_id text not null,
+            version integer not null,
+            path text not null,
+            content blob not null,
+            primary key (skill_id, version, path),
+            foreign key (skill_id, version) references skill_versions(skill_id, version)
+        ) strict;
+        create trigger skill_files_immutable before update on skill_files
+        begin select raise(abort, 'skill files are immutable'); end;
+        """,
+    )
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     """Runs a script statement by statement: `executescript` would commit first."""
     pending = ""

@@ -52,8 +52,10 @@ from server.core.errors import ConflictError, DataDirUnwritableError, NotFoundEr
 from server.core.events import Event, EventBody, SessionStatusTerminated, preassigned_id
 from server.core.ids import new_id
 from server.core.sessions import AnySessionResource, Session, SessionStats
+from server.core.skills import CheckedSkill, Skill, SkillSource, SkillVersion
 from server.core.state import SessionState, fold
 from server.store.ports import EventFilter, SessionFilter, TimeBounds
+from server.store.sqlite import skills as skill_rows
 from server.store.sqlite.migrations import apply_migrations
 
 __all__ = ["Store"]
@@ -294,6 +296,40 @@ class Store:
     def delete_environment(self, environment_id: str) -> None:
         with self._write() as db:
             db.execute("delete from environments where environment_id = ?", (environment_id,))
+
+    # Skills (the statements are in skills.py) ------------------------------------------------------------
+
+    def add_skill_version(self, checked: CheckedSkill, at: str) -> SkillVersion:
+        with self._write() as db:
+            return skill_rows.insert_skill_version(db, checked, at)
+
+    def get_skill(self, skill: str) -> Skill:
+        with self._lock:
+            return skill_rows.select_skill(self._db, skill)
+
+    def list_skills(self, limit: int, before: str | None) -> list[Skill]:
+        with self._lock:
+            return skill_rows.select_skills(self._db, limit, before)
+
+    def get_skill_version(self, skill_id: str, version: int | None = None) -> SkillVersion:
+        with self._lock:
+            return skill_rows.select_skill_version(self._db, skill_id, version)
+
+    def list_skill_versions(self, skill_id: str) -> list[SkillVersion]:
+        with self._lock:
+            return skill_rows.select_skill_versions(self._db, skill_id)
+
+    def skill_files(self, skill_id: str, version: int) -> list[SkillSource]:
+        with self._lock:
+            return skill_rows.select_skill_files(self._db, skill_id, version)
+
+    def delete_skill(self, skill_id: str) -> None:
+        with self._write() as db:
+            skill_rows.delete_skill(db, skill_id)
+
+    def delete_skill_version(self, skill_id: str, version: int) -> None:
+        with self._write() as db:
+            skill_rows.delete_skill_version(db, skill_id, version)
 
     # Sessions -------------------------------------------------------------------------------------------
 

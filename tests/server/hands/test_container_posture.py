@@ -23,7 +23,7 @@ import pytest
 
 from server.core.config import ServerConfig
 from server.core.environments import Resources
-from server.hands.docker.sandbox import LABEL_SESSION
+from server.hands.docker.sandbox import LABEL_SESSION, SKILL_STORE
 from server.hands.toolset import SandboxTools
 from server.services.definitions import EnvironmentChanges
 from server.services.runtime import Runtime, open_runtime
@@ -120,7 +120,7 @@ async def test_docker_does_not_log_the_containers_output(sandbox: Sandbox, docke
 async def test_the_extra_ca_bundle_is_mounted_read_only(sandbox: Sandbox) -> None:
     """The bundle is the host's file, bound read-only: even the file's owner (root, reached here with a test-only
     `docker exec -u 0`) cannot change it, and the sandbox user's write fails on the read-only mount."""
-    [mount] = [m for m in sandbox.container.attrs["Mounts"] if m["Type"] == "bind"]
+    [mount] = [m for m in sandbox.container.attrs["Mounts"] if m["Type"] == "bind" and m["Destination"] != SKILL_STORE]
     assert (mount["Source"], mount["Destination"], mount["RW"]) == (str(HOST_CA_BUNDLE), CA_IN_CONTAINER, False)
 
     inside = await sandbox.run(f"sha256sum {CA_IN_CONTAINER}; grep ' {CA_IN_CONTAINER} ' /proc/mounts")
@@ -135,3 +135,10 @@ async def test_the_extra_ca_bundle_is_mounted_read_only(sandbox: Sandbox) -> Non
     assert as_root.exit_code != 0
     assert b"Read-only file system" in as_root.output
     assert hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest() == digest.split()[0]
+
+
+async def test_the_skill_store_is_the_only_other_host_path_and_it_is_read_only(sandbox: Sandbox) -> None:
+    [mount] = [m for m in sandbox.container.attrs["Mounts"] if m["Destination"] == SKILL_STORE]
+    assert (mount["Type"], mount["RW"]) == ("bind", False)
+    attempt = await sandbox.tools.execute("bash", {"command": f"touch {SKILL_STORE}/probe"})
+    assert "Read-only file system" in attempt.as_text()

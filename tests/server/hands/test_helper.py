@@ -670,3 +670,31 @@ def test_read_output_reads_a_file_in_pages(helper: HelperClient, sandbox: Sandbo
 def test_the_helper_parses_as_python_3_8() -> None:
     """Python 3.8 is the oldest a sandbox image may have: no `match`, no parenthesised context managers."""
     ast.parse(HELPER.read_text(), feature_version=(3, 8))
+
+
+SKILL_ID = "skill_01JD7Y3Q4K2W8T6X0V5N9R1M3P"
+
+
+def test_link_skills_links_each_version_and_the_file_tools_read_but_never_write_there(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    skills, store = tmp_path / "skills", tmp_path / "skill-store"
+    skills.mkdir()
+    for version in (1, 2):
+        (store / SKILL_ID / str(version)).mkdir(parents=True)
+        (store / SKILL_ID / str(version) / "SKILL.md").write_text(f"version {version}\n", encoding="utf-8")
+    (skills / "stale").symlink_to(store)
+    child = start_helper(sandbox, tmp_path, MS_SKILLS=str(skills), MS_SKILL_STORE=str(store))
+    helper = HelperClient(child)
+    try:
+        assert helper.ok("link_skills", links={"pdf-forms": f"{SKILL_ID}/1"}) == {"linked": 1}
+        assert sorted(p.name for p in skills.iterdir()) == ["pdf-forms"]  # the stale link went
+        assert helper.ok("read", file_path=str(skills / "pdf-forms" / "SKILL.md"))["text"].startswith("version 1")
+        helper.ok("link_skills", links={"pdf-forms": f"{SKILL_ID}/2"})
+        assert "version 2" in helper.ok("read", file_path=str(skills / "pdf-forms" / "SKILL.md"))["text"]
+        refused = helper.error("write", file_path=str(skills / "pdf-forms" / "x.md"), content="x")
+        assert "skills are read-only" in refused
+        assert "not a skill name" in helper.error("link_skills", links={"../x": f"{SKILL_ID}/1"})
+        assert "not a skill name" in helper.error("link_skills", links={"x": "../../etc"})
+    finally:
+        child.stop()

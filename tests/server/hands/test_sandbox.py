@@ -25,7 +25,13 @@ from server.core.config import DEFAULT_IMAGE, ServerConfig
 from server.core.sessions import Session
 from server.fronts.mcp.server import build_server
 from server.hands.docker.images import BASE_LABEL
-from server.hands.docker.sandbox import CA_BUNDLE_IN_CONTAINER, LABEL_SESSION, LABEL_STORE, RESTART_NOTICE
+from server.hands.docker.sandbox import (
+    CA_BUNDLE_IN_CONTAINER,
+    LABEL_SESSION,
+    LABEL_STORE,
+    RESTART_NOTICE,
+    SKILL_STORE,
+)
 from server.hands.toolset import SandboxTools
 from server.services.runtime import Runtime, docker_sandboxes, open_runtime
 from server.services.sessions import NewSession
@@ -112,10 +118,12 @@ async def test_confinement_seen_from_inside(live: Live) -> None:
 async def test_no_host_paths_are_mounted(live: Live) -> None:
     mounts = await live.run("cat /proc/mounts")
     targets = {line.split()[1] for line in mounts.splitlines()}
-    # Docker's own: its files for name resolution, and its init (pid 1 reaps zombies), read-only.
+    # Docker's own: its files for name resolution, and its init (pid 1 reaps zombies), read-only; and the server's
+    # skill store, read-only (test_container_posture.py checks its mode).
     allowed_binds = {
         "/workspace",
         "/mnt/session/outputs",
+        SKILL_STORE,
         "/etc/hosts",
         "/etc/hostname",
         "/etc/resolv.conf",
@@ -283,9 +291,11 @@ async def test_get_session_shows_the_sandbox_posture(
     egress = shown.pop("egress")  # what the container's network lets out: the egress tests check it from inside
     assert egress["mode"] == (environment.get("networking") or {"type": "none"})["type"]
     assert shown == real
-    # Only the session's two volumes (and the CA bundle, read-only, when one is configured) are mounted.
-    expected = {"/workspace", "/mnt/session/outputs"} | ({CA_BUNDLE_IN_CONTAINER} if with_ca else set())
+    # Only the session's two volumes, the skill store (read-only) and the CA bundle (read-only, when one is
+    # configured) are mounted.
+    expected = {"/workspace", "/mnt/session/outputs", SKILL_STORE} | ({CA_BUNDLE_IN_CONTAINER} if with_ca else set())
     assert set(mounts) == expected
+    assert mounts[SKILL_STORE]["RW"] is False
     assert {mounts[d]["Type"] for d in ("/workspace", "/mnt/session/outputs")} == {"volume"}
     if with_ca:
         assert (mounts[CA_BUNDLE_IN_CONTAINER]["Source"], mounts[CA_BUNDLE_IN_CONTAINER]["RW"]) == (

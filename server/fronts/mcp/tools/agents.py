@@ -15,6 +15,7 @@ from server.core.agents import (
     McpServer,
     ModelConfig,
     ModelId,
+    SkillRef,
 )
 from server.core.common import PLAIN_TEXT, MetadataPatch
 from server.core.ids import AgentId
@@ -69,6 +70,14 @@ McpServers = Annotated[
     Field(default=None, description="Remote MCP servers [{type:'url', name, url}], each used by an mcp_toolset."),
 ]
 Metadata = Annotated[MetadataPatch | None, Field(default=None)]
+Skills = Annotated[
+    list[SkillRef] | None,
+    Field(
+        default=None,
+        description="Skills the agent may use, at most 20: [{type:'custom', skill_id, version?}] (list_skills); "
+        "without a version a session pins the latest. Needs the built-in read tool. On update, [] clears them.",
+    ),
+]
 
 
 def register_agent_tools(mcp: Registry) -> None:
@@ -82,6 +91,7 @@ def register_agent_tools(mcp: Registry) -> None:
         tools: Tools = None,
         mcp_servers: McpServers = None,
         metadata: Metadata = None,
+        skills: Skills = None,
     ) -> Annotated[CallToolResult, Agent]:
         """Create a reusable agent definition (model, system prompt, tools) at version 1.
 
@@ -94,6 +104,7 @@ def register_agent_tools(mcp: Registry) -> None:
             tools=tools,
             mcp_servers=mcp_servers,
             metadata=metadata,
+            skills=skills,
         )
         agent = await runtime(ctx).definitions.create_agent(changes)
         return reply(agent, f"Created agent {agent.id} ({agent.name!r}) at version 1.")
@@ -113,6 +124,7 @@ def register_agent_tools(mcp: Registry) -> None:
         tools: Tools = None,
         mcp_servers: McpServers = None,
         metadata: Metadata = None,
+        skills: Skills = None,
     ) -> Annotated[CallToolResult, Agent]:
         """Change an agent: omitted fields are kept, tools and mcp_servers are replaced whole.
 
@@ -125,6 +137,7 @@ def register_agent_tools(mcp: Registry) -> None:
             tools=tools,
             mcp_servers=mcp_servers,
             metadata=metadata,
+            skills=skills,
         )
         agent = await runtime(ctx).definitions.update_agent(agent_id, version, changes)
         return reply(agent, f"Agent {agent.id} is at version {agent.version}.")

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StringConstraints
 
-from server.core.agents import ModelId
+from server.core.agents import ModelId, SkillRef
 from server.core.common import PLAIN_TEXT, Metadata
 from server.core.events import EventType, StopReason
 from server.core.ids import SessionId, VaultId
@@ -117,6 +117,15 @@ def register_session_tools(mcp: Registry) -> None:
                 description="Vaults (vlt_...) the host takes credentials from for this session (MCP servers, git).",
             ),
         ] = None,
+        skills: Annotated[
+            list[SkillRef] | None,
+            Field(
+                default=None,
+                max_length=20,
+                description="Replaces the agent's skills for this session: [{type:'custom', skill_id, version?}]; "
+                "each is pinned (latest when no version is given).",
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, Session]:
         """Create an agent session: a long-lived conversation whose tools run in its own sandbox.
 
@@ -132,6 +141,7 @@ def register_session_tools(mcp: Registry) -> None:
             metadata=metadata or {},
             resources=resources or [],
             vault_ids=vault_ids or [],
+            skills=skills,
         )
         session = await runtime(ctx).lifecycle.create(request, first_message=message)
         return reply(session, f"Created session {session.id} ({session.status}).")
