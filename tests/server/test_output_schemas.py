@@ -154,6 +154,11 @@ async def calls_with_real_results(client: Client, model: ModelServer) -> dict[st
     await call("archive_session", {"session_id": session["id"]})
     await call("delete_session", {"session_id": session["id"]})
     await call("archive_agent", {"agent_id": agent["id"]})
+    skill_md = "---\nname: notes\ndescription: Takes notes.\n---\nWrite them down.\n"
+    skill = await call("create_skill", {"files": [{"path": "SKILL.md", "content": skill_md}]})
+    await call("get_skill", {"skill": skill["skill_id"]})
+    await call("list_skills", {})
+    await call("delete_skill", {"skill": skill["skill_id"]})
     vault = await call("create_vault", {"display_name": "v"})
     await call("get_vault", {"vault_id": vault["id"]})
     await call("list_vaults", {})
