@@ -43,7 +43,7 @@ from server.services.messages import Inbox
 from server.services.previews import PreviewHub
 from server.services.resources import SessionRepositories
 from server.services.sessions import SessionManager
-from server.services.skill_delivery import SessionSkills
+from server.services.skill_delivery import UNLISTABLE, SessionSkills
 from server.services.skills import SkillService
 from server.services.start_up import StartUp
 from server.services.vaults import VaultService
@@ -388,6 +388,7 @@ def skill_store_dir(config: ServerConfig) -> Path:
     folder = config.data_dir / "skills" / "versions"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(UNLISTABLE)
     except OSError as exc:  # an unwritable data dir: doctor says so; a session's skills then fail with the cause
         logger.warning("could not make the skill store %s: %s", folder, exc)
     return folder

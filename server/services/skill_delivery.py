@@ -6,9 +6,11 @@ written aside, then renamed into place). Every sandbox has that store mounted re
 `/mnt/skills/<name>` is a link to its pinned version: starting a session with skills costs one helper request,
 not a copy, whatever their size. Versions are immutable, so a folder never goes stale.
 
-Trust: the store holds every skill version of this server, so a session's sandbox can read skills its agent does
-not list. Any client of the server can already run a session with any skill, so this exposes nothing a client
-could not read; skills are not a place for secrets.
+Trust: the store holds every skill version of this server, but its folder and each skill's folder cannot be
+listed (`UNLISTABLE`, by anyone, so also by a sandbox user whose uid is the server's): a sandbox reaches a version
+only by its path, `<skill_id>/<version>`, and a skill id is mostly random bits (a ULID); it learns the ids of its own
+agent's skills alone, from its links. Any client of the server can run a session with any skill anyway, so this
+narrows what a session's code sees rather than guarding a secret; skills are not a place for secrets.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from server.core.skills import SKILL_FILE, InvokedSkill, SkillSummary, SkillVers
 from server.hands.sandbox import SandboxBackend
 from server.store.ports import SkillStore
 
-__all__ = ["SessionSkills"]
+__all__ = ["UNLISTABLE", "SessionSkills"]
 
 logger = logging.getLogger(__name__)
+
+UNLISTABLE = 0o311
+"""The store's folder and each skill's: entries can be made (by the owner) and reached by name, never listed."""
 
 
 class SessionSkills:
@@ -96,6 +101,7 @@ class SessionSkills:
 
     def _write_version(self, version: SkillVersion, folder: Path) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.parent.chmod(UNLISTABLE)
         scratch = folder.parent / f".{version.version}.{uuid.uuid4().hex}"
         try:
             for file in self._store.skill_files(version.skill_id, version.version):

@@ -14,7 +14,7 @@ from serving import connected
 from skill_folders import skill_md
 
 from server.core.config import ServerConfig
-from server.hands.docker.sandbox import LABEL_SESSION
+from server.hands.docker.sandbox import LABEL_SESSION, SKILL_STORE
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -55,7 +55,11 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
         reply(
             tool_use(
                 "bash",
-                {"command": "/mnt/skills/pdf-forms/scripts/fill.sh; touch /mnt/skills/pdf-forms/x || echo read-only"},
+                {
+                    "command": "/mnt/skills/pdf-forms/scripts/fill.sh; touch /mnt/skills/pdf-forms/x || echo read-only;"
+                    f" ls {SKILL_STORE} || echo store-unlistable; ls $(dirname $(readlink /mnt/skills/pdf-forms))"
+                    " || echo skill-unlistable"
+                },
             )
         ),
         reply("Filled."),
@@ -88,6 +92,8 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
         assert not results[1]["is_error"]
         assert "filled by fill.sh" in results[1]["content"][0]["text"]
         assert "read-only" in results[1]["content"][0]["text"]
+        assert "store-unlistable" in results[1]["content"][0]["text"]  # other agents' skills cannot be found ...
+        assert "skill-unlistable" in results[1]["content"][0]["text"]  # ... nor other versions of its own
 
         # A new container (the old one removed) has the skills too; a new version reaches new sessions only.
         [container] = docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={sid}"})
