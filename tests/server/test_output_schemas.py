@@ -142,7 +142,7 @@ async def calls_with_real_results(client: Client, model: ModelServer) -> dict[st
     resources = [{"type": "file", "file_id": file["id"]}]
     session = await call("create_session", {"agent_id": agent["id"], "title": "t", "resources": resources})
     model.enqueue(reply(tool_use("bash", {"command": "ls"}), tool_use("lookup", {"q": "x"})), reply("Done."))
-    asked = await call("send_message", {"session_id": session["id"], "text": "hello"})
+    asked = await call("send_message", {"session_id": session["id"], "text": "hello", "wait_seconds": 55})
     bash, lookup = asked["stop_reason"]["event_ids"]
     await call("confirm_tool_use", {"session_id": session["id"], "tool_use_id": bash, "allow": False})
     answer = {"session_id": session["id"], "tool_use_id": lookup, "content": "found"}
