@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.core.errors import InvalidRequestError, TooLargeError
@@ -212,6 +211,8 @@ def front_matter(content: bytes) -> tuple[str, str]:
             f"{SKILL_FILE} has no front matter: it must open with a '---' line, then `name: ...` and "
             "`description: ...`, then a closing '---' line"
         )
+    import yaml  # here, not at the top: a server that never reads a skill's front matter never pays for it
+
     try:
         fields = yaml.safe_load("\n".join(lines[1:end]))
     except yaml.YAMLError as exc:
