@@ -173,7 +173,7 @@ def _wire(
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
     file_store = DiskFileStore(config.data_dir / "files")
     session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
-    skills = SkillService(store)
+    skills = SkillService(store, skill_store_dir(config))
     session_skills = SessionSkills(store, skill_store_dir(config), sandboxes)
     sessions = SessionManager(
         store,

@@ -32,6 +32,7 @@ from server.core.skills import (
     check_skill,
     common_folder,
 )
+from server.services.skill_delivery import remove_stored
 from server.services.skill_sources import read_skill_path
 from server.store.ports import SkillStore
 from server.store.sqlite.store import Store as SqliteStore
@@ -42,8 +43,10 @@ MAX_LIST_LIMIT = 100
 
 
 class SkillService:
-    def __init__(self, store: SkillStore) -> None:
+    def __init__(self, store: SkillStore, store_dir: Path | None = None) -> None:
+        """`store_dir`: the on-disk skill store sessions read versions from (`skill_delivery`), cleared on delete."""
         self._store = store
+        self._store_dir = store_dir
 
     async def add_path(self, path: Path) -> SkillVersion:
         """Adds a folder or zip on this host as a new skill, or as the next version of the skill of its name."""
@@ -113,6 +116,8 @@ class SkillService:
             await in_thread(self._store.delete_skill, skill_id)
         else:
             await in_thread(self._store.delete_skill_version, skill_id, version)
+        if self._store_dir is not None:
+            await in_thread(remove_stored, self._store_dir, skill_id, version)
         return SkillDeleted(id=skill_id, version=version)
 
     async def resolve(self, refs: Sequence[SkillRef], *, pin: bool) -> list[SkillRef]:
@@ -142,7 +147,7 @@ def open_skills(config: ServerConfig) -> Iterator[SkillService]:
     """The skills of the data dir's store, for the CLI (SQLite takes this writer beside a running server's)."""
     store = SqliteStore.open(config.database_path)
     try:
-        yield SkillService(store)
+        yield SkillService(store, config.data_dir / "skills" / "versions")
     finally:
         store.close()
 
