@@ -173,8 +173,9 @@ def _wire(
     repositories = SessionRepositories(config.data_dir, vaults, sandboxes, REDACTOR)
     file_store = DiskFileStore(config.data_dir / "files")
     session_files = SessionFiles(file_store, store, config.data_dir, sandboxes)
-    skills = SkillService(store)
-    session_skills = SessionSkills(store, skill_store_dir(config), sandboxes)
+    skill_store = skill_store_dir(config)
+    skills = SkillService(store, skill_store)
+    session_skills = SessionSkills(store, skill_store, sandboxes)
     sessions = SessionManager(
         store,
         config.data_dir,

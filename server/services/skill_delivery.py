@@ -31,7 +31,7 @@ from server.core.skills import SKILL_FILE, InvokedSkill, SkillSummary, SkillVers
 from server.hands.sandbox import SandboxBackend
 from server.store.ports import SkillStore
 
-__all__ = ["UNLISTABLE", "SessionSkills"]
+__all__ = ["UNLISTABLE", "SessionSkills", "remove_stored", "stored"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,44 +92,62 @@ class SessionSkills:
         """name -> `<skill_id>/<version>` of each pinned version, its folder written if missing (blocking)."""
         links = {}
         for version in self._versions(pinned):
-            relative = f"{version.skill_id}/{version.version}"
-            folder = self._store_dir / relative
-            if not folder.exists():
-                self._write_version(version, folder)
-            links[version.name] = relative
+            stored(self._store, self._store_dir, version)
+            links[version.name] = f"{version.skill_id}/{version.version}"
         return links
 
-    def _write_version(self, version: SkillVersion, folder: Path) -> None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.parent.chmod(UNLISTABLE)
-        scratch = folder.parent / f".{version.version}.{uuid.uuid4().hex}"
-        try:
-            for file in self._store.skill_files(version.skill_id, version.version):
-                target = scratch / file.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(file.content)
-                target.chmod(0o555 if file.executable else 0o444)
-            for path in sorted(scratch.rglob("*"), reverse=True):
-                if path.is_dir():
-                    path.chmod(0o555)
-            scratch.chmod(0o555)
-            os.replace(scratch, folder)
-        except OSError:
-            if not folder.exists():
-                _remove(scratch)
-                raise
-        _remove(scratch)  # left only when another session wrote the same immutable files meanwhile
+
+def stored(store: SkillStore, store_dir: Path, version: SkillVersion) -> Path:
+    """A version's folder in the skill store, written first if missing (blocking)."""
+    folder = store_dir / version.skill_id / str(version.version)
+    if not folder.exists():
+        _write_version(store, version, folder)
+    return folder
 
 
-def _remove(folder: Path) -> None:
-    """Removes a folder of read-only files (made writable first, as deleting needs)."""
+def _write_version(store: SkillStore, version: SkillVersion, folder: Path) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.parent.chmod(UNLISTABLE)
+    scratch = folder.parent / f".{version.version}.{uuid.uuid4().hex}"
+    try:
+        for file in store.skill_files(version.skill_id, version.version):
+            target = scratch / file.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.content)
+            target.chmod(0o555 if file.executable else 0o444)
+        for path in sorted(scratch.rglob("*"), reverse=True):
+            if path.is_dir():
+                path.chmod(0o555)
+        scratch.chmod(0o555)
+        os.replace(scratch, folder)
+    except OSError:
+        if not folder.exists():
+            _remove(scratch)
+            raise
+    _remove(scratch)  # left only when another session wrote the same immutable files meanwhile
+
+
+def remove_stored(store_dir: Path, skill_id: str, version: int | None = None) -> None:
+    """Removes a deleted skill's folders (one version's, or all of them) from the skill store (blocking). Best
+    effort: the store rows are already gone, so a failure is logged, never raised. A sandbox still linked to a
+    removed version loses its files, as a replaced container would."""
+    skill_folder = store_dir / skill_id
+    folder = skill_folder if version is None else skill_folder / str(version)
+    try:
+        _remove(folder, strict=True)
+    except OSError as exc:
+        logger.warning("could not remove %s from the skill store: %s", folder, exc)
+
+
+def _remove(folder: Path, *, strict: bool = False) -> None:
+    """Removes a folder of read-only files (made listable and writable first, as deleting needs)."""
     if not folder.exists():
         return
+    folder.chmod(0o755)
     for path in folder.rglob("*"):
         if path.is_dir():
             path.chmod(0o755)
-    folder.chmod(0o755)
-    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=not strict)
 
 
 def _pinned(refs: Sequence[SkillRef]) -> list[tuple[str, int]]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
+import stat
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +35,7 @@ from server.core.skills import (
     check_skill,
     common_folder,
 )
+from server.services.skill_delivery import remove_stored
 from server.services.skill_sources import read_skill_path
 from server.store.ports import SkillStore
 from server.store.sqlite.store import Store as SqliteStore
@@ -42,8 +46,10 @@ MAX_LIST_LIMIT = 100
 
 
 class SkillService:
-    def __init__(self, store: SkillStore) -> None:
+    def __init__(self, store: SkillStore, store_dir: Path | None = None) -> None:
+        """`store_dir`: the on-disk skill store sessions read versions from (`skill_delivery`), cleared on delete."""
         self._store = store
+        self._store_dir = store_dir
 
     async def add_path(self, path: Path) -> SkillVersion:
         """Adds a folder or zip on this host as a new skill, or as the next version of the skill of its name."""
@@ -99,6 +105,13 @@ class SkillService:
         skill_id = await self._skill_id(skill)
         return await in_thread(self._store.get_skill_version, skill_id, version)
 
+    async def archive(self, skill: str, version: int) -> tuple[SkillVersion, bytes]:
+        """A version as a zip of one top folder named after the skill, executable bits kept (what `add_path` and
+        an upload read back as the same files). Built in memory: a version is bounded by `MAX_SKILL_BYTES`."""
+        found = await self.get_version(skill, version)
+        files = await in_thread(self._store.skill_files, found.skill_id, found.version)
+        return found, await in_thread(_zipped, found.name, files)
+
     async def page(self, limit: int = 20, cursor: str | None = None) -> SkillList:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidRequestError(f"limit must be 1-{MAX_LIST_LIMIT}; got {limit}")
@@ -113,6 +126,8 @@ class SkillService:
             await in_thread(self._store.delete_skill, skill_id)
         else:
             await in_thread(self._store.delete_skill_version, skill_id, version)
+        if self._store_dir is not None:
+            await in_thread(remove_stored, self._store_dir, skill_id, version)
         return SkillDeleted(id=skill_id, version=version)
 
     async def resolve(self, refs: Sequence[SkillRef], *, pin: bool) -> list[SkillRef]:
@@ -142,9 +157,20 @@ def open_skills(config: ServerConfig) -> Iterator[SkillService]:
     """The skills of the data dir's store, for the CLI (SQLite takes this writer beside a running server's)."""
     store = SqliteStore.open(config.database_path)
     try:
-        yield SkillService(store)
+        yield SkillService(store, config.data_dir / "skills" / "versions")
     finally:
         store.close()
+
+
+def _zipped(top: str, files: Sequence[SkillSource]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in files:
+            entry = zipfile.ZipInfo(f"{top}/{file.path}", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = (stat.S_IFREG | (0o755 if file.executable else 0o644)) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, file.content)
+    return buffer.getvalue()
 
 
 def _decoded(file: SkillFileInput) -> bytes:

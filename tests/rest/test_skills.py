@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import stat
+import zipfile
+from pathlib import Path
+
 import anthropic
+import anyio
 import pytest
 from model_server import ModelServer, reply
 from rest_serving import RestServer
-from skill_folders import skill_md
+from skill_folders import make_folder, skill_md
+
+from server.core.config import ServerConfig
+from server.core.skills import SkillVersion
+from server.services.skills import open_skills
 
 MODEL = "claude-test-model"
 SCRIPT = ("pdf-forms/scripts/fill.sh", b"#!/bin/sh\necho filled\n")
@@ -93,3 +103,42 @@ def test_a_slash_message_records_the_skill_and_a_client_cannot_claim_one(
     assert invoked.to_dict()["skill"]["name"] == "pdf-forms"
     assert "Fills in PDF forms." in invoked.to_dict()["skill"]["instructions"]
     assert "skill" not in plain.to_dict()
+
+
+def test_a_version_downloads_as_a_zip_of_its_files_with_their_executable_bits(
+    rest: RestServer, config: ServerConfig, tmp_path: Path
+) -> None:
+    folder = make_folder(tmp_path / "pdf-forms", extra={"reference/forms.md": "Form kinds."})
+
+    (original,) = anyio.run(add_path, config, folder)
+    skill_id = original.skill_id
+    client = rest.client()
+
+    download = client.beta.skills.versions.download("1", skill_id=skill_id)
+    assert download.http_response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(download.read())) as archive:
+        entries = {
+            i.filename: (archive.read(i), stat.S_IMODE(i.external_attr >> 16) & 0o111 != 0) for i in archive.infolist()
+        }
+    sent = {
+        f"pdf-forms/{p.relative_to(folder)}": (p.read_bytes(), p.stat().st_mode & 0o111 != 0)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+    assert entries == sent
+    assert entries["pdf-forms/scripts/fill.sh"][1]
+
+    downloaded = tmp_path / "downloaded.zip"
+    downloaded.write_bytes(download.read())
+    (again,) = anyio.run(add_path, config, downloaded)
+    assert (again.skill_id, again.version) == (skill_id, 2)
+    assert again.files == original.files  # same paths, bytes (sha256) and executable bits
+
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.skills.versions.download("9", skill_id=skill_id)
+
+
+async def add_path(config: ServerConfig, *paths: Path) -> list[SkillVersion]:
+    """`managed-sessions skill add PATH`'s service (executable bits kept, which a multipart upload has not)."""
+    with open_skills(config) as skills:
+        return [await skills.add_path(path) for path in paths]

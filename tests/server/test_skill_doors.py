@@ -14,6 +14,17 @@ from skill_folders import make_folder, skill_md
 
 from server.core.config import ServerConfig
 from server.core.skills import MAX_INLINE_SKILL_BYTES
+from server.services.skill_delivery import stored
+from server.store.sqlite.store import Store
+
+
+def materialise(store_dir: Path, skill_id: str, versions: list[int]) -> list[Path]:
+    """Writes versions into the skill store as a session's delivery does (with the store opened beside the server's)."""
+    store = Store.open(ServerConfig(data_dir=store_dir.parents[1]).database_path)
+    try:
+        return [stored(store, store_dir, store.get_skill_version(skill_id, v)) for v in versions]
+    finally:
+        store.close()
 
 
 def test_the_cli_adds_lists_shows_and_deletes_a_folder(subprocess_env: dict[str, str], tmp_path: Path) -> None:
@@ -34,8 +45,14 @@ def test_the_cli_adds_lists_shows_and_deletes_a_folder(subprocess_env: dict[str,
     assert "version 1," in shown.stdout
     assert "scripts/fill.sh  22  (executable)" in shown.stdout
 
+    store_dir = Path(subprocess_env["MANAGED_SESSIONS_DATA_DIR"]) / "skills" / "versions"
+    on_disk = materialise(store_dir, version["skill_id"], [1, 2])
+    assert run(["skill", "delete", version["skill_id"], "--version", "1"], subprocess_env).returncode == 0
+    assert [f.exists() for f in on_disk] == [False, True]
+
     deleted = run(["skill", "delete", version["skill_id"]], subprocess_env)
     assert deleted.returncode == 0, deleted.stderr
+    assert not (store_dir / version["skill_id"]).exists()
     assert "no skills" in run(["skill", "list"], subprocess_env).stdout
     missing = run(["skill", "show", "pdf-forms"], subprocess_env)
     assert missing.returncode == 1
@@ -71,7 +88,9 @@ async def test_the_mcp_tools_create_list_get_and_delete_a_skill(client: Client, 
     detail = await call_ok(client, "get_skill", {"skill": "release-notes"})
     assert [v["version"] for v in detail["versions"]] == [1]
 
+    on_disk = materialise(config.data_dir / "skills" / "versions", made["skill_id"], [1])
     deleted = await call_ok(client, "delete_skill", {"skill": made["skill_id"]})
+    assert not on_disk[0].exists()
     assert deleted == {"id": made["skill_id"], "type": "skill_deleted", "version": None}
     assert "no skill" in await call_error(client, "get_skill", {"skill": made["skill_id"]})
 

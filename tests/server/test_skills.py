@@ -15,6 +15,7 @@ from skill_folders import make_folder, skill_md
 
 from server.core.errors import InvalidRequestError, NotFoundError, ServerError, TooLargeError
 from server.core.skills import MAX_INLINE_SKILL_BYTES, SkillFileInput, SkillSummary, invoked_name, skills_prompt
+from server.services.skill_delivery import UNLISTABLE, stored
 from server.services.skills import SkillService
 from server.store.sqlite.store import Store
 
@@ -222,3 +223,36 @@ def test_the_system_prompt_lists_each_skill_with_its_path_and_description() -> N
     assert listed.startswith("# Skills\n")
     assert listed.endswith("- pdf-forms (/mnt/skills/pdf-forms/SKILL.md): Fills in PDF forms.")
     assert skills_prompt([]) == ""
+
+
+async def test_deleting_a_version_or_a_skill_removes_its_folders_from_the_skill_store(
+    store: Store, tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "skills" / "versions"
+    store_dir.mkdir(parents=True)
+    skills = SkillService(store, store_dir)
+    first = await skills.add_path(make_folder(tmp_path / "a"))
+    second = await skills.add_path(make_folder(tmp_path / "b"))
+    folders = [stored(store, store_dir, v) for v in (first, second)]
+    assert all((f / "scripts" / "fill.sh").is_file() for f in folders)
+    assert stat.S_IMODE(folders[0].parent.stat().st_mode) == UNLISTABLE
+
+    await skills.delete(first.skill_id, 1)
+    assert not folders[0].exists()
+    assert (folders[1] / "SKILL.md").is_file()
+
+    await skills.delete("pdf-forms")
+    assert not (store_dir / first.skill_id).exists()
+
+
+async def test_a_skill_store_folder_that_cannot_be_removed_does_not_fail_the_delete(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    skills = SkillService(store, tmp_path)
+    version = await skills.add_path(make_folder(tmp_path / "a"))
+    (tmp_path / version.skill_id).write_text("")  # a file where the skill's folder would be: removing it fails
+
+    await skills.delete(version.skill_id)
+
+    assert skill_rows(store) == [0, 0, 0]
+    assert "could not remove" in caplog.text

@@ -1,10 +1,10 @@
 """`/v1/skills`: create (multipart files), retrieve, list, delete; `/v1/skills/{id}/versions[/{version}]`: create,
-list, retrieve, delete.
+list, retrieve, delete; `/v1/skills/{id}/versions/{version}/content`: the version as a zip download.
 
 A skill here is named by its SKILL.md (`display_name` is that name; another one is refused rather than kept and
 ignored), and a version's id is its number as a string ('1', '2', ...), which is also what an agent's
 `skills[].version` pins. Creating a skill whose name exists adds that skill's next version. Only custom skills
-exist: listing `source=anthropic` gives none. The `/content` download is not served.
+exist: listing `source=anthropic` gives none.
 """
 
 from __future__ import annotations
@@ -188,6 +188,15 @@ async def retrieve_version(request: Request) -> Response:
 
 
 @endpoint
+async def download_version(request: Request) -> Response:
+    version, archive = await runtime(request).skills.archive(path_id(request, "skill_id"), _version(request))
+    filename = f"{version.name}-{version.version}.zip"
+    return Response(
+        archive, media_type="application/zip", headers={"content-disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@endpoint
 async def delete_version(request: Request) -> Response:
     version = _version(request)
     await runtime(request).skills.delete(path_id(request, "skill_id"), version)
@@ -204,4 +213,5 @@ def skill_routes() -> list[BaseRoute]:
         Route("/skills/{skill_id}/versions", list_versions, methods=["GET"]),
         Route("/skills/{skill_id}/versions/{version}", retrieve_version, methods=["GET"]),
         Route("/skills/{skill_id}/versions/{version}", delete_version, methods=["DELETE"]),
+        Route("/skills/{skill_id}/versions/{version}/content", download_version, methods=["GET"]),
     ]

@@ -1,5 +1,6 @@
 """Skills in a running session, on a real sandbox with the scripted model: listed in the system prompt, their
-files read-only under /mnt/skills/<name>/, `/name` carrying SKILL.md into the turn, and versions pinned."""
+files read-only under /mnt/skills/<name>/, `/name` carrying SKILL.md into the turn, versions pinned, and deletes
+clearing the versions sessions wrote to disk."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
         reply("Plain text."),
     )
     async with connected(docker_loop_config) as client:
-        forms, _ = await add_skills(client)
+        forms, notes = await add_skills(client)
         agent = await call_ok(
             client,
             "create_agent",
@@ -121,3 +122,13 @@ async def test_a_session_lists_its_skills_reads_and_runs_them_and_stays_on_its_v
         newer = await call_ok(client, "create_session", {"agent_id": agent["id"]})
         assert [s["version"] for s in newer["agent"]["skills"]] == [2, 1]
         await call_ok(client, "delete_session", {"session_id": sid})
+
+        # Deleting a version, then whole skills, removes what the sessions wrote into the skill store.
+        store_dir = docker_loop_config.data_dir / "skills" / "versions"
+        assert (store_dir / forms / "1" / "SKILL.md").is_file()
+        assert (store_dir / notes / "1" / "SKILL.md").is_file()
+        await call_ok(client, "delete_skill", {"skill": forms, "version": 1})
+        assert not (store_dir / forms / "1").exists()
+        for skill in (forms, notes):
+            await call_ok(client, "delete_skill", {"skill": skill})
+            assert not (store_dir / skill).exists()
