@@ -239,6 +239,15 @@ def test_a_huge_result_a_custom_tool_and_an_interrupt_from_the_page(
             expect(page.locator("#connection")).to_have_text("live")
             expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
             assert entry_ids(page) == before
+
+            long_message = "word " * 20_000  # a message is bounded on the page like a result
+            model.enqueue(reply("Read it."))
+            page.fill("#message", long_message)
+            page.click("#send")
+            sent = page.locator("#log .entry.user").last
+            expect(sent.locator(".truncated")).to_contain_text(f"of {len(long_message)} characters")
+            assert len(sent.locator("pre").inner_text()) <= 4000
+            expect(page.locator("#log .entry.agent").last).to_have_text("AgentRead it.")
         finally:
             browser.close()
 

@@ -97,6 +97,12 @@
     return box;
   }
 
+  // A message's text as a block, bounded like a tool result: messages and errors can be megabytes too.
+  function boundedProse(text, filename) {
+    if (text.length <= SHOWN_CHARS) return el("div", { class: "text", textContent: text });
+    return el("div", { class: "text" }, boundedText(text, filename));
+  }
+
   class SessionView {
     constructor(backend, sessionId) {
       this.backend = backend;
@@ -179,10 +185,10 @@
     render(e) {
       switch (e.type) {
         case "user.message":
-          this.entry("user", "You", e.id, el("div", { class: "text", textContent: blocksText(e.content) }));
+          this.entry("user", "You", e.id, boundedProse(blocksText(e.content), `${e.id}.txt`));
           break;
         case "agent.message": {
-          const text = el("div", { class: "text", textContent: blocksText(e.content) });
+          const text = boundedProse(blocksText(e.content), `${e.id}.txt`);
           const preview = this.previews.get(e.id);
           this.previews.delete(e.id);
           if (preview) { // the stored message takes its preview's place, moved to where the log has it
@@ -205,7 +211,9 @@
           break;
         case "event_delta": {
           const preview = this.previews.get(e.event_id);
-          if (preview && e.delta && e.delta.content) preview.text.append(e.delta.content.text || "");
+          if (preview && e.delta && e.delta.content && preview.text.textContent.length < SHOWN_CHARS) {
+            preview.text.append(e.delta.content.text || ""); // the stored message, bounded, replaces it
+          }
           break;
         }
         case "agent.thinking":
@@ -248,7 +256,7 @@
           const error = e.error || {};
           const retry = error.retry_status ? ` (${error.retry_status.type})` : "";
           this.entry("error", `Error: ${error.type || "unknown"}${retry}`, e.id,
-            el("div", { class: "text", textContent: error.message || "" }));
+            boundedProse(String(error.message || ""), `${e.id}-error.txt`));
           break;
         }
         case "agent.thread_context_compacted":
