@@ -138,9 +138,8 @@ async def calls_with_real_results(client: Client, model: ModelServer) -> dict[st
     await call("list_environments", {})
     await call("archive_environment", {"environment_id": environment["id"]})
     await call("delete_environment", {"environment_id": environment["id"]})
-    file = await call("upload_file", {"filename": "notes.txt", "content": "hello"})
-    resources = [{"type": "file", "file_id": file["id"]}]
-    session = await call("create_session", {"agent_id": agent["id"], "title": "t", "resources": resources})
+    await call("upload_file", {"filename": "notes.txt", "content": "hello"})  # not mounted: that needs a sandbox
+    session = await call("create_session", {"agent_id": agent["id"], "title": "t"})
     model.enqueue(reply(tool_use("bash", {"command": "ls"}), tool_use("lookup", {"q": "x"})), reply("Done."))
     asked = await call("send_message", {"session_id": session["id"], "text": "hello", "wait_seconds": 55})
     bash, lookup = asked["stop_reason"]["event_ids"]
