@@ -1,14 +1,18 @@
 """Loopback servers for the egress proxy's tests, each on its own thread: an HTTP site, its HTTPS twin with a
-self-signed certificate, and raw TCP ones (echo, silent) for tunnels and stuck upstreams."""
+self-signed certificate, and raw TCP ones (echo, silent) for tunnels and stuck upstreams; and the waits those
+tests share (for a condition, for descriptors to be closed)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
+import os
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,6 +22,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 BIG_BYTES = 8 * 1024 * 1024
+
+WAIT_S = 10.0
+"""How long a test waits for something to happen: a bound on hanging, never a measurement."""
+
+
+def fd_count() -> int:
+    """This process's open descriptors, after closing what earlier tests left to the garbage collector (those
+    closing during a test would move the count under its baseline)."""
+    gc.collect()
+    return len(os.listdir("/proc/self/fd"))
+
+
+def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,15 +8,13 @@ here is there for the server's next session at once. Output for people goes to s
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 
 from server.core.config import ServerConfig
 from server.core.skills import SkillDetail, SkillVersion
+from server.fronts.cli.printing import out, print_json, table
 from server.services.skills import SkillService, open_skills
 
 __all__ = ["add_skill_parser", "run_skill_command"]
@@ -55,12 +53,12 @@ def run_skill_command(args: argparse.Namespace, config: ServerConfig) -> int:
 async def _add(skills: SkillService, args: argparse.Namespace) -> int:
     version = await skills.add_path(args.path)
     if args.json:
-        return _print_json(version.model_dump(mode="json"))
-    _out(
+        return print_json(version.model_dump(mode="json"))
+    out(
         f"added {version.name!r} version {version.version} ({version.skill_id}): {len(version.files)} file(s), "
         f"{version.size_bytes} bytes"
     )
-    _out(f"agents use it with: skills: [{{type: 'custom', skill_id: '{version.skill_id}'}}]")
+    out(f"agents use it with: skills: [{{type: 'custom', skill_id: '{version.skill_id}'}}]")
     return 0
 
 
@@ -74,11 +72,11 @@ async def _list(skills: SkillService, args: argparse.Namespace) -> int:
             break
         cursor = page.next_cursor
     if args.json:
-        return _print_json([s.model_dump(mode="json") for s in found])
+        return print_json([s.model_dump(mode="json") for s in found])
     if not found:
-        _out("no skills; add one with: managed-sessions skill add PATH")
+        out("no skills; add one with: managed-sessions skill add PATH")
         return 0
-    _table(
+    table(
         ("ID", "NAME", "VERSION", "DESCRIPTION"),
         [(s.id, s.name, str(s.latest_version), _short(s.description)) for s in found],
     )
@@ -88,43 +86,28 @@ async def _list(skills: SkillService, args: argparse.Namespace) -> int:
 async def _show(skills: SkillService, args: argparse.Namespace) -> int:
     detail = await skills.get(args.skill)
     if args.json:
-        return _print_json(detail.model_dump(mode="json"))
-    _out(f"skill {detail.name!r} ({detail.id}), latest version {detail.latest_version}")
-    _out(f"  {detail.description}")
+        return print_json(detail.model_dump(mode="json"))
+    out(f"skill {detail.name!r} ({detail.id}), latest version {detail.latest_version}")
+    out(f"  {detail.description}")
     for version in detail.versions:
         _show_version(version)
     return 0
 
 
 def _show_version(version: SkillVersion) -> None:
-    _out(f"version {version.version}, {version.created_at}, {len(version.files)} file(s), {version.size_bytes} bytes")
+    out(f"version {version.version}, {version.created_at}, {len(version.files)} file(s), {version.size_bytes} bytes")
     for f in version.files:
-        _out(f"  {f.path}  {f.size_bytes}{'  (executable)' if f.executable else ''}")
+        out(f"  {f.path}  {f.size_bytes}{'  (executable)' if f.executable else ''}")
 
 
 async def _delete(skills: SkillService, args: argparse.Namespace) -> int:
     detail: SkillDetail = await skills.get(args.skill)
     deleted = await skills.delete(detail.id, args.version)
     what = f"version {deleted.version} of" if deleted.version is not None else "every version of"
-    _out(f"deleted {what} {detail.name!r} ({detail.id})")
+    out(f"deleted {what} {detail.name!r} ({detail.id})")
     return 0
 
 
 def _short(text: str, width: int = 60) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 3] + "..."
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        _out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
-def _print_json(value: object) -> int:
-    _out(json.dumps(value, indent=2))
-    return 0
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from server.core.config import ServerConfig
+from server.fronts.cli.printing import out, print_json, table
 from vault import CredentialInfo, Secret, VaultError, VaultInfo, Vaults, describe_backend
 
 __all__ = ["add_vault_parser", "run_vault_command"]
@@ -101,21 +100,21 @@ def _create(vaults: Vaults, args: argparse.Namespace) -> int:
         metadata[key] = value
     info = vaults.create_vault(args.name, metadata)
     if args.json:
-        return _print_json(_vault_json(info))
-    _out(f"created vault {info.display_name!r} ({info.id})")
-    _out(f"add credentials with: managed-sessions vault add {info.id} --type static_bearer|github_token --match ...")
+        return print_json(_vault_json(info))
+    out(f"created vault {info.display_name!r} ({info.id})")
+    out(f"add credentials with: managed-sessions vault add {info.id} --type static_bearer|github_token --match ...")
     return 0
 
 
 def _list(vaults: Vaults, args: argparse.Namespace) -> int:
     infos = vaults.list_vaults()
     if args.json:
-        return _print_json([_vault_json(i) for i in infos])
+        return print_json([_vault_json(i) for i in infos])
     if not infos:
-        _out("no vaults; create one with: managed-sessions vault create NAME")
+        out("no vaults; create one with: managed-sessions vault create NAME")
         return 0
     rows = [(i.id, i.display_name, str(i.credential_count), _when(i.created_at)) for i in infos]
-    _table(("ID", "NAME", "CREDENTIALS", "CREATED"), rows)
+    table(("ID", "NAME", "CREDENTIALS", "CREATED"), rows)
     return 0
 
 
@@ -123,15 +122,15 @@ def _show(vaults: Vaults, args: argparse.Namespace) -> int:
     info = vaults.get_vault(args.vault)
     credentials = vaults.list_credentials(info.id)
     if args.json:
-        return _print_json({**_vault_json(info), "credentials": [_credential_json(c) for c in credentials]})
-    _out(f"vault {info.display_name!r} ({info.id}), created {_when(info.created_at)}")
+        return print_json({**_vault_json(info), "credentials": [_credential_json(c) for c in credentials]})
+    out(f"vault {info.display_name!r} ({info.id}), created {_when(info.created_at)}")
     for key, value in sorted(info.metadata.items()):
-        _out(f"  {key}={value}")
+        out(f"  {key}={value}")
     if not credentials:
-        _out("no credentials; add one with: managed-sessions vault add " + info.id + " --type ... --match ...")
+        out("no credentials; add one with: managed-sessions vault add " + info.id + " --type ... --match ...")
         return 0
     rows = [(c.id, c.type, c.match, _source(c), c.display_name or "", _when(c.created_at)) for c in credentials]
-    _table(("ID", "TYPE", "MATCH", "SOURCE", "NAME", "CREATED"), rows)
+    table(("ID", "TYPE", "MATCH", "SOURCE", "NAME", "CREATED"), rows)
     return 0
 
 
@@ -143,10 +142,10 @@ def _delete(vaults: Vaults, args: argparse.Namespace) -> int:
         sys.stderr.write(f"delete vault {info.display_name!r} and its {info.credential_count} credential(s)? [y/N] ")
         sys.stderr.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            _out("not deleted")
+            out("not deleted")
             return 1
     vaults.delete_vault(info.id)
-    _out(f"deleted vault {info.display_name!r} ({info.id}) and {info.credential_count} credential(s)")
+    out(f"deleted vault {info.display_name!r} ({info.id}) and {info.credential_count} credential(s)")
     return 0
 
 
@@ -156,8 +155,8 @@ def _add(vaults: Vaults, args: argparse.Namespace) -> int:
         args.vault, args.type, args.match, secret=secret, command=args.from_command, display_name=args.name
     )
     if args.json:
-        return _print_json(_credential_json(info))
-    _out(f"added {info.type} credential {info.id} for {info.match} ({_source(info)})")
+        return print_json(_credential_json(info))
+    out(f"added {info.type} credential {info.id} for {info.match} ({_source(info)})")
     return 0
 
 
@@ -179,21 +178,21 @@ def _read_secret(args: argparse.Namespace) -> Secret:
 
 def _remove(vaults: Vaults, args: argparse.Namespace) -> int:
     vaults.remove_credential(args.vault, args.credential_id)
-    _out(f"removed credential {args.credential_id} and its keyring entry")
+    out(f"removed credential {args.credential_id} and its keyring entry")
     return 0
 
 
 def _check(vaults: Vaults, args: argparse.Namespace) -> int:
     backend = describe_backend()
-    _out(f"keyring backend: {backend.name} ({'secure' if backend.secure else 'NOT secure'})")
+    out(f"keyring backend: {backend.name} ({'secure' if backend.secure else 'NOT secure'})")
     drifted = vaults.drift()
     if not drifted:
-        _out("ok: every keyring credential has its secret")
+        out("ok: every keyring credential has its secret")
         return 0
-    _out(f"{len(drifted)} credential(s) lost their secret from the keyring:")
+    out(f"{len(drifted)} credential(s) lost their secret from the keyring:")
     for c in drifted:
-        _out(f"  {c.id} in {c.vault_id}: {c.type} for {c.match}")
-        _out(f"    fix: managed-sessions vault remove {c.vault_id} {c.id}   (then add it again)")
+        out(f"  {c.id} in {c.vault_id}: {c.type} for {c.match}")
+        out(f"    fix: managed-sessions vault remove {c.vault_id} {c.id}   (then add it again)")
     return 1
 
 
@@ -216,18 +215,3 @@ def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        _out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
-def _print_json(value: object) -> int:
-    _out(json.dumps(value, indent=2))
-    return 0
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")

@@ -8,26 +8,21 @@ upstreams (all on 127.0.0.1) are reached by name only with `allow_private`, as a
 from __future__ import annotations
 
 import base64
-import gc
 import logging
-import os
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from egress_upstreams import BIG_BYTES, TcpServer, certificate, http_site
+from egress_upstreams import BIG_BYTES, WAIT_S, TcpServer, certificate, eventually, fd_count, http_site
 
 from server.egress.host_rules import HostRules
 from server.egress.proxy import EgressPolicy, EgressProxy
 
 A, B, NOBODY = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 NAMES = {"site.test": "127.0.0.1", "tls.test": "127.0.0.1", "rebind.test": "127.0.0.1", "slow.test": "127.0.0.1"}
-WAIT_S = 10.0
-"""How long a test waits for something that should happen: a bound on hanging, never a measurement."""
 
 
 async def resolve(host: str, port: int) -> Sequence[str]:
@@ -105,20 +100,6 @@ def tunnel(port: int, authority: str, source: str = A, extra: str = "") -> tuple
             break
         head += byte
     return sock, head
-
-
-def fd_count() -> int:
-    """This process's open descriptors, after closing what earlier tests left to the garbage collector (those
-    closing during a test would move the count under its baseline)."""
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
-
-
-def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.01)
 
 
 # Allowed traffic

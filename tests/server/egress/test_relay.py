@@ -5,24 +5,19 @@ megabytes intact, both ways, with a half-close passed on; a bulk direction's thr
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
-from egress_upstreams import BIG_BYTES, TcpServer, http_site
+from egress_upstreams import BIG_BYTES, WAIT_S, TcpServer, eventually, fd_count, http_site
 
 from server.egress import relay
 from server.egress.host_rules import HostRules
 from server.egress.proxy import EgressPolicy, EgressProxy
-
-WAIT_S = 10.0
-"""How long a test waits for bytes: a bound on hanging, never a measurement."""
 
 
 async def resolve(host: str, port: int) -> Sequence[str]:
@@ -98,18 +93,6 @@ def slices(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(relay, "_splice_slice", counted)
     return moved
-
-
-def fd_count() -> int:
-    gc.collect()
-    return len(os.listdir("/proc/self/fd"))
-
-
-def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.01)
 
 
 @pytest.mark.skipif(not relay._SPLICE, reason="os.splice is Linux's")
