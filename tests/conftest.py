@@ -140,9 +140,9 @@ def config(data_dir: Path) -> ServerConfig:
 
 
 @pytest.fixture
-def docker_loop_config(data_dir: Path, docker_client: docker.DockerClient) -> ServerConfig:
-    """An in-process runtime's config for agent loops on real sandboxes: the default image, the scripted model,
-    retries without waiting."""
+def scripted_loop_config(data_dir: Path) -> ServerConfig:
+    """An in-process runtime's config for agent loops: the default image, the scripted model, retries without
+    waiting."""
     from server.core.config import DEFAULT_IMAGE
 
     return ServerConfig(
@@ -152,6 +152,12 @@ def docker_loop_config(data_dir: Path, docker_client: docker.DockerClient) -> Se
         model_key_present=True,
         model_retry_delays_s=(0.01, 0.01),
     )
+
+
+@pytest.fixture
+def docker_loop_config(scripted_loop_config: ServerConfig, docker_client: docker.DockerClient) -> ServerConfig:
+    """`scripted_loop_config`, for loops on real sandboxes (an engine that answers, with the default image)."""
+    return scripted_loop_config
 
 
 @pytest.fixture

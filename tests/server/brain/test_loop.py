@@ -27,14 +27,8 @@ HANG_GUARD_S = 120
 
 
 @pytest.fixture
-def loop_config(data_dir: Path) -> ServerConfig:
-    return ServerConfig(
-        data_dir=data_dir,
-        image=DEFAULT_IMAGE,
-        model="claude-test",
-        model_key_present=True,
-        model_retry_delays_s=(0.01, 0.01),
-    )
+def loop_config(scripted_loop_config: ServerConfig) -> ServerConfig:
+    return scripted_loop_config
 
 
 @pytest.fixture
