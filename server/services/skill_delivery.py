@@ -24,7 +24,7 @@ from pathlib import Path
 
 from server.core.agents import SkillRef
 from server.core.blocking import in_thread
-from server.core.errors import NotFoundError
+from server.core.errors import DataDirUnwritableError, NotFoundError
 from server.core.events import EventBody
 from server.core.sessions import Session
 from server.core.skills import SKILL_FILE, InvokedSkill, SkillSummary, SkillVersion, invoked_name
@@ -98,10 +98,18 @@ class SessionSkills:
 
 
 def stored(store: SkillStore, store_dir: Path, version: SkillVersion) -> Path:
-    """A version's folder in the skill store, written first if missing (blocking)."""
+    """A version's folder in the skill store, written first if missing (blocking); `DataDirUnwritableError`
+    naming the disk's complaint when it cannot be (full, read-only, failing)."""
     folder = store_dir / version.skill_id / str(version.version)
     if not folder.exists():
-        _write_version(store, version, folder)
+        try:
+            _write_version(store, version, folder)
+        except OSError as exc:
+            raise DataDirUnwritableError(
+                f"skill {version.name!r} (version {version.version}) could not be written to the skill store "
+                f"{store_dir}: {exc.strerror or exc}. Free space on that disk (or make it writable), then send a "
+                "message to go on"
+            ) from exc
     return folder
 
 
