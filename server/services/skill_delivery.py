@@ -55,7 +55,9 @@ class SessionSkills:
         return []
 
     async def summaries(self, session: Session) -> list[SkillSummary]:
-        """Each skill's name and description, for the system prompt."""
+        """Each skill's name and description, for the system prompt (no thread hop for the many without skills)."""
+        if not session.agent.skills:
+            return []
         versions = await in_thread(self._versions, _pinned(session.agent.skills))
         return [SkillSummary(name=v.name, description=v.description) for v in versions]
 
