@@ -5,7 +5,9 @@ Per store, made on first need (a server whose sandboxes have no network makes no
 - `ms-<store>-limited`: an *internal* bridge (no route out, no DNS for outside names), inter-container traffic
   off. The only thing a sandbox on it can reach is the egress proxy, which this server runs on its own thread
   (see `server/egress/proxy.py`) on the bridge's gateway address. The proxy knows a sandbox by its address on
-  this network, registered when its container starts or is found running.
+  this network, registered when its container starts or is found running. Its packets never leave this machine,
+  so it has a loopback-sized MTU (`LIMITED_MTU`): the sandbox-to-proxy leg then moves far fewer, larger packets,
+  which is what lets a download through the proxy keep up with a direct one (`benchmarks/bench_egress.py`).
 - `ms-<store>-open`: an ordinary bridge for `unrestricted` sandboxes, inter-container traffic off, with packet
   filters (see `packet_filter.py`) keeping it off the host and private networks where the server may set them.
 
@@ -38,6 +40,9 @@ __all__ = ["NetworkPlan", "SandboxNetworks"]
 logger = logging.getLogger(__name__)
 
 NO_PROXY = "localhost,127.0.0.1,::1"
+
+LIMITED_MTU = 65520
+"""The limited network's MTU: it carries only sandbox <-> proxy traffic on this host, never a real link."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +166,11 @@ def _network(client: DockerClient, name: str, bridge: str, *, internal: bool, st
     try:
         try:
             network = client.networks.get(name)
+            _note_small_mtu(network.attrs, internal=internal)
         except docker.errors.NotFound:
             options = {"com.docker.network.bridge.enable_icc": "false", "com.docker.network.bridge.name": bridge}
+            if internal:
+                options["com.docker.network.driver.mtu"] = str(LIMITED_MTU)
             try:
                 network = client.networks.create(
                     name,
@@ -184,6 +192,18 @@ def _network(client: DockerClient, name: str, bridge: str, *, internal: bool, st
         raise SandboxUnavailableError(f"Docker network {name!r} has no IPv4 gateway; remove it and try again")
     interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{network.short_id}"
     return _Network(name, interface, gateway)
+
+
+def _note_small_mtu(attrs: dict[str, object], *, internal: bool) -> None:
+    """Say once that a limited network made by an earlier version keeps its smaller MTU (slower proxied downloads)."""
+    options = attrs.get("Options")
+    mtu = options.get("com.docker.network.driver.mtu") if isinstance(options, dict) else None
+    if internal and mtu != str(LIMITED_MTU):
+        logger.info(
+            "the Docker network %s was made with a smaller MTU (%s) than this version uses (%d), so downloads through "
+            "the egress proxy are slower; remove it (docker network rm %s) when no sandbox uses it to get the new one",
+            attrs.get("Name"), mtu or "default", LIMITED_MTU, attrs.get("Name"),
+        )  # fmt: skip
 
 
 def _port_of_running_sandboxes(client: DockerClient, network: _Network, store: str) -> int | None:

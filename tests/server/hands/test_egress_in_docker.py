@@ -17,6 +17,7 @@ from egress_sandboxes import BODY, default_pip_index, egress_config, http_server
 from git_server import git_server, make_repository
 
 from server.core.environments import UnrestrictedNetwork
+from server.hands.docker.networks import LIMITED_MTU
 from server.services.runtime import Runtime, open_runtime
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
@@ -83,6 +84,8 @@ async def test_no_way_out_but_the_proxy(runtime: Runtime) -> None:
         output = await sandbox.ok(f"python3 - <<'EOF'\n{probe}EOF")
         for outcome in ("outside closed", "dns failed", "udp failed"):
             assert outcome in output, output
+        # The network never leaves this machine, so it has a loopback-sized MTU (the proxied download's speed).
+        assert await sandbox.ok("cat /sys/class/net/eth0/mtu") == str(LIMITED_MTU)
         if "not enforced" not in (await sandbox.egress()).enforcement:
             assert "gateway closed" in output, output  # the host's own services, past the proxy's port
 
@@ -134,6 +137,7 @@ async def test_unrestricted_reaches_the_internet_but_not_the_host_unless_opted_i
         await sandbox.ok("true")
         posture = await sandbox.egress()
         assert posture.mode == "unrestricted"
+        assert await sandbox.ok("cat /sys/class/net/eth0/mtu") != str(LIMITED_MTU)  # its packets reach real links
         assert posture.private_addresses_allowed is allow_private
         if "not enforced" in posture.enforcement:
             pytest.skip(f"packet filters cannot be set here: {posture.enforcement}")
