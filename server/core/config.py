@@ -182,6 +182,11 @@ class ServerConfig:
         return self.data_dir / "store.db"
 
     @property
+    def tool_cache_path(self) -> Path:
+        """The MCP tools' schemas, kept between starts (`server/fronts/mcp/tool_cache.py`); safe to delete."""
+        return self.data_dir / "cache" / "mcp-tools.json"
+
+    @property
     def vault_index_path(self) -> Path:
         """The vault's index of vaults and credentials (metadata only; the secrets are in the keyring)."""
         return self.data_dir / "vault" / "index.json"

@@ -11,6 +11,7 @@ from server.core.version import __version__
 from server.fronts.mcp.app import AppLinks, register_app_resource
 from server.fronts.mcp.guard import GuardedMCPServer
 from server.fronts.mcp.registry import Registry
+from server.fronts.mcp.tool_cache import ToolCache
 from server.fronts.mcp.tools.agents import register_agent_tools
 from server.fronts.mcp.tools.environments import register_environment_tools
 from server.fronts.mcp.tools.files import register_file_tools
@@ -37,7 +38,7 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         yield runtime
 
-    registry = Registry()  # each output type's schema is made once (registry.py)
+    registry = Registry(ToolCache(runtime.config.tool_cache_path))  # schemas made once per code version
     register_agent_tools(registry)
     register_environment_tools(registry)
     register_session_tools(registry)
@@ -58,4 +59,5 @@ def build_server(runtime: Runtime) -> MCPServer[Runtime]:
     )
     mcp.on_answer = runtime.start_up.answered  # the runtime's background work waits for the first answer
     registry.add_resources_to(mcp)
+    registry.save_cache()
     return mcp

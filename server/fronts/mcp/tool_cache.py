@@ -1,0 +1,130 @@
+"""The tool list's schemas, kept between starts: made once per version of the code that makes them.
+
+Making the 34 tools' input schemas, argument models and output schemas was most of building the MCP server,
+about 70 ms of every stdio start (issue 14), and the answer only changes with the code or the libraries. So a
+start that finds `<data_dir>/cache/mcp-tools.json` written under the same fingerprint takes each tool's published
+schemas from it, and makes the tool's argument and output models on its first call instead (`registry.py`).
+
+The fingerprint is that of Python's own bytecode cache: the size and modification time of every module loaded
+from this server's packages and from the libraries that make the schemas (mcp, pydantic), plus the Python
+version. A cache that is missing, unreadable, stale, malformed or for other tools is ignored and rewritten; one
+that cannot be written (a read-only or full data dir) is logged at debug level and the server starts as before.
+Nothing in it is trusted beyond the published schemas: every call is still validated by the models the
+functions declare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CachedTool", "ToolCache"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+_PACKAGES = frozenset({"server", "vault", "mcp", "mcp_types", "pydantic", "pydantic_core"})
+
+
+@dataclass(frozen=True)
+class CachedTool:
+    """What a tool publishes that takes time to make, and the one fact of its signature the SDK must know."""
+
+    parameters: dict[str, Any]
+    output_schema: dict[str, Any]
+    context_kwarg: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parameters": self.parameters, "output_schema": self.output_schema, "context_kwarg": self.context_kwarg}
+
+    @classmethod
+    def from_json(cls, raw: object) -> CachedTool | None:
+        """The entry, or None when it is not the shape this version writes."""
+        if not isinstance(raw, dict):
+            return None
+        parameters, output, context = raw.get("parameters"), raw.get("output_schema"), raw.get("context_kwarg")
+        if not isinstance(parameters, dict) or not isinstance(output, dict):
+            return None
+        if context is not None and not isinstance(context, str):
+            return None
+        return cls(parameters, output, context)
+
+
+class ToolCache:
+    """Read once when the server is built, written once after, if anything was made rather than read."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fingerprint = fingerprint()
+        self._found = self._read()
+        self._made: dict[str, CachedTool] = {}
+        self._used: set[str] = set()
+
+    def get(self, name: str) -> CachedTool | None:
+        found = self._found.get(name)
+        if found is not None:
+            self._used.add(name)
+        return found
+
+    def put(self, name: str, tool: CachedTool) -> None:
+        self._made[name] = tool
+
+    @property
+    def complete(self) -> bool:
+        """Every tool came from the cache, and the cache holds no tool that is gone."""
+        return not self._made and self._used == set(self._found)
+
+    def save(self) -> None:
+        """Writes what was read and made, unless that is exactly what the file holds (atomic; errors logged)."""
+        if self.complete:
+            return
+        tools = {name: self._found[name] for name in self._used} | self._made
+        entries = {name: tool.to_json() for name, tool in tools.items()}
+        payload = {"format": FORMAT, "fingerprint": self._fingerprint, "tools": entries}
+        partial = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(payload, separators=(",", ":")), encoding="utf-8")
+            os.replace(partial, self._path)
+        except OSError as exc:
+            logger.debug("could not write the tool cache %s: %s", self._path, exc)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+
+    def _read(self) -> dict[str, CachedTool]:
+        try:
+            raw = json.loads(self._path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            logger.debug("ignoring the tool cache %s: %s", self._path, exc)
+            return {}
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("fingerprint") != self._fingerprint:
+            return {}
+        entries = raw.get("tools")
+        if not isinstance(entries, dict):
+            return {}
+        found = {name: CachedTool.from_json(entry) for name, entry in entries.items()}
+        return {name: tool for name, tool in found.items() if tool is not None}
+
+
+def fingerprint() -> str:
+    """Python's version and the size and mtime of every loaded module of the packages that make the schemas."""
+    digest = hashlib.blake2b(sys.version.encode(), digest_size=16)
+    for name, module in sorted(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path is None or name.partition(".")[0] not in _PACKAGES:
+            continue
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
