@@ -42,5 +42,6 @@ def settle_heap(moment: str) -> bool:
         gc.collect()
     gc.freeze()
     gc.enable()
-    logger.debug("heap settled after %s: %d objects frozen", moment, gc.get_freeze_count())
+    if logger.isEnabledFor(logging.DEBUG):  # counting walks every frozen object: 14 ms at start-up
+        logger.debug("heap settled after %s: %d objects frozen", moment, gc.get_freeze_count())
     return True
