@@ -3,6 +3,9 @@ clients it made serve the turns afterwards."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -70,3 +73,19 @@ async def test_a_client_that_cannot_be_set_up_is_left_to_the_turn_to_explain() -
     client.warm()  # does not raise: the turn reports what to set
     with pytest.raises(ModelError, match="OPENAI_API_KEY"):
         await client.turn(model="m", system=None, messages=USER, tools=[], max_tokens=10)
+
+
+def test_the_dry_run_goes_through_the_sdks_real_http_stack_on_this_process_own_loopback() -> None:
+    """In a fresh interpreter, so nothing else loaded them first: the connection pool's socket backend and the
+    HTTP/1.1 parser are loaded by the dry run, which a transport answering in memory never reaches."""
+    probe = (
+        "import sys\n"
+        "from server.brain.providers.dry_run import dry_run_anthropic\n"
+        "before = {m for m in ('httpcore2._backends.anyio', 'h11') if m in sys.modules}\n"
+        "dry_run_anthropic()\n"
+        "print(sorted(before), sorted(m for m in ('httpcore2._backends.anyio', 'h11') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "HTTP_PROXY", "http_proxy"))}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] ['h11', 'httpcore2._backends.anyio']", done.stdout
