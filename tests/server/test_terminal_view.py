@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from server.fronts.cli.event_lines import RESULT_LINES, EventLines
 from server.fronts.cli.feeds import CAUGHT_UP, FeedItem
+from server.fronts.cli.store_feed import StoreFeed
 from server.fronts.cli.terminal_text import Palette, columns, escape, fold, one_line, palette_for
 from server.fronts.cli.watch import Watch, exit_status
 
@@ -240,3 +242,48 @@ def test_wide_characters_count_as_two_columns_when_a_line_is_cut() -> None:
     assert columns(one_line("日本語のテキスト" * 20, 40)) <= 40
     assert one_line("short", 9) == "short"
     assert one_line("e\u0301te\u0301", 4) == "e\u0301te\u0301"  # combining accents take no column
+
+
+WAIT_S = 30.0
+"""A bound on waiting for something that should happen; never a measurement."""
+
+
+class _SlowReader:
+    """A store reader whose read of the log takes until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.reading = threading.Event()
+        self.release = threading.Event()
+        self.closed_during_read = False
+        self.in_read = False
+
+    def events_after(self, session_id: str, after: str | None, limit: int) -> list[object]:
+        self.in_read = True
+        self.reading.set()
+        self.release.wait(WAIT_S)
+        self.in_read = False
+        return []
+
+    def close(self) -> None:
+        self.closed_during_read = self.in_read
+
+
+def test_closing_the_store_feed_waits_for_the_read_under_way_and_ends_the_reading() -> None:
+    """Ctrl-C closes the feed from the main thread while the watch's reader thread may be in a read: the
+    connection must not be closed under it (that could hang the interpreter's exit), and the reading stops."""
+    reader = _SlowReader()
+    feed = StoreFeed(reader, "/data")  # type: ignore[arg-type]
+    items: list[object] = []
+    thread = threading.Thread(target=lambda: items.extend(feed.events("sesn_x")), daemon=True)
+    thread.start()
+    assert reader.reading.wait(WAIT_S)
+    closing = threading.Thread(target=feed.close, daemon=True)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()  # waiting for the read to end
+    reader.release.set()
+    closing.join(WAIT_S)
+    thread.join(WAIT_S)
+    assert not reader.closed_during_read
+    assert not thread.is_alive()
+    assert items == [CAUGHT_UP]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +19,14 @@ BATCH = 500
 
 
 class StoreFeed:
+    """Read by a watch's reader thread while the main thread may close it (Ctrl-C): every read holds `_reading`,
+    and `close` takes it too, so the connection is never closed under a read (which could hang the exit)."""
+
     def __init__(self, reader: StoreReader, where: str) -> None:
         self._reader = reader
         self._where = where
+        self._reading = threading.Lock()
+        self._closed = threading.Event()
 
     @classmethod
     def open(cls, config: ServerConfig) -> StoreFeed:
@@ -41,9 +46,14 @@ class StoreFeed:
         cursor: str | None = None
         caught_up = False
         while True:
-            try:
-                batch = self._reader.events_after(session_id, cursor, BATCH)
-            except NotFoundError:
+            with self._reading:
+                if self._closed.is_set():
+                    return
+                try:
+                    batch = self._reader.events_after(session_id, cursor, BATCH)
+                except NotFoundError:
+                    batch = None
+            if batch is None:
                 yield {"type": "session.deleted"}
                 return
             for event in batch:
@@ -54,7 +64,9 @@ class StoreFeed:
                 if not caught_up:
                     caught_up = True
                     yield CAUGHT_UP
-                time.sleep(POLL_S)
+                self._closed.wait(POLL_S)
 
     def close(self) -> None:
-        self._reader.close()
+        self._closed.set()
+        with self._reading:
+            self._reader.close()
