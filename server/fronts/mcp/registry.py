@@ -102,11 +102,11 @@ class _DeferredMetadata(FuncMetadata):
     _context_kwarg: str | None = PrivateAttr(default=None)
 
     def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
-        if self._fn is not None:
-            fn, self._fn = self._fn, None
+        if self._fn is not None:  # the first call: made once, and only then marked made (a failure is raised again)
             skip = [self._context_kwarg] if self._context_kwarg is not None else []
-            self.arg_model = func_metadata(fn, skip_names=skip, structured_output=False).arg_model
-            self.output_model = _output_model(fn)
+            arguments = func_metadata(self._fn, skip_names=skip, structured_output=False).arg_model
+            self.output_model = _output_model(self._fn)
+            self.arg_model, self._fn = arguments, None
         return super().validate_arguments(arguments_to_validate)
 
 
