@@ -2,8 +2,9 @@
 
 Each run spawns `python -m server serve` as a child, connects the SDK `Client` (which probes the
 protocol version), and calls `list_sessions`; the figure is spawn to that answer. The data dir is
-one a previous start has initialised (the usual case); starts on a brand-new data dir (creating
-the store, running migrations) are reported beside it. Baselines in the same run, interleaved
+one a previous start has initialised (the usual case: its store, and the tools' schemas in
+`cache/mcp-tools.json`); starts on a brand-new data dir (creating the store, running migrations,
+making and writing the schemas) are reported beside it. Baselines in the same run, interleaved
 with it: the same for the trivial SDK server (`_trivial_server.py`), and a bare `python -c pass`.
 
 Target: median <= 1.5 s (existing data dir).
