@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -119,16 +117,20 @@ def test_a_cache_that_cannot_be_written_costs_nothing_but_time(tmp_path: Path) -
     assert [published(tool) for tool in tools] == [published(tool) for tool in made]
 
 
-def test_the_fingerprint_follows_a_change_to_any_loaded_module_of_the_server(tmp_path: Path) -> None:
-    source = tmp_path / "probe.py"
+def test_the_fingerprint_follows_a_change_to_any_source_file_of_the_packages(tmp_path: Path) -> None:
+    package = tmp_path / "package"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    source = package / "sub" / "tools.py"
     source.write_text("X = 1\n")
-    module = types.ModuleType("server._fingerprint_probe")
-    module.__file__ = str(source)
-    sys.modules[module.__name__] = module
-    try:
-        before = fingerprint()
-        assert fingerprint() == before
-        os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1_000_000))
-        assert fingerprint() != before
-    finally:
-        del sys.modules[module.__name__]
+    before = fingerprint([package])
+    assert fingerprint([package]) == before
+    (package / "sub" / "__pycache__").mkdir()
+    (package / "sub" / "__pycache__" / "tools.cpython-311.pyc").write_bytes(b"compiled")
+    assert fingerprint([package]) == before  # bytecode is not source
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1_000_000))
+    touched = fingerprint([package])
+    assert touched != before
+    (package / "sub" / "new.py").write_text("")
+    assert fingerprint([package]) != touched
+    assert fingerprint() != fingerprint([package])  # the default covers this server's own packages

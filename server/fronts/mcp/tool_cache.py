@@ -5,10 +5,13 @@ about 70 ms of every stdio start (issue 14), and the answer only changes with th
 start that finds `<data_dir>/cache/mcp-tools.json` written under the same fingerprint takes each tool's published
 schemas from it, and makes the tool's argument and output models on its first call instead (`registry.py`).
 
-The fingerprint is that of Python's own bytecode cache: the size and modification time of every module loaded
-from this server's packages and from the libraries that make the schemas (mcp, pydantic), plus the Python
-version. A cache that is missing, unreadable, stale, malformed or for other tools is ignored and rewritten; one
-that cannot be written (a read-only or full data dir) is logged at debug level and the server starts as before.
+The fingerprint is that of Python's own bytecode cache, the size and modification time of a source file: those
+of every `.py` file of this server's packages (`server`, `vault`), and of the `__init__.py` of each library that
+makes the schemas (mcp, pydantic; an upgrade rewrites it), plus the Python version. It does not depend on which
+modules happen to be loaded, so a stdio server and an HTTP one on the same data dir share the cache.
+
+A cache that is missing, unreadable, stale, malformed or for other tools is ignored and rewritten; one that
+cannot be written (a read-only or full data dir) is logged at debug level and the server starts as before.
 Nothing in it is trusted beyond the published schemas: every call is still validated by the models the
 functions declare.
 """
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,8 @@ __all__ = ["CachedTool", "ToolCache"]
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-_PACKAGES = frozenset({"server", "vault", "mcp", "mcp_types", "pydantic", "pydantic_core"})
+_OWN_PACKAGES = ("server", "vault")
+_LIBRARIES = ("mcp", "mcp_types", "pydantic", "pydantic_core")
 
 
 @dataclass(frozen=True)
@@ -115,16 +120,35 @@ class ToolCache:
         return {name: tool for name, tool in found.items() if tool is not None}
 
 
-def fingerprint() -> str:
-    """Python's version and the size and mtime of every loaded module of the packages that make the schemas."""
+def fingerprint(source_dirs: Sequence[Path] | None = None) -> str:
+    """The Python version, and the size and mtime of every `.py` file under `source_dirs` (default: the `server`
+    and `vault` packages) and of each schema-making library's `__init__.py`."""
     digest = hashlib.blake2b(sys.version.encode(), digest_size=16)
-    for name, module in sorted(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if path is None or name.partition(".")[0] not in _PACKAGES:
-            continue
-        try:
-            stat = os.stat(path)
-        except OSError:
-            continue
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    for root in source_dirs if source_dirs is not None else _package_dirs(_OWN_PACKAGES):
+        for path, size, mtime_ns in sorted(_sources(root)):
+            digest.update(f"{os.path.relpath(path, root)}:{size}:{mtime_ns};".encode())
+    for name in _LIBRARIES:
+        init = getattr(sys.modules.get(name), "__file__", None)
+        if init is not None:
+            stat = os.stat(init)
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()
+
+
+def _package_dirs(names: Sequence[str]) -> list[Path]:
+    found = (getattr(sys.modules.get(name), "__file__", None) for name in names)
+    return [Path(path).parent for path in found if path is not None]
+
+
+def _sources(root: Path) -> Iterator[tuple[str, int, int]]:
+    """Every `.py` file below `root` (not `__pycache__`), with its size and mtime."""
+    folders = [str(root)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        folders.append(entry.path)
+                elif entry.name.endswith(".py"):
+                    stat = entry.stat()
+                    yield entry.path, stat.st_size, stat.st_mtime_ns
