@@ -125,16 +125,21 @@ def _digest(path: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir()) if p.is_file()}
 
 
-def _interrupted_follow(session_id: str, env: dict[str, str]) -> int:
-    """`watch --follow` of an idle session goes on past the idle; Ctrl-C ends it. Returns its exit status."""
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "server", "sessions", "watch", session_id, "--follow"],
+def _watch(session_id: str, env: dict[str, str], *flags: str, stderr: int) -> subprocess.Popen[str]:
+    """`sessions watch` of the session as a child, its output read as text from a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "server", "sessions", "watch", session_id, *flags],
         env=python_path_env(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
+
+
+def _interrupted_follow(session_id: str, env: dict[str, str]) -> int:
+    """`watch --follow` of an idle session goes on past the idle; Ctrl-C ends it. Returns its exit status."""
+    follow = _watch(session_id, env, "--follow", stderr=subprocess.DEVNULL)
     assert follow.stdout is not None
     while not follow.stdout.readline().startswith("■ idle"):
         assert follow.poll() is None, "the watch ended before showing the idle"
@@ -204,14 +209,7 @@ def test_watch_follows_a_running_session_by_polling_the_store_beside_a_server_wi
         session = client.beta.sessions.create(agent=agent.id, environment_id=make_environment(config))
         client.beta.sessions.events.send(session.id, events=[_message("take your time")])
         held.wait_started(timeout_s=WAIT_S)
-        watch = subprocess.Popen(
-            [sys.executable, "-m", "server", "sessions", "watch", session.id],
-            env=python_path_env(subprocess_env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        watch = _watch(session.id, subprocess_env, stderr=subprocess.PIPE)
         assert watch.stdout is not None
         seen = [watch.stdout.readline() for _ in range(4)]  # the header, then the log so far
         held.release()

@@ -16,7 +16,9 @@ import tempfile
 import threading
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_sandboxes import FakeSandboxes
@@ -92,6 +94,21 @@ def start_session(server: RestServer) -> str:
         return session.id
 
 
+@contextmanager
+def browser_page(chromium: str, **options: Any) -> Iterator[tuple[Page, list[str]]]:
+    """A page in a fresh headless chromium (`options` go to `new_page`), and the console and page errors it logs."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page(**options)
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            yield page, problems
+        finally:
+            browser.close()
+
+
 def log_in(page: Page, server: RestServer) -> None:
     page.goto(f"{server.base_url}/ui")
     page.fill("#token", server.token)
@@ -113,67 +130,58 @@ def test_the_page_follows_a_running_session_live(
         hang("Looking at the square", then=reply("Painted square.png."), release=second),
     )
     session_id = start_session(served)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+    with browser_page(chromium, viewport={"width": 1200, "height": 900}) as (page, problems):
+        log_in(page, served)
+        row = page.locator(f'tr[data-session-id="{session_id}"]')
+        expect(row).to_contain_text("running")
+        expect(row).to_contain_text("Paint a square")
+        row.click()
 
-            log_in(page, served)
-            row = page.locator(f'tr[data-session-id="{session_id}"]')
-            expect(row).to_contain_text("running")
-            expect(row).to_contain_text("Paint a square")
-            row.click()
+        expect(page.locator("#session-status")).to_have_text("running")
+        expect(page.locator("#log .entry.user")).to_contain_text("Paint a blue square.")
+        tool = page.locator("#log .entry.tool")
+        expect(tool).to_have_count(0)
+        expect(page.locator("#connection")).to_have_text("live")
 
-            expect(page.locator("#session-status")).to_have_text("running")
-            expect(page.locator("#log .entry.user")).to_contain_text("Paint a blue square.")
-            tool = page.locator("#log .entry.tool")
-            expect(tool).to_have_count(0)
-            expect(page.locator("#connection")).to_have_text("live")
+        first.set()  # the model answers with the tool call: the page gets it over the stream
+        expect(tool).to_contain_text("bash")
+        expect(tool.locator(".state")).to_have_text("waiting for your confirmation")
+        expect(page.locator("#pending")).to_be_visible()
+        tool.locator("button.allow").click()
+        expect(tool.locator(".state")).to_have_text("done", timeout=SLOW_S)
+        expect(page.locator("#pending")).to_be_hidden()
 
-            first.set()  # the model answers with the tool call: the page gets it over the stream
-            expect(tool).to_contain_text("bash")
-            expect(tool.locator(".state")).to_have_text("waiting for your confirmation")
-            expect(page.locator("#pending")).to_be_visible()
-            tool.locator("button.allow").click()
-            expect(tool.locator(".state")).to_have_text("done", timeout=SLOW_S)
-            expect(page.locator("#pending")).to_be_hidden()
+        preview = page.locator("#log .entry.preview")
+        expect(preview).to_contain_text("Looking at the square")  # the model's second turn, as it streams
+        before = entry_ids(page)
+        page.reload()
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(tool.locator(".state")).to_have_text("done")
+        assert entry_ids(page) == before
 
-            preview = page.locator("#log .entry.preview")
-            expect(preview).to_contain_text("Looking at the square")  # the model's second turn, as it streams
-            before = entry_ids(page)
-            page.reload()
-            expect(page.locator("#connection")).to_have_text("live")
-            expect(tool.locator(".state")).to_have_text("done")
-            assert entry_ids(page) == before
+        second.set()
+        agent = page.locator("#log .entry.agent")
+        expect(agent).to_have_count(2)
+        expect(agent.first).to_have_text("AgentLooking at the square")
+        expect(agent.last).to_have_text("AgentPainted square.png.")
+        expect(page.locator("#session-status")).to_have_text("idle")
 
-            second.set()
-            agent = page.locator("#log .entry.agent")
-            expect(agent).to_have_count(2)
-            expect(agent.first).to_have_text("AgentLooking at the square")
-            expect(agent.last).to_have_text("AgentPainted square.png.")
-            expect(page.locator("#session-status")).to_have_text("idle")
+        result = tool.locator("details.result")
+        result.locator("summary").click()
+        expect(result.locator("pre")).to_contain_text(HOSTILE)
+        assert result.locator("img").count() == 0
+        assert page.evaluate("window.pwned") is None
 
-            result = tool.locator("details.result")
-            result.locator("summary").click()
-            expect(result.locator("pre")).to_contain_text(HOSTILE)
-            assert result.locator("img").count() == 0
-            assert page.evaluate("window.pwned") is None
+        square = page.locator("#files li", has_text="square.png")
+        square.locator("button.preview").click()
+        image = page.locator("#file-preview img")
+        expect(image).to_be_visible()
+        page.wait_for_function("document.querySelector('#file-preview img').naturalWidth === 24")
 
-            square = page.locator("#files li", has_text="square.png")
-            square.locator("button.preview").click()
-            image = page.locator("#file-preview img")
-            expect(image).to_be_visible()
-            page.wait_for_function("document.querySelector('#file-preview img').naturalWidth === 24")
-
-            shot = artifacts / f"session-view-{session_id}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot of the session view: {shot}")
-            assert problems == []
-        finally:
-            browser.close()
+        shot = artifacts / f"session-view-{session_id}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the session view: {shot}")
+        assert problems == []
 
 
 BIG = "".join(f"line {n:07d} of a long build log\n" for n in range(10 * 1024 * 1024 // 32))
@@ -198,58 +206,53 @@ def test_a_huge_result_a_custom_tool_and_an_interrupt_from_the_page(
         )
         environment = client.beta.environments.create(name="shop")
         session_id = client.beta.sessions.create(agent=agent.id, environment_id=environment.id).id
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            page = browser.new_page()
-            log_in(page, served_on_fakes)
-            page.locator(f'tr[data-session-id="{session_id}"]').click()
-            expect(page.locator("#connection")).to_have_text("live")
+    with browser_page(chromium) as (page, _problems):
+        log_in(page, served_on_fakes)
+        page.locator(f'tr[data-session-id="{session_id}"]').click()
+        expect(page.locator("#connection")).to_have_text("live")
 
-            page.fill("#message", "Build it.")
-            page.click("#send")
-            expect(page.locator("#message")).to_have_value("")
-            expect(page.locator("#log .entry.user")).to_have_text("YouBuild it.")
+        page.fill("#message", "Build it.")
+        page.click("#send")
+        expect(page.locator("#message")).to_have_value("")
+        expect(page.locator("#log .entry.user")).to_have_text("YouBuild it.")
 
-            build = page.locator("#log .entry.tool", has_text="bash")
-            expect(build.locator(".state")).to_have_text("done")
-            expect(build.locator("details.result summary")).to_contain_text(f"{len(BIG)} characters")
-            expect(build.locator("details.result .truncated")).to_contain_text(f"of {len(BIG)} characters")
-            build.locator("details.result summary").click()
-            assert len(build.locator("details.result pre").inner_text()) <= 4000
-            with page.expect_download() as download:
-                build.locator("details.result button", has_text="Download all").click()
-            assert Path(download.value.path()).read_text(encoding="utf-8") == BIG
+        build = page.locator("#log .entry.tool", has_text="bash")
+        expect(build.locator(".state")).to_have_text("done")
+        expect(build.locator("details.result summary")).to_contain_text(f"{len(BIG)} characters")
+        expect(build.locator("details.result .truncated")).to_contain_text(f"of {len(BIG)} characters")
+        build.locator("details.result summary").click()
+        assert len(build.locator("details.result pre").inner_text()) <= 4000
+        with page.expect_download() as download:
+            build.locator("details.result button", has_text="Download all").click()
+        assert Path(download.value.path()).read_text(encoding="utf-8") == BIG
 
-            lookup = page.locator("#log .entry.tool", has_text="lookup")
-            expect(lookup.locator(".state")).to_have_text("waiting for your result")
-            lookup.locator(".answer textarea").fill("a small feline")
-            lookup.locator("button.send-result").click()
-            expect(lookup.locator(".state")).to_have_text("answered")
-            expect(lookup.locator("details.result")).to_contain_text("result: 14 characters")
+        lookup = page.locator("#log .entry.tool", has_text="lookup")
+        expect(lookup.locator(".state")).to_have_text("waiting for your result")
+        lookup.locator(".answer textarea").fill("a small feline")
+        lookup.locator("button.send-result").click()
+        expect(lookup.locator(".state")).to_have_text("answered")
+        expect(lookup.locator("details.result")).to_contain_text("result: 14 characters")
 
-            expect(page.locator("#log .entry.preview")).to_contain_text("Now I will")
-            page.click("#interrupt")
-            expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
-            expect(page.locator("#session-status")).to_have_text("idle")
-            expect(page.locator("#log .entry.preview")).to_have_count(0)
+        expect(page.locator("#log .entry.preview")).to_contain_text("Now I will")
+        page.click("#interrupt")
+        expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
+        expect(page.locator("#session-status")).to_have_text("idle")
+        expect(page.locator("#log .entry.preview")).to_have_count(0)
 
-            before = entry_ids(page)
-            page.reload()
-            expect(page.locator("#connection")).to_have_text("live")
-            expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
-            assert entry_ids(page) == before
+        before = entry_ids(page)
+        page.reload()
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("#log .mark", has_text="interrupted")).to_be_visible()
+        assert entry_ids(page) == before
 
-            long_message = "word " * 20_000  # a message is bounded on the page like a result
-            model.enqueue(reply("Read it."))
-            page.fill("#message", long_message)
-            page.click("#send")
-            sent = page.locator("#log .entry.user").last
-            expect(sent.locator(".truncated")).to_contain_text(f"of {len(long_message)} characters")
-            assert len(sent.locator("pre").inner_text()) <= 4000
-            expect(page.locator("#log .entry.agent").last).to_have_text("AgentRead it.")
-        finally:
-            browser.close()
+        long_message = "word " * 20_000  # a message is bounded on the page like a result
+        model.enqueue(reply("Read it."))
+        page.fill("#message", long_message)
+        page.click("#send")
+        sent = page.locator("#log .entry.user").last
+        expect(sent.locator(".truncated")).to_contain_text(f"of {len(long_message)} characters")
+        assert len(sent.locator("pre").inner_text()) <= 4000
+        expect(page.locator("#log .entry.agent").last).to_have_text("AgentRead it.")
 
 
 def test_the_mcp_app_follows_a_session_through_a_hosts_bridge(
@@ -262,50 +265,42 @@ def test_the_mcp_app_follows_a_session_through_a_hosts_bridge(
     session_id = start_session(served_on_fakes)
     fakes.files[session_id] = {"square.png": SQUARE}
     fakes.mime_types["square.png"] = "image/png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.route(
-                f"{served_on_fakes.base_url}/host",
-                lambda route: route.fulfill(body=host_page(served_on_fakes.token), content_type="text/html"),
-            )
-            page.goto(f"{served_on_fakes.base_url}/host")
-            page.evaluate("id => window.openView(id)", session_id)
-            view = page.frame_locator("iframe")
+    with browser_page(chromium, viewport={"width": 1100, "height": 900}) as (page, problems):
+        page.route(
+            f"{served_on_fakes.base_url}/host",
+            lambda route: route.fulfill(body=host_page(served_on_fakes.token), content_type="text/html"),
+        )
+        page.goto(f"{served_on_fakes.base_url}/host")
+        page.evaluate("id => window.openView(id)", session_id)
+        view = page.frame_locator("iframe")
 
-            expect(view.locator("#session-title")).to_have_text("Paint a square")
-            tool = view.locator("#log .entry.tool")
-            expect(tool.locator(".state")).to_have_text("waiting for your confirmation")
-            tool.locator("button.allow").click()
-            expect(tool.locator(".state")).to_have_text("done")
-            expect(view.locator("#log .entry.agent")).to_have_text("AgentBuilt.")
-            expect(view.locator("#session-status")).to_have_text("idle")
+        expect(view.locator("#session-title")).to_have_text("Paint a square")
+        tool = view.locator("#log .entry.tool")
+        expect(tool.locator(".state")).to_have_text("waiting for your confirmation")
+        tool.locator("button.allow").click()
+        expect(tool.locator(".state")).to_have_text("done")
+        expect(view.locator("#log .entry.agent")).to_have_text("AgentBuilt.")
+        expect(view.locator("#session-status")).to_have_text("idle")
 
-            result = tool.locator("details.result")
-            result.locator("summary").click()
-            expect(result.locator("pre")).to_have_text(HOSTILE)
-            assert result.locator("img").count() == 0
-            app = next(frame for frame in page.frames if frame != page.main_frame)
-            assert app.evaluate("window.pwned") is None
+        result = tool.locator("details.result")
+        result.locator("summary").click()
+        expect(result.locator("pre")).to_have_text(HOSTILE)
+        assert result.locator("img").count() == 0
+        app = next(frame for frame in page.frames if frame != page.main_frame)
+        assert app.evaluate("window.pwned") is None
 
-            view.locator("#message").fill("Once more.")
-            view.locator("#send").click()
-            expect(view.locator("#log .entry.user").last).to_have_text("YouOnce more.")
-            expect(view.locator("#log .entry.agent").last).to_have_text("AgentBuilt again.")
+        view.locator("#message").fill("Once more.")
+        view.locator("#send").click()
+        expect(view.locator("#log .entry.user").last).to_have_text("YouOnce more.")
+        expect(view.locator("#log .entry.agent").last).to_have_text("AgentBuilt again.")
 
-            square = view.locator("#files li", has_text="square.png")
-            square.locator("button.preview").click()
-            expect(view.locator("#file-preview img")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
-            app.wait_for_function("document.querySelector('#file-preview img').naturalWidth === 24")
+        square = view.locator("#files li", has_text="square.png")
+        square.locator("button.preview").click()
+        expect(view.locator("#file-preview img")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+        app.wait_for_function("document.querySelector('#file-preview img').naturalWidth === 24")
 
-            log = page.evaluate("window.hostLog")
-            assert log[0] == "ui/initialize"
-            assert log.index("ui/notifications/initialized") < log.index("tools/call")
-            assert {"ui/notifications/size-changed"} <= set(log)
-            assert problems == []
-        finally:
-            browser.close()
+        log = page.evaluate("window.hostLog")
+        assert log[0] == "ui/initialize"
+        assert log.index("ui/notifications/initialized") < log.index("tools/call")
+        assert {"ui/notifications/size-changed"} <= set(log)
+        assert problems == []
