@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio  # noqa: TID251 - the loop's default executor (warm_loop_executor), which no anyio call reaches
 import functools
 import logging
 import os
@@ -55,7 +56,7 @@ from vault.secret import Secret
 from vault.store import SecretStore
 from vault.vaults import Vaults
 
-__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime"]
+__all__ = ["Runtime", "docker_sandboxes", "http_token", "keyring_secrets", "open_runtime", "warm_loop_executor"]
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +313,7 @@ async def _warm_in_background(router: ModelRouter, default_model: str, start_up:
     or a fallback), so the first turn does not wait a second or more for them, and neither does the first answer
     (nor a server that stops at once: nothing joins the thread)."""
     await start_up.over()
+    await warm_loop_executor()
     threading.Thread(target=_warm, args=(router, default_model), name="model-warm", daemon=True).start()
 
 
@@ -323,9 +325,26 @@ async def _warm_then_go_on(
     handshake and first requests of the client that started the server for a second or more (a thread only
     shares the interpreter with them). A server that stops meanwhile does not wait for the thread."""
     if router is not None:
+        await warm_loop_executor()
         await anyio.to_thread.run_sync(_warm, router, default_model, abandon_on_cancel=True)
     for session_id in resumed:
         runner.start(session_id)
+
+
+async def warm_loop_executor() -> None:
+    """Starts a thread of the event loop's default executor (asyncio's own pool, not anyio's), which the model
+    SDKs use on a client's first request: to resolve the endpoint's address (`getaddrinfo`) and, in `anthropic`,
+    the platform headers. Made at the first turn, that thread cost it about a millisecond; the pool keeps it for
+    the life of the loop. The dry run cannot make it: it runs on a loop of its own."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio (trio): its SDK calls go through anyio's threads, already started
+        return
+    await loop.run_in_executor(None, _nothing)
+
+
+def _nothing() -> None:
+    """What `warm_loop_executor` runs in the thread it starts."""
 
 
 def _warm(router: ModelRouter, default_model: str) -> None:

@@ -17,6 +17,7 @@ from server.brain.providers.anthropic import AnthropicModel
 from server.brain.providers.openai_compat import OpenAICompatModel
 from server.brain.providers.router import ClosableModel, ModelRouter
 from server.core.models import Endpoint, Providers, parse_providers
+from server.services.runtime import warm_loop_executor
 
 pytestmark = pytest.mark.anyio
 
@@ -66,6 +67,24 @@ async def test_warming_sends_nothing_and_its_client_serves_the_first_turn(
     await router.aclose()
     assert result.content == [{"type": "text", "text": "warm"}]
     assert factory.made == ["openai"]  # made once, by the warming
+
+
+async def test_the_first_turn_finds_the_event_loops_executor_thread_already_started(model: ModelServer) -> None:
+    """On a client's first request the SDK resolves its platform headers in the event loop's default executor
+    (and anyio the endpoint's address, for a host name). The server's warm-up starts that pool's thread on its
+    loop, so the first turn does not: without `warm_loop_executor` this turn starts an `asyncio_` thread."""
+    router = ModelRouter(parse_providers({}, {}), AnthropicModel(api_key_present=True), RecordingFactory())
+    worker = threading.Thread(target=router.warm, args=("claude-test",))
+    worker.start()
+    worker.join()
+    await warm_loop_executor()
+    before = set(threading.enumerate())
+    assert [t for t in before if t.name.startswith("asyncio_")]
+    model.enqueue(reply("first"))
+    result = await router.turn(model="claude-test", system=None, messages=USER, tools=[], max_tokens=10)
+    await router.aclose()
+    assert result.content == [{"type": "text", "text": "first"}]
+    assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("asyncio_")] == []
 
 
 async def test_a_client_that_cannot_be_set_up_is_left_to_the_turn_to_explain() -> None:
