@@ -1,4 +1,5 @@
-"""Running blocking libraries (sqlite3, the docker SDK, the vault and its OS keyring) off the event loop."""
+"""Running blocking libraries (sqlite3, the docker SDK, the vault and its OS keyring, the model SDKs' import) off
+the event loop."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ __all__ = [
     "in_docker_thread",
     "in_thread",
     "in_vault_thread",
+    "made_off_loop",
     "point_read",
 ]
 
@@ -35,6 +37,13 @@ _vault_limiter: anyio.CapacityLimiter | None = None
 VAULT_CALL_TIMEOUT_S = 30.0
 """A keyring read takes ~25 ms; one that takes 30 s is a daemon that is stopped or waits on an unlock prompt no one
 will answer (SecretService has no timeout of its own)."""
+
+
+async def made_off_loop(made: T | None, make: Callable[[], T]) -> T:
+    """`made`, or else `make()` run in a worker thread: for what is slow to make once and made lazily (a model SDK's
+    client, whose import takes a second or more, or whose warm-up may be making it under a lock right now), so
+    that neither the making nor the wait for it stalls the event loop and every other session with it."""
+    return made if made is not None else await anyio.to_thread.run_sync(make)
 
 
 async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -20,6 +20,7 @@ from pydantic import JsonValue
 from server.brain.model import ModelError, ModelTurn, TokenUsage, TurnPreview
 from server.brain.providers.dry_run import dry_run_anthropic
 from server.brain.providers.http_errors import retry_after_s
+from server.core.blocking import made_off_loop
 from server.core.heap import settle_heap
 
 if TYPE_CHECKING:
@@ -32,8 +33,9 @@ REQUEST_TIMEOUT_S = 600.0
 
 
 class AnthropicModel:
-    """Streams turns from the Messages API. The SDK is imported on first use or by `warm` (it takes a second to
-    import), so commands that never call a model never pay for it."""
+    """Streams turns from the Messages API. The SDK is imported on first use (in a worker thread, so the event
+    loop goes on meanwhile) or by `warm` (it takes a second to import), so commands that never call a model never
+    pay for it."""
 
     def __init__(self, api_key_present: bool) -> None:
         self._api_key_present = api_key_present
@@ -80,7 +82,7 @@ class AnthropicModel:
 
     async def list_models(self) -> list[str]:
         """The models the endpoint serves (one cheap request: how `doctor` knows it is reachable)."""
-        client = self._sdk()
+        client = await made_off_loop(self._client, self._sdk)
         import anthropic
 
         try:
@@ -101,7 +103,7 @@ class AnthropicModel:
         max_tokens: int,
         preview: TurnPreview | None = None,
     ) -> ModelTurn:
-        client = self._sdk()
+        client = await made_off_loop(self._client, self._sdk)
         import anthropic
 
         request: dict[str, Any] = {

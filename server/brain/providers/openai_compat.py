@@ -23,6 +23,7 @@ from pydantic import JsonValue
 from server.brain.model import ModelError, ModelTurn, TurnPreview
 from server.brain.providers.chat_completions import TurnFold, request_messages, request_tools
 from server.brain.providers.http_errors import retry_after_s
+from server.core.blocking import made_off_loop
 from server.core.heap import settle_heap
 from server.core.models import Endpoint
 
@@ -48,8 +49,8 @@ _DRY_RUN_CHUNK: dict[str, Any] = {
 
 
 class OpenAICompatModel:
-    """Streams turns from one Chat Completions endpoint. The SDK is imported on first use or by `warm` (it is slow
-    to import)."""
+    """Streams turns from one Chat Completions endpoint. The SDK is imported on first use (in a worker thread, so
+    the event loop goes on meanwhile) or by `warm` (it is slow to import)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
@@ -119,7 +120,7 @@ class OpenAICompatModel:
         max_tokens: int,
         preview: TurnPreview | None = None,
     ) -> ModelTurn:
-        client = self._sdk()
+        client = await made_off_loop(self._client, self._sdk)
         # OpenAI's own API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`); the servers
         # behind declared endpoints know only `max_tokens`.
         limit = "max_completion_tokens" if self._endpoint.base_url is None else "max_tokens"
@@ -142,7 +143,7 @@ class OpenAICompatModel:
 
     async def list_models(self) -> list[str]:
         """The model names the endpoint serves: a cheap check that it answers and takes the key (for `doctor`)."""
-        client = self._sdk()
+        client = await made_off_loop(self._client, self._sdk)
         async with self._errors(client, None):
             return [model.id async for model in client.models.list()]
 

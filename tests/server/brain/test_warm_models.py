@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from chat_model_server import ChatModelServer
+from chat_model_server import reply as chat_reply
 from model_server import ModelServer, reply
 
 from server.brain.model import ModelError
@@ -108,3 +109,51 @@ def test_the_dry_run_goes_through_the_sdks_real_http_stack_on_this_process_own_l
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] ['h11', 'httpcore2._backends.anyio']", done.stdout
+
+
+COLD_TURN = """
+import importlib.abc, sys, threading
+import anyio
+from server.brain.providers.anthropic import AnthropicModel
+from server.brain.providers.openai_compat import OpenAICompatModel
+from server.core.models import parse_providers
+
+imported_on = {}
+
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in ("anthropic", "openai"):
+            imported_on[name] = threading.current_thread().name
+        return None
+
+sys.meta_path.insert(0, Watch())
+assert "anthropic" not in sys.modules and "openai" not in sys.modules
+
+async def main():
+    user = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    loop_thread = threading.current_thread().name
+    first = await AnthropicModel(api_key_present=True).turn(
+        model="claude-test", system=None, messages=user, tools=[], max_tokens=10
+    )
+    second = await OpenAICompatModel(parse_providers({}, dict(__import__("os").environ)).openai).turn(
+        model="gpt-test", system=None, messages=user, tools=[], max_tokens=10
+    )
+    print(loop_thread, imported_on["anthropic"], imported_on["openai"], first.content, second.content)
+
+anyio.run(main)
+"""
+
+
+def test_a_cold_first_turn_imports_its_sdk_off_the_event_loop(model: ModelServer, chat_model: ChatModelServer) -> None:
+    """A turn that comes before the warm-up made its client (a message sent right after start-up) imports the SDK
+    in a worker thread: a second or more during which the event loop, and every other session and request on it,
+    goes on. In a fresh interpreter, so the SDKs are not imported yet."""
+    model.enqueue(reply("cold"))
+    chat_model.enqueue(chat_reply("cold too"))
+    done = subprocess.run([sys.executable, "-c", COLD_TURN], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loop_thread, anthropic_on, openai_on, *answers = done.stdout.split(maxsplit=3)
+    assert loop_thread == "MainThread"
+    assert anthropic_on != loop_thread
+    assert openai_on != loop_thread
+    assert "cold" in answers[0]
