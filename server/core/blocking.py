@@ -42,8 +42,9 @@ will answer (SecretService has no timeout of its own)."""
 async def made_off_loop(made: T | None, make: Callable[[], T]) -> T:
     """`made`, or else `make()` run in a worker thread: for what is slow to make once and made lazily (a model SDK's
     client, whose import takes a second or more, or whose warm-up may be making it under a lock right now), so
-    that neither the making nor the wait for it stalls the event loop and every other session with it."""
-    return made if made is not None else await anyio.to_thread.run_sync(make)
+    that neither the making nor the wait for it stalls the event loop and every other session with it. A caller
+    cancelled meanwhile (an interrupt, a shutdown) goes at once; the thread finishes the making for the next one."""
+    return made if made is not None else await anyio.to_thread.run_sync(make, abandon_on_cancel=True)
 
 
 async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio  # noqa: TID251 - the loop's default executor (warm_loop_executor), which no anyio call reaches
 import functools
 import logging
 import os
@@ -332,19 +331,12 @@ async def _warm_then_go_on(
 
 
 async def warm_loop_executor() -> None:
-    """Starts a thread of the event loop's default executor (asyncio's own pool, not anyio's), which the model
-    SDKs use on a client's first request: to resolve the endpoint's address (`getaddrinfo`) and, in `anthropic`,
-    the platform headers. Made at the first turn, that thread cost it about a millisecond; the pool keeps it for
-    the life of the loop. The dry run cannot make it: it runs on a loop of its own."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio (trio): its SDK calls go through anyio's threads, already started
-        return
-    await loop.run_in_executor(None, _nothing)
-
-
-def _nothing() -> None:
-    """What `warm_loop_executor` runs in the thread it starts."""
+    """Starts the thread of the event loop's own default executor, which anyio's `getaddrinfo` (every new connection
+    to a host name) and the model SDKs' first request (both resolve their platform headers in `asyncio.to_thread`)
+    run in. Left to the first turn, starting it cost that turn about a millisecond; the pool then keeps it for the
+    life of the loop. The dry run cannot start it: it runs on a loop of its own. Resolving a numeric address is
+    what starts it here (the resolver runs in that executor too; a numeric address is never looked up)."""
+    await anyio.getaddrinfo("127.0.0.1", None)
 
 
 def _warm(router: ModelRouter, default_model: str) -> None:

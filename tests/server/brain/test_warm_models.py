@@ -3,11 +3,13 @@ clients it made serve the turns afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 
+import anyio
 import pytest
 from chat_model_server import ChatModelServer
 from chat_model_server import reply as chat_reply
@@ -79,6 +81,9 @@ async def test_the_first_turn_finds_the_event_loops_executor_thread_already_star
     worker.start()
     worker.join()
     await warm_loop_executor()
+    await anyio.sleep(
+        0.1
+    )  # the pool's thread marks itself idle just after it answers: a call before that starts another
     before = set(threading.enumerate())
     assert [t for t in before if t.name.startswith("asyncio_")]
     model.enqueue(reply("first"))
@@ -112,7 +117,7 @@ def test_the_dry_run_goes_through_the_sdks_real_http_stack_on_this_process_own_l
 
 
 COLD_TURN = """
-import importlib.abc, sys, threading
+import importlib.abc, json, sys, threading
 import anyio
 from server.brain.providers.anthropic import AnthropicModel
 from server.brain.providers.openai_compat import OpenAICompatModel
@@ -138,7 +143,7 @@ async def main():
     second = await OpenAICompatModel(parse_providers({}, dict(__import__("os").environ)).openai).turn(
         model="gpt-test", system=None, messages=user, tools=[], max_tokens=10
     )
-    print(loop_thread, imported_on["anthropic"], imported_on["openai"], first.content, second.content)
+    print(json.dumps([loop_thread, imported_on["anthropic"], imported_on["openai"], first.content, second.content]))
 
 anyio.run(main)
 """
@@ -152,8 +157,9 @@ def test_a_cold_first_turn_imports_its_sdk_off_the_event_loop(model: ModelServer
     chat_model.enqueue(chat_reply("cold too"))
     done = subprocess.run([sys.executable, "-c", COLD_TURN], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    loop_thread, anthropic_on, openai_on, *answers = done.stdout.split(maxsplit=3)
+    loop_thread, anthropic_on, openai_on, first, second = json.loads(done.stdout)
     assert loop_thread == "MainThread"
     assert anthropic_on != loop_thread
     assert openai_on != loop_thread
-    assert "cold" in answers[0]
+    assert first == [{"type": "text", "text": "cold"}]
+    assert second == [{"type": "text", "text": "cold too"}]
