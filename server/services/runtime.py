@@ -335,8 +335,12 @@ async def warm_loop_executor() -> None:
     to a host name) and the model SDKs' first request (both resolve their platform headers in `asyncio.to_thread`)
     run in. Left to the first turn, starting it cost that turn about a millisecond; the pool then keeps it for the
     life of the loop. The dry run cannot start it: it runs on a loop of its own. Resolving a numeric address is
-    what starts it here (the resolver runs in that executor too; a numeric address is never looked up)."""
-    await anyio.getaddrinfo("127.0.0.1", None)
+    what starts it here (the resolver runs in that executor too; a numeric address is never looked up). Only an
+    optimisation: a resolver that fails is logged, and nothing else happens."""
+    try:
+        await anyio.getaddrinfo("127.0.0.1", None)
+    except OSError as exc:
+        logger.debug("could not start the event loop's executor thread ahead of the first turn: %s", exc)
 
 
 def _warm(router: ModelRouter, default_model: str) -> None:

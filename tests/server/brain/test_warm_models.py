@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -91,6 +92,19 @@ async def test_the_first_turn_finds_the_event_loops_executor_thread_already_star
     await router.aclose()
     assert result.content == [{"type": "text", "text": "first"}]
     assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("asyncio_")] == []
+
+
+async def test_a_resolver_that_fails_does_not_fail_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`warm_loop_executor` runs in the runtime's task group, where an exception would end the server."""
+    resolved: list[object] = []
+
+    def broken(*args: object, **kwargs: object) -> object:
+        resolved.append(args[0])
+        raise socket.gaierror(socket.EAI_FAIL, "the resolver is gone")
+
+    monkeypatch.setattr(socket, "getaddrinfo", broken)
+    await warm_loop_executor()
+    assert resolved == [b"127.0.0.1"]  # the call was made, and failed
 
 
 async def test_a_client_that_cannot_be_set_up_is_left_to_the_turn_to_explain() -> None:
